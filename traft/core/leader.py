@@ -1,0 +1,369 @@
+"""The leader's side of Raft: replication, commitment, heartbeats, reads.
+
+Theory of operation. A leader keeps a :class:`~traft.core.progress.Progress`
+per other member (§5.3). New entries are not sent one message per proposal:
+:meth:`LeaderMixin._flush_appends` runs once per ``ready()`` and sends each
+follower one AppendEntries with everything it is missing (cut to the message
+limits), so a burst of proposals costs one message per follower. Heartbeats
+go out every ``request_timeout_ms``; each heartbeat round carries a new
+``seq`` that followers echo, which confirms leadership for ReadIndex reads
+(thesis §6.4) and feeds check-quorum (thesis §6.2).
+
+Commit rule (§5.3, §5.4.2): the commit index is the largest index stored on
+a majority of *voting* members, and only an entry of the current term is
+committed by counting replicas. The leader's own replica counts only once it
+is durable (``_stable_index``), because it may send before its fsync ends
+(thesis §10.2.1).
+
+Membership (§6, seed semantics): a node removed by an entry the leader holds
+keeps receiving AppendEntries until it reports a commit index at or past its
+removal, so it learns that it was removed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from traft.core.entry import Entry, EntryType
+from traft.core.membership import NodeConfig
+from traft.core.messages import AppendEntries, AppendEntriesResponse
+from traft.core.progress import Progress, ProgressState
+from traft.core.quorum import majority, quorum_index
+from traft.core.ready import NodeHasSufficientLogs, ReadReady, Role, SendSnapshot
+
+if TYPE_CHECKING:
+    import random
+
+    from traft.core.config import Config
+    from traft.core.log import RaftLog
+    from traft.core.membership import Configuration
+    from traft.core.messages import Message
+    from traft.core.ready import Event, SnapshotMeta
+
+_REPLICATE = ProgressState.REPLICATE
+_PROBE = ProgressState.PROBE
+_SNAPSHOT = ProgressState.SNAPSHOT
+_NEVER = 1 << 62
+
+
+class LeaderMixin:
+    """Leader-only behaviour of :class:`~traft.core.raft.Raft`."""
+
+    if TYPE_CHECKING:
+        id: int
+        term: int
+        config: Config
+        commit_index: int
+        role: Role
+        snapshot: SnapshotMeta | None
+        _rng: random.Random
+        _log: RaftLog
+        _conf: Configuration
+        _stable_index: int
+        _removed_at: int | None
+        _msgs: list[tuple[int, Message]]
+        _events: list[Event]
+        _election_elapsed_ms: int
+        _heartbeat_elapsed_ms: int
+        _quorum_elapsed_ms: int
+
+        def _set_role(self, role: Role) -> None: ...
+        def _set_leader(self, leader_id: int | None) -> None: ...
+        def _become_follower(self, term: int, leader_id: int | None) -> None: ...
+        def voting_change_in_progress(self) -> bool: ...
+
+    def _init_leader_state(self) -> None:
+        self._progress: dict[int, Progress] = {}
+        self._peers: list[Progress] = []
+        self._seq = 0
+        self._reads: list[tuple[object, int, int]] = []
+        self._want_broadcast = False
+
+    # -- becoming and being leader ----------------------------------------------
+
+    def _become_leader(self) -> None:
+        self._set_role(Role.LEADER)
+        self._set_leader(self.id)
+        self._heartbeat_elapsed_ms = 0
+        self._quorum_elapsed_ms = 0
+        log = self._log
+        self._progress = {}
+        for node_id in sorted(self._conf.nodes):
+            if node_id != self.id:
+                self._progress[node_id] = Progress(node_id, log.last_index + 1)
+        self._rebuild_peers()
+        # §8: a new leader commits a blank no-op entry of its own term, which
+        # also settles every earlier entry (§5.4.2) and makes reads safe.
+        noop = Entry(self.term, log.last_index + 1, self._rng.getrandbits(63), EntryType.NO_OP, b"")
+        log.append_one(noop)
+
+    def _rebuild_peers(self) -> None:
+        self._peers = [self._progress[i] for i in sorted(self._progress)]
+
+    def _ensure_progress(self, node_id: int) -> Progress:
+        pr = self._progress.get(node_id)
+        if pr is None:
+            pr = Progress(node_id, self._log.last_index + 1)
+            self._progress[node_id] = pr
+            self._rebuild_peers()
+        return pr
+
+    def _leader_membership_changed(self, node_id: int, node: NodeConfig | None, index: int) -> None:
+        if node_id == self.id:
+            return
+        if node is None:
+            pr = self._progress.get(node_id)
+            if pr is not None:
+                pr.removal_index = index
+        else:
+            self._ensure_progress(node_id).removal_index = None
+
+    def _leader_tick(self, elapsed_ms: int) -> None:
+        self._heartbeat_elapsed_ms += elapsed_ms
+        self._quorum_elapsed_ms += elapsed_ms
+        config = self.config
+        if config.check_quorum and self._quorum_elapsed_ms >= config.election_timeout_ms:
+            self._quorum_elapsed_ms = 0
+            if not self._quorum_active():
+                # Thesis §6.2: a leader cut off from a majority steps down.
+                self._become_follower(self.term, None)
+                return
+        for pr in self._peers:
+            if pr.state is _SNAPSHOT:
+                pr.snapshot_elapsed_ms += elapsed_ms
+                if pr.snapshot_elapsed_ms >= config.snapshot_resend_ms:
+                    self._start_snapshot(pr)
+        if self._heartbeat_elapsed_ms >= config.request_timeout_ms:
+            self._heartbeat_elapsed_ms = 0
+            self._broadcast()
+
+    def _quorum_active(self) -> bool:
+        voters = self._conf.voters()
+        active = 0
+        for v in voters:
+            if v == self.id:
+                active += 1
+                continue
+            pr = self._progress.get(v)
+            if pr is not None and pr.recent_active:
+                active += 1
+        for pr in self._peers:
+            pr.recent_active = False
+        return active >= majority(len(voters))
+
+    # -- sending ------------------------------------------------------------------
+
+    def _broadcast(self) -> None:
+        """A heartbeat round: every follower hears from the leader with a new seq."""
+        self._seq += 1
+        self._want_broadcast = False
+        for pr in self._peers:
+            state = pr.state
+            if state is _PROBE:
+                pr.probe_sent = False
+                self._send_append(pr)
+            elif state is _SNAPSHOT:
+                snap = self.snapshot
+                assert snap is not None
+                self._send_heartbeat(pr, snap.index, snap.term)
+            elif pr.next_index - 1 > pr.match_index and pr.match_index == pr.stall_mark:
+                # Entries in flight and no progress for a whole heartbeat
+                # interval: some were lost. Resend from the last known match.
+                pr.next_index = pr.match_index + 1
+                pr.become_probe()
+                self._send_append(pr)
+            else:
+                term = self._log.term_at(pr.match_index)
+                if term is None:
+                    pr.become_probe()
+                    self._send_append(pr)
+                else:
+                    self._send_heartbeat(pr, pr.match_index, term)
+            pr.stall_mark = pr.match_index
+
+    def _send_heartbeat(self, pr: Progress, prev: int, prev_term: int) -> None:
+        msg = AppendEntries(
+            term=self.term,
+            leader_id=self.id,
+            prev_log_index=prev,
+            prev_log_term=prev_term,
+            entries=(),
+            leader_commit=self.commit_index,
+            seq=self._seq,
+        )
+        self._msgs.append((pr.node_id, msg))
+
+    def _start_snapshot(self, pr: Progress) -> None:
+        snap = self.snapshot
+        assert snap is not None, "entries were compacted without a snapshot"
+        pr.become_snapshot(snap.index)
+        self._events.append(SendSnapshot(pr.node_id, snap.index, snap.term))
+
+    def _send_append(self, pr: Progress) -> None:
+        log = self._log
+        next_index = pr.next_index
+        prev = next_index - 1
+        prev_term = log.term_at(prev)
+        if prev_term is None:
+            # The follower needs entries we have compacted (§7).
+            self._start_snapshot(pr)
+            return
+        config = self.config
+        hi = min(log.last_index + 1, next_index + config.max_entries_per_message)
+        if pr.state is _REPLICATE:
+            hi = min(hi, pr.match_index + config.max_inflight_entries + 1)
+        entries = log.slice(next_index, hi)
+        if len(entries) > 1:
+            budget = config.max_bytes_per_message
+            total = 0
+            for k, entry in enumerate(entries):
+                total += len(entry.data)
+                if total > budget and k:
+                    del entries[k:]
+                    break
+        msg = AppendEntries(
+            term=self.term,
+            leader_id=self.id,
+            prev_log_index=prev,
+            prev_log_term=prev_term,
+            entries=tuple(entries),
+            leader_commit=self.commit_index,
+            seq=self._seq,
+        )
+        self._msgs.append((pr.node_id, msg))
+        if pr.state is _REPLICATE:
+            pr.next_index = prev + len(entries) + 1
+        else:
+            pr.probe_sent = True
+
+    def _flush_appends(self) -> None:
+        if self._want_broadcast:
+            self._broadcast()
+        last = self._log.last_index
+        inflight = self.config.max_inflight_entries
+        for pr in self._peers:
+            state = pr.state
+            if state is _REPLICATE:
+                while pr.next_index <= last and pr.next_index - 1 - pr.match_index < inflight:
+                    self._send_append(pr)
+                    if pr.state is not _REPLICATE:
+                        break
+            elif state is _PROBE and not pr.probe_sent:
+                if pr.next_index <= last or pr.match_index < last:
+                    self._send_append(pr)
+
+    def _leader_has_sends(self) -> bool:
+        if self._want_broadcast:
+            return True
+        last = self._log.last_index
+        inflight = self.config.max_inflight_entries
+        for pr in self._peers:
+            state = pr.state
+            if state is _REPLICATE:
+                if pr.next_index <= last and pr.next_index - 1 - pr.match_index < inflight:
+                    return True
+            elif state is _PROBE and not pr.probe_sent:
+                if pr.next_index <= last or pr.match_index < last:
+                    return True
+        return False
+
+    # -- receiving ----------------------------------------------------------------
+
+    def _recv_append_response(self, from_id: int, msg: AppendEntriesResponse) -> None:
+        pr = self._progress.get(from_id)
+        if pr is None:
+            return
+        pr.recent_active = True
+        if msg.seq > pr.acked_seq:
+            pr.acked_seq = msg.seq
+            if self._reads:
+                self._check_reads()
+        if msg.success:
+            advanced = pr.update_match(msg.current_index)
+            state = pr.state
+            if state is _PROBE or state is _SNAPSHOT and pr.match_index >= pr.pending_snapshot:
+                pr.become_replicate()
+            if advanced:
+                self._maybe_commit()
+                if self.role is not Role.LEADER:
+                    return
+            if pr.removal_index is not None:
+                if msg.commit_index >= pr.removal_index:
+                    # The removed node now knows its removal committed.
+                    del self._progress[from_id]
+                    self._rebuild_peers()
+                return
+            self._check_sufficient_logs(pr)
+        else:
+            if msg.current_index < pr.match_index or pr.state is _SNAPSHOT:
+                return  # stale, or waiting for the follower to load a snapshot
+            # Back up next_index in one step to the follower's hint (§5.3).
+            pr.next_index = min(pr.next_index, msg.current_index + 1)
+            pr.become_probe()
+
+    def _check_sufficient_logs(self, pr: Progress) -> None:
+        if pr.sufficient_logs_reported:
+            return
+        node = self._conf.nodes.get(pr.node_id)
+        if node is None or node.voting:
+            return
+        if pr.match_index + 1 >= self._log.last_index and not self.voting_change_in_progress():
+            pr.sufficient_logs_reported = True
+            self._events.append(NodeHasSufficientLogs(pr.node_id))
+
+    def _maybe_commit(self) -> None:
+        voters = self._conf.voters()
+        if not voters:
+            return
+        progress = self._progress
+        matches = []
+        for v in voters:
+            if v == self.id:
+                matches.append(self._stable_index)
+            else:
+                pr = progress.get(v)
+                matches.append(pr.match_index if pr is not None else 0)
+        index = quorum_index(matches)
+        if index <= self.commit_index or self._log.term_at(index) != self.term:
+            return  # §5.4.2: only entries of the current term commit by counting
+        self.commit_index = index
+        self._conf.prune_upto(index)
+        removed = self._removed_at
+        if removed is not None and index >= removed:
+            # A leader that removed itself steps down once the removal commits,
+            # telling the others the new commit index on its way out.
+            self._broadcast()
+            self._become_follower(self.term, None)
+
+    # -- reads --------------------------------------------------------------------
+
+    def _register_read(self, ctx: object) -> None:
+        if self._conf.voters() == [self.id]:
+            self._events.append(ReadReady(ctx, self.commit_index))
+            return
+        self._reads.append((ctx, self.commit_index, self._seq + 1))
+        self._want_broadcast = True
+
+    def _check_reads(self) -> None:
+        acked = []
+        for v in self._conf.voters():
+            if v == self.id:
+                acked.append(_NEVER)
+            else:
+                pr = self._progress.get(v)
+                acked.append(pr.acked_seq if pr is not None else 0)
+        confirmed = quorum_index(acked)
+        reads = self._reads
+        done = 0
+        while done < len(reads) and reads[done][2] <= confirmed:
+            ctx, index, _ = reads[done]
+            self._events.append(ReadReady(ctx, index))
+            done += 1
+        if done:
+            del reads[:done]
+
+    def _drop_reads(self) -> list[object]:
+        ctxs = [ctx for ctx, _, _ in self._reads]
+        self._reads = []
+        self._want_broadcast = False
+        return ctxs

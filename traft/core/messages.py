@@ -1,0 +1,72 @@
+"""Messages between Raft servers (paper Figure 2, plus the seed's extensions).
+
+Messages are frozen attrs classes without behaviour. The core never trusts
+them to be fresh: every handler checks the term and indexes first, and stale
+or duplicated messages are dropped or answered, never raised on.
+
+Beyond Figure 2:
+
+* ``AppendEntriesResponse.current_index`` is the follower's last index (the
+  seed's ``current_idx``); on rejection it is a hint of where the logs may
+  agree, so the leader backs ``next_index`` up in one step (§5.3, the
+  "optimization" paragraph).
+* ``AppendEntries.seq`` is echoed in the response. It lets the leader confirm
+  its leadership for reads (ReadIndex, thesis §6.4) and for check-quorum.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from traft.core.entry import Entry
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class RequestVote:
+    """A candidate asks for a vote (§5.2)."""
+
+    term: int
+    candidate_id: int
+    last_log_index: int
+    last_log_term: int
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class RequestVoteResponse:
+    """A vote granted or refused; ``term`` is the voter's current term."""
+
+    term: int
+    vote_granted: bool
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class AppendEntries:
+    """Replicate ``entries`` after ``prev_log_index``; also the heartbeat (§5.3)."""
+
+    term: int
+    leader_id: int
+    prev_log_index: int
+    prev_log_term: int
+    entries: tuple[Entry, ...]
+    leader_commit: int
+    seq: int
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class AppendEntriesResponse:
+    """The follower's answer.
+
+    On success ``current_index`` is the last index the request vouched for
+    (prev_log_index + len(entries)); on rejection it is the follower's hint:
+    the highest index at which its log may still agree with the leader's.
+    ``commit_index`` is the follower's commit index after the request.
+    """
+
+    term: int
+    success: bool
+    current_index: int
+    commit_index: int
+    seq: int
+
+
+Message = RequestVote | RequestVoteResponse | AppendEntries | AppendEntriesResponse

@@ -1,0 +1,157 @@
+"""What the core asks its driver to do: :class:`Ready`, and the events in it.
+
+The driver's loop (ARCHITECTURE §2), for every Ready it takes:
+
+1. persist ``hard_state`` (term and vote together); pop the log from
+   ``truncate_from``; drop entries up to ``compact_upto`` (a durable
+   snapshot covers them; beyond the last entry it empties the log so the
+   next index is ``compact_upto + 1``); append ``entries``; then fsync once
+   for all of it;
+2. send ``messages`` (loss, duplication and reordering are fine);
+3. apply ``committed`` in index order, react to ``events``;
+4. call :meth:`Raft.advance` with the same Ready.
+
+Nothing may be sent before step 1 is durable. Between ``ready()`` and
+``advance()`` the driver must not feed the core other input.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+from traft.core.entry import Entry
+from traft.core.membership import Membership, NodeConfig
+from traft.core.messages import Message
+
+
+class Role(enum.Enum):
+    """A server's role (§5.1)."""
+
+    FOLLOWER = "follower"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+@attrs.frozen(slots=True)
+class HardState:
+    """What must survive a crash besides the log: ``term`` and ``voted_for``."""
+
+    term: int
+    voted_for: int | None
+
+
+@attrs.frozen(slots=True)
+class SnapshotMeta:
+    """Where a snapshot ends (``index``, ``term``) and the configuration it holds."""
+
+    index: int
+    term: int
+    membership: Membership
+
+
+# -- events -----------------------------------------------------------------
+
+
+@attrs.frozen(slots=True)
+class LeaderChanged:
+    """The known leader changed (None: no leader known). Redirect clients here."""
+
+    leader_id: int | None
+    term: int
+
+
+@attrs.frozen(slots=True)
+class RoleChanged:
+    """This server became ``role`` in ``term``."""
+
+    role: Role
+    term: int
+
+
+@attrs.frozen(slots=True)
+class MembershipChanged:
+    """A node's configuration changed (the seed's notify_membership_event).
+
+    ``node`` is its new configuration, or None when it left. Emitted when a
+    membership entry is appended, when a popped entry undoes one, and when a
+    snapshot is loaded.
+    """
+
+    node_id: int
+    node: NodeConfig | None
+
+
+@attrs.frozen(slots=True)
+class NodeHasSufficientLogs:
+    """A non-voting node has caught up; the driver may propose ADD_NODE for it."""
+
+    node_id: int
+
+
+@attrs.frozen(slots=True)
+class SendSnapshot:
+    """Send the latest snapshot to ``node_id``; the entries it needs are compacted."""
+
+    node_id: int
+    index: int
+    term: int
+
+
+@attrs.frozen(slots=True)
+class RemovedSelf:
+    """This server applied its own removal; it should stop serving."""
+
+    index: int
+
+
+@attrs.frozen(slots=True)
+class ReadReady:
+    """A read registered with ``read_index(ctx)`` may be served once applied >= index."""
+
+    ctx: object
+    index: int
+
+
+@attrs.frozen(slots=True)
+class ReadLost:
+    """A registered read cannot be confirmed (leadership lost); retry elsewhere."""
+
+    ctx: object
+
+
+Event = (
+    LeaderChanged
+    | RoleChanged
+    | MembershipChanged
+    | NodeHasSufficientLogs
+    | SendSnapshot
+    | RemovedSelf
+    | ReadReady
+    | ReadLost
+)
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class Ready:
+    """Everything the driver must do now, in the order documented above."""
+
+    hard_state: HardState | None = None
+    truncate_from: int | None = None
+    entries: list[Entry] = attrs.Factory(list)
+    messages: list[tuple[int, Message]] = attrs.Factory(list)
+    committed: list[Entry] = attrs.Factory(list)
+    events: list[Event] = attrs.Factory(list)
+    compact_upto: int | None = None
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.hard_state is not None
+            or self.truncate_from is not None
+            or self.entries
+            or self.messages
+            or self.committed
+            or self.events
+            or self.compact_upto is not None
+        )

@@ -1,0 +1,371 @@
+"""An in-memory cluster of real :class:`~traft.core.Raft` servers.
+
+Theory of operation: each :class:`SimServer` is a Raft core plus a tiny
+driver that follows the Ready contract exactly, against
+:class:`MemoryDisk`, an in-memory model of durable storage: whatever the
+driver "fsyncs" there survives :meth:`Cluster.crash`, everything else is
+lost. Messages go into :class:`~traft.sim.network.Network`, which holds them
+in flight until the test or the simulator delivers, drops, duplicates or
+reorders them. Nothing here reads a clock or the global random module, so a
+run is a pure function of its inputs and seed.
+
+The state machine is a hash chain over applied entry ids: two servers that
+applied the same entries in the same order have the same ``state``; a
+snapshot carries the chain value at its index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable, Iterable
+
+import attrs
+
+from traft.core import (
+    Config,
+    Entry,
+    EntryType,
+    Membership,
+    MembershipChanged,
+    NodeConfig,
+    NodeHasSufficientLogs,
+    Raft,
+    RaftError,
+    Ready,
+    RemovedSelf,
+    Role,
+    SendSnapshot,
+    SnapshotMeta,
+)
+from traft.core.messages import Message
+from traft.sim.network import Network
+
+_MASK = (1 << 64) - 1
+
+
+def chain(state: int, entry_id: int) -> int:
+    """Fold one applied entry id into a state-machine hash."""
+    return ((state * 1_000_003) ^ entry_id) & _MASK
+
+
+@attrs.define
+class MemoryDisk:
+    """What one server has made durable: hard state, log, latest snapshot."""
+
+    term: int = 0
+    voted_for: int | None = None
+    entries: list[Entry] = attrs.Factory(list)
+    base_index: int = 0
+    base_term: int = 0
+    snapshot: SnapshotMeta | None = None
+    snapshot_state: int = 0
+    fsyncs: int = 0
+
+    def persist(self, rd: Ready) -> None:
+        """Apply the storage part of a Ready in the documented order, then 'fsync'."""
+        if rd.hard_state is not None:
+            self.term = rd.hard_state.term
+            self.voted_for = rd.hard_state.voted_for
+        if rd.truncate_from is not None:
+            keep = rd.truncate_from - self.base_index - 1
+            if keep < len(self.entries):
+                del self.entries[max(keep, 0) :]
+        if rd.compact_upto is not None and rd.compact_upto > self.base_index:
+            drop = rd.compact_upto - self.base_index
+            if drop >= len(self.entries):
+                self.entries.clear()
+                assert self.snapshot is not None and self.snapshot.index >= rd.compact_upto
+                self.base_term = self.snapshot.term if self.snapshot.index == rd.compact_upto else 0
+            else:
+                self.base_term = self.entries[drop - 1].term
+                del self.entries[:drop]
+            self.base_index = rd.compact_upto
+        if rd.entries:
+            first = rd.entries[0].index
+            assert first == self.base_index + len(self.entries) + 1, (
+                f"disk append gap: first {first}, last {self.base_index + len(self.entries)}"
+            )
+            self.entries.extend(rd.entries)
+        if rd.hard_state is not None or rd.entries or rd.truncate_from or rd.compact_upto:
+            self.fsyncs += 1
+
+    @property
+    def last_index(self) -> int:
+        return self.base_index + len(self.entries)
+
+
+@attrs.frozen
+class SnapshotTransfer:
+    """A whole snapshot in flight (the simulator ships it as one message)."""
+
+    term: int
+    meta: SnapshotMeta
+    state: int
+
+
+SimMessage = Message | SnapshotTransfer
+
+
+class SimServer:
+    """One Raft core, its in-memory disk, and its applied state."""
+
+    def __init__(self, node_id: int, config: Config, rng: random.Random) -> None:
+        self.id = node_id
+        self.config = config
+        self.rng = rng
+        self.disk = MemoryDisk()
+        self.raft = Raft(node_id, config, rng)
+        self.state = 0
+        self.applied: list[Entry] = []
+        self.keep_applied = True
+        self.applied_index = 0
+        self.alive = True
+        self.removed = False
+        self.events: list[object] = []
+
+    def restart(self) -> None:
+        """Rebuild the core from the disk only, as after a crash."""
+        disk = self.disk
+        self.raft = Raft.restore(
+            self.id,
+            self.config,
+            self.rng,
+            term=disk.term,
+            voted_for=disk.voted_for,
+            entries=list(disk.entries),
+            snapshot=disk.snapshot,
+            membership=self.bootstrap,
+            base_index=disk.base_index,
+            base_term=disk.base_term,
+        )
+        self.state = disk.snapshot_state
+        self.applied_index = disk.snapshot.index if disk.snapshot else 0
+        self.applied = [e for e in self.applied if e.index <= self.applied_index]
+        self.alive = True
+
+    bootstrap: Membership = Membership()
+
+
+class Cluster:
+    """A set of simulated servers and the network between them.
+
+    Args:
+        ids: the initial voting members.
+        seed: one seed for everything (each server gets its own derived rng).
+        config: Raft settings shared by every server.
+        auto_promote: propose ADD_NODE when a non-voting node has caught up.
+    """
+
+    def __init__(
+        self,
+        ids: Iterable[int] = (1, 2, 3),
+        *,
+        seed: int = 0,
+        config: Config | None = None,
+        auto_promote: bool = True,
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.config = config or Config(election_timeout_ms=1000, request_timeout_ms=100)
+        self.network = Network(self.rng)
+        self.servers: dict[int, SimServer] = {}
+        self.auto_promote = auto_promote
+        self.now_ms = 0
+        ids = sorted(ids)
+        bootstrap = Membership(tuple(NodeConfig(i, True) for i in ids))
+        for node_id in ids:
+            self._new_server(node_id, bootstrap)
+        self.observers: list[Callable[[SimServer, Ready], None]] = []
+
+    def _new_server(self, node_id: int, bootstrap: Membership) -> SimServer:
+        server = SimServer(node_id, self.config, random.Random(self.rng.getrandbits(64)))
+        server.bootstrap = bootstrap
+        for node in bootstrap.nodes:
+            if node.voting:
+                server.raft.add_node(node.node_id, is_self=node.node_id == node_id)
+            else:
+                server.raft.add_non_voting_node(node.node_id)
+        self.servers[node_id] = server
+        return server
+
+    def add_server(self, node_id: int) -> SimServer:
+        """Create an empty server that joins through a membership change."""
+        return self._new_server(node_id, Membership())
+
+    # -- queries ------------------------------------------------------------------
+
+    def __getitem__(self, node_id: int) -> Raft:
+        return self.servers[node_id].raft
+
+    def alive(self) -> list[SimServer]:
+        return [s for _, s in sorted(self.servers.items()) if s.alive]
+
+    def leaders(self) -> list[int]:
+        return [s.id for s in self.alive() if s.raft.role is Role.LEADER]
+
+    def leader(self) -> int | None:
+        """The leader with the highest term among live servers, if any."""
+        best: tuple[int, int] | None = None
+        for s in self.alive():
+            if s.raft.role is Role.LEADER and (best is None or s.raft.term > best[0]):
+                best = (s.raft.term, s.id)
+        return None if best is None else best[1]
+
+    # -- driving ------------------------------------------------------------------
+
+    def process(self, node_id: int) -> bool:
+        """Run one Ready cycle of a server; returns whether it had work."""
+        server = self.servers[node_id]
+        if not server.alive:
+            return False
+        raft = server.raft
+        if not raft.has_ready():
+            return False
+        rd = raft.ready()
+        server.disk.persist(rd)
+        for to_id, msg in rd.messages:
+            self.network.send(node_id, to_id, msg)
+        for entry in rd.committed:
+            if entry.index <= server.applied_index:
+                continue
+            assert entry.index == server.applied_index + 1, "apply gap"
+            server.state = chain(server.state, entry.id)
+            server.applied_index = entry.index
+            if server.keep_applied:
+                server.applied.append(entry)
+        for event in rd.events:
+            self._on_event(server, event)
+        for observer in self.observers:
+            observer(server, rd)
+        raft.advance(rd)
+        return True
+
+    def _on_event(self, server: SimServer, event: object) -> None:
+        server.events.append(event)
+        raft = server.raft
+        if isinstance(event, SendSnapshot):
+            snap = server.disk.snapshot
+            if snap is not None:
+                transfer = SnapshotTransfer(raft.term, snap, server.disk.snapshot_state)
+                self.network.send(server.id, event.node_id, transfer)
+        elif isinstance(event, NodeHasSufficientLogs):
+            if self.auto_promote and raft.role is Role.LEADER:
+                # A refused promotion (a voting change in flight) is retried
+                # when the next leader reports the node caught up.
+                with contextlib.suppress(RaftError):
+                    raft.propose_membership(EntryType.ADD_NODE, event.node_id)
+        elif isinstance(event, RemovedSelf):
+            server.removed = True
+        elif isinstance(event, MembershipChanged):
+            pass
+
+    def settle(self, limit: int = 100_000) -> int:
+        """Process and deliver until nothing is left in flight; returns steps taken."""
+        steps = 0
+        while steps < limit:
+            worked = False
+            for node_id in sorted(self.servers):
+                while self.process(node_id):
+                    worked = True
+            if self.network.in_flight:
+                self.deliver(0)
+                worked = True
+            if not worked:
+                return steps
+            steps += 1
+        raise RuntimeError("cluster did not settle")
+
+    def deliver(self, i: int) -> None:
+        """Deliver the i-th message in flight."""
+        src, dst, msg = self.network.take(i)
+        self.receive(src, dst, msg)
+
+    def receive(self, src: int, dst: int, msg: SimMessage) -> None:
+        server = self.servers.get(dst)
+        if server is None or not server.alive:
+            return
+        if isinstance(msg, SnapshotTransfer):
+            self._load_snapshot(server, msg)
+        else:
+            server.raft.recv(src, msg)
+        self.process(dst)
+
+    def _load_snapshot(self, server: SimServer, transfer: SnapshotTransfer) -> None:
+        raft = server.raft
+        meta = transfer.meta
+        if raft.snapshot_in_progress:
+            return
+        # Persist the snapshot first; the core then tells us what to drop.
+        if not raft.begin_load_snapshot(meta.term, meta.index, meta.membership):
+            return
+        server.disk.snapshot = meta
+        server.disk.snapshot_state = transfer.state
+        server.state = transfer.state
+        server.applied_index = meta.index
+        raft.end_load_snapshot()
+
+    def take_snapshot(self, node_id: int, keep_entries: int = 0) -> SnapshotMeta | None:
+        """Snapshot a server at its applied index and compact its log."""
+        server = self.servers[node_id]
+        raft = server.raft
+        if raft.snapshot_in_progress or raft.last_applied <= raft.log.base_index:
+            return None
+        if server.applied_index != raft.last_applied:
+            return None
+        if raft.snapshot is not None and raft.last_applied <= raft.snapshot.index:
+            return None
+        meta = raft.begin_snapshot()
+        server.disk.snapshot = meta
+        server.disk.snapshot_state = server.state
+        raft.end_snapshot(keep_entries=keep_entries)
+        self.process(node_id)
+        return meta
+
+    def tick(self, ms: int) -> None:
+        """Advance every live server's clock by ``ms`` and process its output."""
+        self.now_ms += ms
+        for server in self.alive():
+            server.raft.periodic(ms)
+            self.process(server.id)
+
+    def crash(self, node_id: int) -> None:
+        """Stop a server; everything not on its disk is lost."""
+        server = self.servers[node_id]
+        server.alive = False
+        self.network.forget(node_id)
+
+    def restart(self, node_id: int) -> None:
+        """Start a crashed server again from its disk."""
+        self.servers[node_id].restart()
+
+    def run(self, ms: int, step_ms: int = 10) -> None:
+        """Let ``ms`` of virtual time pass, delivering every message promptly."""
+        for _ in range(ms // step_ms):
+            self.tick(step_ms)
+            self.settle()
+
+    def elect(self, limit_ms: int = 20_000) -> int:
+        """Run until a single leader exists; returns its id.
+
+        Raises:
+            RuntimeError: no leader within ``limit_ms`` of virtual time.
+        """
+        waited = 0
+        while waited < limit_ms:
+            self.tick(10)
+            self.settle()
+            waited += 10
+            leader = self.leader()
+            if leader is not None and len(self.leaders()) == 1:
+                # The leader's no-op must commit before it serves everything.
+                return leader
+        raise RuntimeError(f"no leader within {limit_ms} ms")
+
+    def propose(self, data: bytes) -> tuple[int, int]:
+        """Propose through the current leader; returns (leader id, index)."""
+        leader = self.leader()
+        if leader is None:
+            raise RuntimeError("no leader")
+        resp = self.servers[leader].raft.recv_entry(data)
+        self.process(leader)
+        return leader, resp.index
