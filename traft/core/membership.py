@@ -119,6 +119,10 @@ class Configuration:
             _restore(nodes, undo)
         return Membership(tuple(nodes[i] for i in sorted(nodes)))
 
+    def change_pending(self, node_id: int, index: int) -> bool:
+        """Whether an entry above ``index`` changed ``node_id``."""
+        return any(u.node_id == node_id and u.index > index for u in self._journal)
+
     def voting_change_after(self, index: int) -> bool:
         """Whether a voting change with a log index above ``index`` is in force."""
         return any(u.voting_change and u.index > index for u in self._journal)

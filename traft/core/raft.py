@@ -574,7 +574,8 @@ class Raft(LeaderMixin):
 
         Raises:
             NotLeader: this server is not the leader.
-            OneVotingChangeOnly: a voting change is still uncommitted.
+            OneVotingChangeOnly: a voting change, or any change of the same
+                node, is still uncommitted.
             NodeUnknown: promoting or removing a node that is not a member.
             MembershipError: adding a node that is already a member, promoting a
                 voter, removing the last voter, or ``kind`` is not a membership type.
@@ -585,6 +586,9 @@ class Raft(LeaderMixin):
         if not kind.is_membership:
             raise MembershipError(f"{kind.name} is not a membership entry type")
         current = self._conf.nodes.get(node_id)
+        if self._conf.change_pending(node_id, self.commit_index):
+            # Removing and re-adding the same node must not race (seed regression).
+            raise OneVotingChangeOnly()
         if kind is EntryType.ADD_NONVOTING_NODE:
             if current is not None:
                 raise MembershipError(f"node {node_id} is already a member")

@@ -11,8 +11,11 @@ The driver's loop (ARCHITECTURE §2), for every Ready it takes:
 3. apply ``committed`` in index order, react to ``events``;
 4. call :meth:`Raft.advance` with the same Ready.
 
-Nothing may be sent before step 1 is durable. Between ``ready()`` and
-``advance()`` the driver must not feed the core other input.
+Nothing may be sent before step 1 is durable. A driver may keep feeding
+input between ``ready()`` and ``advance()`` (a pipelined driver does); the
+core counts its own copy of new entries toward commitment only once
+``advance()`` reports them durable. ``ready()`` may not be called again
+before ``advance()``.
 """
 
 from __future__ import annotations

@@ -172,9 +172,9 @@ class Cluster:
         self.auto_promote = auto_promote
         self.now_ms = 0
         ids = sorted(ids)
-        bootstrap = Membership(tuple(NodeConfig(i, True) for i in ids))
+        self.founding = Membership(tuple(NodeConfig(i, True) for i in ids))
         for node_id in ids:
-            self._new_server(node_id, bootstrap)
+            self._new_server(node_id, self.founding)
         self.observers: list[Callable[[SimServer, Ready], None]] = []
 
     def _new_server(self, node_id: int, bootstrap: Membership) -> SimServer:
@@ -189,8 +189,12 @@ class Cluster:
         return server
 
     def add_server(self, node_id: int) -> SimServer:
-        """Create an empty server that joins through a membership change."""
-        return self._new_server(node_id, Membership())
+        """Create an empty server that joins through a membership change.
+
+        Like every server it starts from the founding configuration; the
+        membership entries in the log (or a snapshot) bring it up to date.
+        """
+        return self._new_server(node_id, self.founding)
 
     # -- queries ------------------------------------------------------------------
 

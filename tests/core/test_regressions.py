@@ -1,0 +1,212 @@
+"""Known failures of Raft libraries, one test each (see docs/regressions.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+from traft.core import (
+    AppendEntriesResponse,
+    EntryType,
+    HardState,
+    LeaderNotReady,
+    Membership,
+    NodeConfig,
+    OneVotingChangeOnly,
+    ReadReady,
+    RemovedSelf,
+    RequestVote,
+    RequestVoteResponse,
+)
+from traft.sim import Cluster
+
+from .helpers import drain, elect, make, sent
+from .test_paper import ae, entry
+
+MEMBERS = Membership((NodeConfig(1, True), NodeConfig(2, True), NodeConfig(3, True)))
+
+
+def test_r01_append_with_prev_zero_after_compaction_does_not_reappend() -> None:
+    raft = make(1)
+    assert raft.begin_load_snapshot(1, 5, MEMBERS)
+    raft.end_load_snapshot()
+    drain(raft)
+    raft.recv(2, ae(1, 0, 0, [entry(1, i) for i in range(1, 9)], commit=8))
+    rd = drain(raft)
+    assert [e.index for e in rd.entries] == [6, 7, 8]
+    assert raft.first_index == 6 and raft.current_index == 8
+    (resp,) = sent(rd, to=2)
+    assert isinstance(resp, AppendEntriesResponse) and resp.success and resp.current_index == 8
+
+
+def test_r02_failed_sends_to_one_peer_do_not_stop_another() -> None:
+    c = Cluster([1, 2, 3], seed=21)
+    leader = c.elect()
+    dead, alive = [i for i in (1, 2, 3) if i != leader]
+    c.network.block(leader, dead)  # every send to this peer fails
+    for _ in range(10):
+        c.propose(b"x")
+    c.run(300)
+    assert c[alive].commit_index == c[leader].current_index
+    assert c[leader].commit_index == c[leader].current_index
+
+
+def test_r03_removed_node_learns_of_removal_even_if_first_sends_were_lost() -> None:
+    c = Cluster([1, 2, 3], seed=22)
+    leader = c.elect()
+    victim = [i for i in (1, 2, 3) if i != leader][0]
+    c.network.block(leader, victim)
+    c[leader].propose_membership(EntryType.REMOVE_NODE, victim)
+    c.run(500)
+    assert victim not in c[leader].voters()
+    assert not c.servers[victim].removed
+    c.network.heal()
+    c.run(1000)
+    assert c.servers[victim].removed
+    assert any(isinstance(e, RemovedSelf) for e in c.servers[victim].events)
+
+
+def test_r04_term_and_vote_are_persisted_together() -> None:
+    raft = make(1, check_quorum=False)
+    raft.recv(2, RequestVote(term=3, candidate_id=2, last_log_index=0, last_log_term=0))
+    rd = drain(raft)
+    assert rd.hard_state == HardState(3, 2)
+    raft.periodic(5000)
+    rd = drain(raft)
+    assert rd.hard_state == HardState(4, 1)
+
+
+def test_r05_stale_append_response_never_moves_indexes_backwards() -> None:
+    raft = make(1)
+    elect(raft)
+    raft.recv_entries([b"a", b"b", b"c"])
+    drain(raft)
+    raft.recv(
+        2, AppendEntriesResponse(term=1, success=True, current_index=4, commit_index=0, seq=1)
+    )
+    pr = raft.progress()[2]
+    assert (pr.match_index, pr.next_index) == (4, 5)
+    raft.recv(
+        2, AppendEntriesResponse(term=1, success=True, current_index=2, commit_index=0, seq=1)
+    )
+    raft.recv(
+        2, AppendEntriesResponse(term=1, success=False, current_index=1, commit_index=0, seq=0)
+    )
+    pr = raft.progress()[2]
+    assert (pr.match_index, pr.next_index) == (4, 5)
+
+
+def test_r06_commit_counts_voting_nodes_only() -> None:
+    c = Cluster([1, 2, 3], seed=23, auto_promote=False)
+    leader = c.elect()
+    for n in (4, 5):
+        c.add_server(n)
+        c[leader].propose_membership(EntryType.ADD_NONVOTING_NODE, n)
+        c.run(50)
+    assert c[leader].voters() == [1, 2, 3]
+    for n in (4, 5):
+        c.crash(n)
+    down = [i for i in (1, 2, 3) if i != leader][0]
+    c.crash(down)
+    _, index = c.propose(b"x")
+    c.run(300)
+    assert c[leader].commit_index >= index
+
+
+def test_r07_request_vote_uses_snapshot_term_when_log_is_empty() -> None:
+    raft = make(1)
+    assert raft.begin_load_snapshot(4, 10, MEMBERS)
+    raft.end_load_snapshot()
+    drain(raft)
+    raft.periodic(5000)
+    rd = drain(raft)
+    votes = [m for _, m in rd.messages if isinstance(m, RequestVote)]
+    assert votes and all(v.last_log_index == 10 and v.last_log_term == 4 for v in votes)
+
+
+def test_r08_leader_finds_follower_that_compacted_ahead_of_it() -> None:
+    # The follower loaded a snapshot at 10 (from an earlier leader); the new
+    # leader has the full log and probes from its end.
+    follower = make(2)
+    assert follower.begin_load_snapshot(1, 10, MEMBERS)
+    follower.end_load_snapshot()
+    drain(follower)
+    follower.recv(1, ae(2, 12, 2, [], leader=1))
+    (resp,) = sent(drain(follower), to=1)
+    assert isinstance(resp, AppendEntriesResponse) and not resp.success
+    assert resp.current_index == 10
+    follower.recv(1, ae(2, 10, 1, [entry(2, 11), entry(2, 12)], commit=12, leader=1))
+    (resp,) = sent(drain(follower), to=1)
+    assert isinstance(resp, AppendEntriesResponse) and resp.success and resp.current_index == 12
+    assert follower.commit_index == 12
+
+
+def test_r09_new_leader_serves_no_read_before_its_no_op_commits() -> None:
+    raft = make(1)
+    elect(raft)
+    with pytest.raises(LeaderNotReady):
+        raft.read_index("r1")
+    raft.recv(
+        2, AppendEntriesResponse(term=1, success=True, current_index=1, commit_index=0, seq=1)
+    )
+    raft.read_index("r1")
+    rd = drain(raft)
+    assert not [e for e in rd.events if isinstance(e, ReadReady)]
+    seq = max(m.seq for _, m in rd.messages if hasattr(m, "seq"))
+    raft.recv(
+        3, AppendEntriesResponse(term=1, success=True, current_index=1, commit_index=1, seq=seq)
+    )
+    rd = drain(raft)
+    assert ReadReady("r1", 1) in rd.events
+
+
+def test_r10_remove_then_readd_of_same_node_cannot_race() -> None:
+    raft = make(1, ids=(1, 2, 3, 4))
+    elect(raft)
+    raft.propose_membership(EntryType.REMOVE_NODE, 4)
+    with pytest.raises(OneVotingChangeOnly):
+        raft.propose_membership(EntryType.ADD_NONVOTING_NODE, 4)
+
+
+def test_r11_duplicated_request_vote_is_granted_again() -> None:
+    raft = make(1, check_quorum=False)
+    rv = RequestVote(term=2, candidate_id=3, last_log_index=0, last_log_term=0)
+    raft.recv(3, rv)
+    raft.recv(3, rv)
+    rd = drain(raft)
+    grants = [m for m in sent(rd, to=3) if isinstance(m, RequestVoteResponse)]
+    assert [g.vote_granted for g in grants] == [True, True]
+
+
+def test_r12_follower_commit_bounded_by_what_the_request_vouched_for() -> None:
+    # The follower holds stale entries 2..3 of term 1; a heartbeat that only
+    # vouches for index 1 must not commit them, whatever the leader's commit.
+    raft = make(1)
+    raft.recv(2, ae(1, 0, 0, [entry(1, 1), entry(1, 2), entry(1, 3)], leader=2))
+    drain(raft)
+    raft.recv(3, ae(2, 1, 1, [], commit=5, leader=3))
+    assert raft.commit_index == 1
+
+
+def test_r13_leader_counts_itself_only_once_durable() -> None:
+    raft = make(1)
+    elect(raft)
+    raft.recv_entry(b"x")
+    rd = raft.ready()  # entries handed out but not yet persisted
+    raft.recv(
+        2, AppendEntriesResponse(term=1, success=True, current_index=2, commit_index=0, seq=1)
+    )
+    raft.advance(rd)
+    assert raft.commit_index == 2  # the follower and, now durable, the leader
+    raft2 = make(1, ids=(1, 2, 3, 4, 5))
+    elect(raft2)
+    raft2.recv_entry(b"x")
+    rd = raft2.ready()
+    raft2.recv(
+        2, AppendEntriesResponse(term=1, success=True, current_index=2, commit_index=0, seq=1)
+    )
+    raft2.recv(
+        3, AppendEntriesResponse(term=1, success=True, current_index=1, commit_index=0, seq=1)
+    )
+    assert raft2.commit_index == 1  # index 2 is on 2 of 5 until the leader's fsync
+    raft2.advance(rd)
+    assert raft2.commit_index == 1
