@@ -141,9 +141,9 @@ def test_loaded_snapshot_replaces_configuration() -> None:
 
 
 def test_membership_entries_after_snapshot_apply_on_restore() -> None:
-    from traft.core import Config, Raft, SnapshotMeta, membership_data
-
     import random
+
+    from traft.core import Config, Raft, SnapshotMeta, membership_data
 
     e = Entry(2, 6, 1, EntryType.ADD_NONVOTING_NODE, membership_data(9, b"n9"))
     raft = Raft.restore(

@@ -3,6 +3,8 @@ duplicates and partitions; election safety and log matching after every step."""
 
 from __future__ import annotations
 
+import contextlib
+
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -55,10 +57,8 @@ class ClusterMachine(RuleBasedStateMachine):
     def propose(self, data: bytes) -> None:
         leader = self.cluster.leader()
         if leader is not None:
-            try:
+            with contextlib.suppress(NotLeader):
                 self.cluster.propose(data)
-            except NotLeader:
-                pass
 
     @rule()
     def settle(self) -> None:
