@@ -163,3 +163,21 @@ def test_configuration_after_restart_is_rebuilt_from_snapshot_and_log() -> None:
     c.crash(leader)
     c.restart(leader)
     assert c[leader].membership() == before
+
+
+def test_inactive_node_gets_no_messages_but_stays_a_member() -> None:
+    """Seed: raft_node_set_active; an inactive node is skipped when sending."""
+    from traft.core import NodeUnknown as Unknown
+
+    raft = make(1)
+    raft.set_node_active(3, False)
+    assert not raft.node_is_active(3) and raft.node(3) is not None
+    rd = elect(raft)
+    assert {dst for dst, _ in rd.messages} == {2}
+    raft.periodic(100)
+    assert {dst for dst, _ in drain(raft).messages} == {2}
+    raft.set_node_active(3, True)
+    raft.periodic(100)
+    assert {dst for dst, _ in drain(raft).messages} == {2, 3}
+    with pytest.raises(Unknown):
+        raft.set_node_active(42, False)

@@ -61,6 +61,7 @@ class LeaderMixin:
         _conf: Configuration
         _stable_index: int
         _removed_at: int | None
+        _inactive: set[int]
         _msgs: list[tuple[int, Message]]
         _events: list[Event]
         _election_elapsed_ms: int
@@ -157,7 +158,10 @@ class LeaderMixin:
         """A heartbeat round: every follower hears from the leader with a new seq."""
         self._seq += 1
         self._want_broadcast = False
+        inactive = self._inactive
         for pr in self._peers:
+            if inactive and pr.node_id in inactive:
+                continue
             state = pr.state
             if state is _PROBE:
                 pr.probe_sent = False
@@ -241,7 +245,10 @@ class LeaderMixin:
             self._broadcast()
         last = self._log.last_index
         inflight = self.config.max_inflight_entries
+        inactive = self._inactive
         for pr in self._peers:
+            if inactive and pr.node_id in inactive:
+                continue
             state = pr.state
             if state is _REPLICATE:
                 while pr.next_index <= last and pr.next_index - 1 - pr.match_index < inflight:
@@ -257,7 +264,10 @@ class LeaderMixin:
             return True
         last = self._log.last_index
         inflight = self.config.max_inflight_entries
+        inactive = self._inactive
         for pr in self._peers:
+            if inactive and pr.node_id in inactive:
+                continue
             state = pr.state
             if state is _REPLICATE:
                 if pr.next_index <= last and pr.next_index - 1 - pr.match_index < inflight:

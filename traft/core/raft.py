@@ -85,6 +85,7 @@ class Raft(LeaderMixin):
         self.leader_id: int | None = None
         self._conf = Configuration()
         self._removed_at: int | None = None  # index of the entry that removed this server
+        self._inactive: set[int] = set()  # members the driver marked unreachable
         # Durability bookkeeping: entries up to _stable_index are on disk;
         # entries from _unsent_from on have not yet been handed to the driver.
         self._stable_index = 0
@@ -188,6 +189,26 @@ class Raft(LeaderMixin):
     def add_non_voting_node(self, node_id: int, *, context: bytes = b"") -> None:
         """Add a non-voting member outside the log (the seed's raft_add_non_voting_node)."""
         self._set_node(NodeConfig(node_id, False, context))
+
+    def set_node_active(self, node_id: int, active: bool) -> None:
+        """Mark a member reachable or not (the seed's raft_node_set_active).
+
+        This server sends nothing to an inactive member; it stays in the
+        configuration and still counts toward majorities.
+
+        Raises:
+            NodeUnknown: the node is not a member.
+        """
+        if node_id not in self._conf.nodes:
+            raise NodeUnknown(node_id)
+        if active:
+            self._inactive.discard(node_id)
+        else:
+            self._inactive.add(node_id)
+
+    def node_is_active(self, node_id: int) -> bool:
+        """Whether a member is active (the seed's raft_node_is_active)."""
+        return node_id in self._conf.nodes and node_id not in self._inactive
 
     def _set_node(self, node: NodeConfig) -> None:
         self._conf.set_node(node)
@@ -344,7 +365,7 @@ class Raft(LeaderMixin):
             last_log_term=self._log.last_term,
         )
         for node_id in self._conf.voters():
-            if node_id != self.id:
+            if node_id != self.id and node_id not in self._inactive:
                 self._msgs.append((node_id, msg))
 
     def _has_vote_majority(self) -> bool:
