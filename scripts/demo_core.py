@@ -20,7 +20,9 @@ def main() -> int:
     def show(server, rd):  # type: ignore[no-untyped-def]
         for event in rd.events:
             if isinstance(event, LeaderChanged) and event.leader_id == server.id:
-                print(f"[{cluster.now_ms:>6} ms] node {server.id} elected leader of term {event.term}")
+                print(
+                    f"[{cluster.now_ms:>6} ms] node {server.id} elected leader of term {event.term}"
+                )
         if rd.committed and server.raft.role is Role.LEADER:
             data = [e.data.decode() for e in rd.committed if e.data]
             if data:
