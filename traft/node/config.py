@@ -1,0 +1,220 @@
+"""Cluster configuration: ``cluster.toml``.
+
+Example::
+
+    cluster_id = "demo"
+    key = "s3cret"                  # optional: HMAC-SHA256 on every datagram
+
+    [timing]                        # optional; these are the defaults
+    tick_ms = 10
+    election_timeout_ms = 300
+    heartbeat_ms = 50
+
+    [snapshot]                      # optional
+    entries = 100000                # snapshot after this many applied entries
+    bytes = 67108864                # ... or this many bytes of log
+    keep_entries = 10000            # entries kept behind a snapshot for slow followers
+
+    [[node]]
+    id = 1
+    peer = "127.0.0.1:7001"         # UDP, between nodes
+    http = "127.0.0.1:8001"         # the client API
+
+The nodes listed are the founding members; every node, including one that
+joins later through ``traft member add``, is started with the same file
+(plus its own entry when it joins) and learns the current membership from
+the log.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+Address = tuple[str, int]
+
+
+class ConfigError(ValueError):
+    """The cluster configuration is missing, unreadable or inconsistent."""
+
+
+def parse_address(text: str, what: str) -> Address:
+    """Parse ``host:port``.
+
+    Raises:
+        ConfigError: not a host and a port in 1..65535.
+    """
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{what}: expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def format_address(address: Address) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
+@attrs.frozen
+class Member:
+    """One node's identity and addresses."""
+
+    id: int
+    peer: Address
+    http: Address
+
+    @property
+    def url(self) -> str:
+        return f"http://{format_address(self.http)}"
+
+
+@attrs.frozen(kw_only=True)
+class Timing:
+    tick_ms: int = 10
+    election_timeout_ms: int = 300
+    heartbeat_ms: int = 50
+
+
+@attrs.frozen(kw_only=True)
+class SnapshotPolicy:
+    entries: int = 100_000
+    bytes: int = 64 * 2**20
+    keep_entries: int = 10_000
+
+
+@attrs.frozen(kw_only=True)
+class ClusterConfig:
+    """Everything a node needs to know about its cluster."""
+
+    cluster_id: str
+    members: dict[int, Member]
+    key: bytes | None = None
+    timing: Timing = Timing()
+    snapshot: SnapshotPolicy = SnapshotPolicy()
+    max_datagram: int = 60_000
+
+    def member(self, node_id: int) -> Member:
+        """The member with this id.
+
+        Raises:
+            ConfigError: no such node in the file.
+        """
+        try:
+            return self.members[node_id]
+        except KeyError:
+            known = ", ".join(str(i) for i in sorted(self.members))
+            raise ConfigError(
+                f"node {node_id} is not in the cluster configuration (known: {known})"
+            ) from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> ClusterConfig:
+        """Read and validate a ``cluster.toml``.
+
+        Raises:
+            ConfigError: the file is missing, not TOML, or inconsistent.
+        """
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> ClusterConfig:
+        """Build from parsed TOML.
+
+        Raises:
+            ConfigError: a field is missing or wrong.
+        """
+        cluster_id = data.get("cluster_id")
+        if not isinstance(cluster_id, str) or not cluster_id:
+            raise ConfigError(f"{source}: cluster_id must be a non-empty string")
+        key = data.get("key")
+        if key is not None and (not isinstance(key, str) or not key):
+            raise ConfigError(f"{source}: key must be a non-empty string")
+        nodes = data.get("node")
+        if not isinstance(nodes, list) or not nodes:
+            raise ConfigError(f"{source}: at least one [[node]] is required")
+        members: dict[int, Member] = {}
+        for i, node in enumerate(nodes):
+            where = f"{source}: node #{i + 1}"
+            if not isinstance(node, dict):
+                raise ConfigError(f"{where}: must be a table")
+            node_id = node.get("id")
+            if not isinstance(node_id, int) or isinstance(node_id, bool) or not 0 < node_id < 2**63:
+                raise ConfigError(f"{where}: id must be a positive integer")
+            if node_id in members:
+                raise ConfigError(f"{where}: duplicate id {node_id}")
+            members[node_id] = Member(
+                node_id,
+                parse_address(node.get("peer", ""), f"{where} peer"),
+                parse_address(node.get("http", ""), f"{where} http"),
+            )
+        timing = _table(data, "timing", Timing, source)
+        if timing.heartbeat_ms >= timing.election_timeout_ms:
+            raise ConfigError(f"{source}: timing.heartbeat_ms must be below election_timeout_ms")
+        snapshot = _table(data, "snapshot", SnapshotPolicy, source)
+        max_datagram = data.get("max_datagram", 60_000)
+        if not isinstance(max_datagram, int) or not 1200 <= max_datagram <= 65_000:
+            raise ConfigError(f"{source}: max_datagram must be an integer in 1200..65000")
+        return cls(
+            cluster_id=cluster_id,
+            members=members,
+            key=key.encode() if key else None,
+            timing=timing,
+            snapshot=snapshot,
+            max_datagram=max_datagram,
+        )
+
+    def to_toml(self) -> str:
+        """Render as ``cluster.toml`` text (used by scripts that generate clusters)."""
+        lines = [f'cluster_id = "{self.cluster_id}"']
+        if self.key:
+            lines.append(f'key = "{self.key.decode()}"')
+        t = self.timing
+        lines += [
+            "",
+            "[timing]",
+            f"tick_ms = {t.tick_ms}",
+            f"election_timeout_ms = {t.election_timeout_ms}",
+            f"heartbeat_ms = {t.heartbeat_ms}",
+        ]
+        s = self.snapshot
+        lines += [
+            "",
+            "[snapshot]",
+            f"entries = {s.entries}",
+            f"bytes = {s.bytes}",
+            f"keep_entries = {s.keep_entries}",
+        ]
+        for node_id in sorted(self.members):
+            m = self.members[node_id]
+            lines += [
+                "",
+                "[[node]]",
+                f"id = {node_id}",
+                f'peer = "{format_address(m.peer)}"',
+                f'http = "{format_address(m.http)}"',
+            ]
+        return "\n".join(lines) + "\n"
+
+
+def _table(data: dict[str, Any], name: str, cls: type[Any], source: str) -> Any:
+    raw = data.get(name, {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: [{name}] must be a table")
+    fields = {f.name for f in attrs.fields(cls)}
+    unknown = set(raw) - fields
+    if unknown:
+        raise ConfigError(f"{source}: unknown setting(s) in [{name}]: {', '.join(sorted(unknown))}")
+    for k, v in raw.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise ConfigError(f"{source}: {name}.{k} must be a positive integer")
+    return cls(**raw)

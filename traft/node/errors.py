@@ -1,0 +1,40 @@
+"""Errors a node raises to its callers (the embedding API and the HTTP layer)."""
+
+from __future__ import annotations
+
+
+class NodeError(Exception):
+    """Base class of the node's errors."""
+
+
+class NotLeaderError(NodeError):
+    """This node is not the leader. ``leader_id`` / ``leader_url`` name the one it knows."""
+
+    def __init__(self, leader_id: int | None, leader_url: str | None = None) -> None:
+        self.leader_id = leader_id
+        self.leader_url = leader_url
+        where = f"node {leader_id}" if leader_id is not None else "unknown"
+        super().__init__(f"not the leader; the leader is {where}")
+
+
+class NoLeaderError(NotLeaderError):
+    """No leader is known right now; retry shortly."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+
+class ProposalLost(NodeError):
+    """The proposal was overwritten by a new leader's log; safe to retry with the same key."""
+
+
+class ProposalTimeout(NodeError):
+    """The proposal did not commit before the deadline; its outcome is unknown."""
+
+
+class NodeStopped(NodeError):
+    """The node is shutting down or was removed from the cluster."""
+
+
+class MemberChangeError(NodeError):
+    """A membership change was refused (with the reason)."""
