@@ -163,8 +163,18 @@ class DatagramEndpoint(abc.ABC):
     # -- public surface -------------------------------------------------------
 
     @property
+    @abc.abstractmethod
+    def address(self) -> Address | None:
+        """This endpoint's address while serving (None for a UDP endpoint not bound)."""
+
+    @property
     def receive_channel(self) -> trio.MemoryReceiveChannel[Datagram]:
-        """Received, checked datagrams in arrival order; ends when ``serve`` ends."""
+        """Received, checked datagrams in arrival order; ends when ``serve`` ends.
+
+        Each ``await receive()`` is a trip through the scheduler; a busy
+        consumer should await one datagram, then take what else is queued
+        with ``receive_nowait()`` until ``trio.WouldBlock``.
+        """
         return self._receive_channel
 
     @property
