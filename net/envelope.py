@@ -35,7 +35,7 @@ This is the hot path (one datagram per message, tens of thousands per
 second): the header layout is one precompiled ``struct.Struct``, the tag is
 computed from a keyed HMAC object made once and copied per datagram (its key
 pads are hashed once; ``hmac.digest`` would redo that every time and measured
-about 60% slower), and decoding reads straight out of
+about 50% slower), and decoding reads straight out of
 the caller's buffer (a ``memoryview`` of a preallocated receive buffer works),
 copying only the payload.
 """

@@ -149,7 +149,6 @@ class MemoryEndpoint(DatagramEndpoint):
             node_id, network.codec, peers=peers, faults=network.faults, queue_size=queue_size
         )
         self._network = network
-        self._serving = False
 
     @property
     def address(self) -> Address:
@@ -168,7 +167,6 @@ class MemoryEndpoint(DatagramEndpoint):
     async def _open(self) -> Address:
         # Raises ValueError (out of serve) when this node id is taken.
         self._network._attach(self)
-        self._serving = True
         return self.address
 
     async def _receive_loop(self) -> None:
@@ -176,13 +174,9 @@ class MemoryEndpoint(DatagramEndpoint):
         await trio.sleep_forever()
 
     def _close(self) -> None:
-        self._serving = False
         self._network._detach(self)
 
     def _write(self, address: Address, datagram: bytes) -> None:
-        if not self._serving:
-            self.stats["dropped_out_closed"] += 1
-            return
         self.stats["datagrams_out"] += 1
         self.stats["bytes_out"] += len(datagram)
         self._network._deliver(address, datagram, self.address)

@@ -139,6 +139,8 @@ class DatagramEndpoint(abc.ABC):
         self._inbox, self._receive_channel = trio.open_memory_channel[Datagram](queue_size)
         self._delay_line = DelayLine()
         self._started = False
+        # True from the end of _open until serve ends; only then do sends go out.
+        self._serving = False
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
         """Counters for /metrics; see the module docstring and ``STAT_KEYS``."""
 
@@ -158,7 +160,11 @@ class DatagramEndpoint(abc.ABC):
 
     @abc.abstractmethod
     def _write(self, address: Address, datagram: bytes) -> None:
-        """Put one datagram on the wire now, counting the outcome in ``stats``."""
+        """Put one datagram on the wire now, counting the outcome in ``stats``.
+
+        Called only while serving: by ``send``, or by the delay line, which
+        runs inside ``serve``.
+        """
 
     # -- public surface -------------------------------------------------------
 
@@ -219,6 +225,9 @@ class DatagramEndpoint(abc.ABC):
             ValueError: ``kind`` is not in 0..255.
         """
         datagram = self._codec.encode(self.node_id, payload, kind)
+        if not self._serving:
+            self.stats["dropped_out_closed"] += 1
+            return
         address = self._peers.get(peer_id)
         if address is None:
             address = self._default_route(peer_id)
@@ -260,12 +269,14 @@ class DatagramEndpoint(abc.ABC):
         self._started = True
         try:
             address = await self._open()
+            self._serving = True
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._delay_line.run)
                     task_status.started(address)
                     await self._receive_loop()
             finally:
+                self._serving = False
                 self._close()
         finally:
             self._inbox.close()

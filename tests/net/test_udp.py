@@ -204,3 +204,11 @@ def test_bad_configuration_is_refused(kwargs: dict[str, object]) -> None:
         UdpEndpoint(1, cluster_id=77, **kwargs)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         UdpEndpoint(-1, cluster_id=77)
+
+
+def test_sends_before_serving_are_dropped_and_counted() -> None:
+    faults = FaultInjector(random.Random(3))
+    node = UdpEndpoint(1, cluster_id=77, peers={2: ("127.0.0.1", 9)}, faults=faults)
+    node.send(2, b"too early")
+    assert node.stats["dropped_out_closed"] == 1
+    assert faults.stats["routed"] == 0  # never reached the fault injector
