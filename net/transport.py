@@ -211,6 +211,7 @@ class DatagramEndpoint(abc.ABC):
         self._peers.pop(peer_id, None)
 
     def _check_address(self, address: Address) -> Address:
+        """Validate a peer address (subclasses narrow it); raise ValueError if bad."""
         return address
 
     def send(self, peer_id: int, payload: bytes, *, kind: int = 0) -> None:
@@ -218,7 +219,8 @@ class DatagramEndpoint(abc.ABC):
 
         Loss, duplication, reordering and delay are possible (and injected
         when a fault injector is set); failures are counted in ``stats``.
-        Must be called from inside trio when faults may delay datagrams.
+        While the endpoint is not serving, datagrams are dropped and counted
+        as ``dropped_out_closed``.
 
         Raises:
             PayloadTooLarge: ``len(payload) > max_payload``.
