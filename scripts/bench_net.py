@@ -157,14 +157,14 @@ def main() -> int:
         f"echo window {args.window}, Python {sys.version.split()[0]}, trio {trio.__version__}"
     )
     header = (
-        f"{'':10} {'codec dg/s':>12} {'echo RT/s':>10} {'echo dg/s':>10} "
+        f"{'':10} {'codec pairs/s':>13} {'echo RT/s':>10} {'echo dg/s':>10} "
         f"{'lost':>5} {'RTT p50':>8} {'RTT p99':>8}"
     )
     print(header)
     print("-" * len(header))
     for label, codec_rate, echo_rate, lost, p50, p99, dropped in rows:
         print(
-            f"{label:10} {codec_rate:12,.0f} {echo_rate:10,.0f} {2 * echo_rate:10,.0f} "
+            f"{label:10} {codec_rate:13,.0f} {echo_rate:10,.0f} {2 * echo_rate:10,.0f} "
             f"{lost:5} {p50:6.0f}us {p99:6.0f}us"
         )
         if dropped:
