@@ -364,13 +364,13 @@ class SegmentLog:
         for seg, _old, b in touched:
             seg.offsets.extend(offsets[:b])
             seg.size = bounds[b]
-            if seg not in self._unsynced:
-                self._unsynced.append(seg)
         for seg in created:
             self._segments.append(seg)
             self._seg_firsts.append(seg.first_index)
             self._open_files.append(seg)
-            self._unsynced.append(seg)
+        # Every segment but the newest was sealed (fdatasync'ed) on the way.
+        assert current is not None
+        self._unsynced = [current]
         self._dir_unsynced = True
         self._evict_files()
 
@@ -426,6 +426,7 @@ class SegmentLog:
             raise write_error(where, "fsync", exc) from exc
         self._unsynced.clear()
         self._dir_unsynced = False
+        self._evict_files()
 
     def truncate_from(self, index: int) -> None:
         """Drop record ``index`` and every record after it, durably.

@@ -55,7 +55,7 @@ _NAME_RE = re.compile(r"^(\d{20})-(\d{20})\.snap$")
 _U64 = 2**64
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Snapshot:
     """A whole snapshot in memory: the state machine as of ``index`` (in ``term``)."""
 
@@ -63,6 +63,12 @@ class Snapshot:
     index: int
     membership: bytes
     data: bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"Snapshot(term={self.term}, index={self.index}, "
+            f"membership=<{len(self.membership)} bytes>, data=<{len(self.data)} bytes>)"
+        )
 
 
 @dataclass(frozen=True, slots=True)

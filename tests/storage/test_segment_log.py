@@ -282,7 +282,9 @@ def test_open_log_memory_does_not_hold_record_data(tmp_path: Path) -> None:
     path = str(tmp_path / "log")
     with SegmentLog.open(path, segment_bytes=2**20) as log:
         for lo in range(1, 1001, 100):
-            log.append([Record(i, 1 + i // 300, 0, os.urandom(10_000)) for i in range(lo, lo + 100)])
+            log.append(
+                [Record(i, 1 + i // 300, 0, os.urandom(10_000)) for i in range(lo, lo + 100)]
+            )
     tracemalloc.start()
     try:
         log = SegmentLog.open(path, segment_bytes=2**20)
