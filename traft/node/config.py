@@ -169,7 +169,9 @@ class ClusterConfig:
                 join,
             )
         if all(m.join for m in members.values()):
-            raise ConfigError(f"{source}: at least one node must be a founding member (join = false)")
+            raise ConfigError(
+                f"{source}: at least one node must be a founding member (join = false)"
+            )
         timing = _table(data, "timing", Timing, source)
         if timing.heartbeat_ms >= timing.election_timeout_ms:
             raise ConfigError(f"{source}: timing.heartbeat_ms must be below election_timeout_ms")

@@ -40,8 +40,17 @@ class NodeCounters:
     )
 
     def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
+        self.elections = 0
+        self.leader_changes = 0
+        self.fsyncs = 0
+        self.applied_entries = 0
+        self.proposals = 0
+        self.proposals_lost = 0
+        self.malformed = 0
+        self.inbox_overflow = 0
+        self.snapshots_taken = 0
+        self.snapshots_installed = 0
+        self.snapshots_sent = 0
 
     def items(self) -> Iterator[tuple[str, int]]:
         for name in self.__slots__:
@@ -72,7 +81,9 @@ class NodeCollector(Collector):
             yield gauge("traft_log_last_index", "Last log index", raft.current_index)
             yield gauge("traft_log_first_index", "First log index held", raft.first_index)
             yield gauge("traft_leader_id", "Known leader id (0: none)", raft.leader_id or 0)
-            role = GaugeMetricFamily("traft_role", "1 for the node's current role", labels=["node", "role"])
+            role = GaugeMetricFamily(
+                "traft_role", "1 for the node's current role", labels=["node", "role"]
+            )
             for name in ROLES:
                 role.add_metric([str(node.id), name], 1.0 if raft.role.value == name else 0.0)
             yield role
@@ -83,10 +94,14 @@ class NodeCollector(Collector):
         endpoint = node.endpoint
         if endpoint is not None:
             inbound = CounterMetricFamily(
-                "traft_datagrams_dropped_in", "Datagrams dropped on receipt, by reason", labels=["node", "reason"]
+                "traft_datagrams_dropped_in",
+                "Datagrams dropped on receipt, by reason",
+                labels=["node", "reason"],
             )
             outbound = CounterMetricFamily(
-                "traft_datagrams_dropped_out", "Datagrams dropped on send, by reason", labels=["node", "reason"]
+                "traft_datagrams_dropped_out",
+                "Datagrams dropped on send, by reason",
+                labels=["node", "reason"],
             )
             for key, value in endpoint.stats.items():
                 if key.startswith("dropped_in_"):

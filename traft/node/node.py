@@ -153,6 +153,10 @@ class Node:
         endpoint: a datagram endpoint to use instead of UDP (tests use
             ``net.MemoryNetwork``).
         rng: randomness for the core (default: seeded from the OS).
+        persist_in_thread: write and fsync in a worker thread (the default) so
+            the event loop keeps receiving; False blocks the loop for the
+            fsync instead, which saves the thread hop (tests under trio's
+            autojump clock use it: the mock clock does not see threads).
     """
 
     def __init__(
@@ -165,6 +169,7 @@ class Node:
         endpoint: net.DatagramEndpoint | None = None,
         rng: random.Random | None = None,
         segment_bytes: int = 64 * 2**20,
+        persist_in_thread: bool = True,
     ) -> None:
         self.id = node_id
         self.cluster = cluster
@@ -172,6 +177,7 @@ class Node:
         self.state_machine = state_machine
         self._rng = rng or random.Random()
         self._segment_bytes = segment_bytes
+        self._persist_in_thread = persist_in_thread
         self.endpoint: net.DatagramEndpoint | None = endpoint
         self._own_endpoint = endpoint is None
         self.raft: Raft | None = None
@@ -212,7 +218,10 @@ class Node:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> bool | None:
         await self.stop()
         result: bool | None = await self._cm.__aexit__(exc_type, exc, tb)
@@ -300,7 +309,10 @@ class Node:
         endpoint = self.endpoint
         config = self._core_config(endpoint.max_payload)
         self._max_command = endpoint.max_payload - 2048
-        raft = await trio.to_thread.run_sync(self._open, config)
+        if self._persist_in_thread:
+            raft = await trio.to_thread.run_sync(self._open, config)
+        else:
+            raft = self._open(config)
         self.raft = raft
         assert self._durable is not None
         self._receiver = SnapshotReceiver(self._durable.snapshots)
@@ -322,7 +334,12 @@ class Node:
 
     def _shutdown(self) -> None:
         error = NodeStopped("node stopped")
-        for waiter in [*self._proposals.values(), *self._to_propose, *self._reads_deferred, *self._reads_waiting]:
+        for waiter in [
+            *self._proposals.values(),
+            *self._to_propose,
+            *self._reads_deferred,
+            *self._reads_waiting,
+        ]:
             waiter.fail(error)
         for change in self._member_waiters:
             change.fail(error)
@@ -598,9 +615,17 @@ class Node:
         assert raft is not None and durable is not None
         while raft.has_ready():
             rd = raft.ready()
-            if rd.hard_state is not None or rd.entries or rd.truncate_from is not None or rd.compact_upto is not None:
+            if (
+                rd.hard_state is not None
+                or rd.entries
+                or rd.truncate_from is not None
+                or rd.compact_upto is not None
+            ):
                 start = trio.current_time()
-                await trio.to_thread.run_sync(durable.persist, rd)
+                if self._persist_in_thread:
+                    await trio.to_thread.run_sync(durable.persist, rd)
+                else:
+                    durable.persist(rd)
                 self._observe_fsync(trio.current_time() - start)
                 self.counters.fsyncs += 1
             for to, msg in rd.messages:
@@ -673,7 +698,9 @@ class Node:
             if event.role is not Role.LEADER:
                 self._senders.clear()
         elif isinstance(event, RemovedSelf):
-            log.warning("node %d: removed from the cluster (entry %d); stopping", self.id, event.index)
+            log.warning(
+                "node %d: removed from the cluster (entry %d); stopping", self.id, event.index
+            )
             self.removed.set()
 
     def _serve_reads(self) -> None:
@@ -701,7 +728,9 @@ class Node:
             if raft.log.term_at(change.index) not in (None, change.term) or (
                 raft.log.term_at(change.index) is None and change.index > raft.current_index
             ):
-                change.fail(ProposalLost("the membership change was replaced by a new leader's entry"))
+                change.fail(
+                    ProposalLost("the membership change was replaced by a new leader's entry")
+                )
                 continue
             if self._applied < change.index:
                 pending.append(change)
@@ -709,7 +738,9 @@ class Node:
             if change.promote:
                 node = raft.node(change.node_id)
                 if node is None:
-                    change.fail(MemberChangeError(f"node {change.node_id} left before it was promoted"))
+                    change.fail(
+                        MemberChangeError(f"node {change.node_id} left before it was promoted")
+                    )
                 elif not node.voting:
                     if raft.role is not Role.LEADER:
                         change.fail(self._not_leader())
@@ -731,7 +762,12 @@ class Node:
             return
         meta = raft.begin_snapshot()
         start = trio.current_time()
-        await trio.to_thread.run_sync(durable.save_snapshot, meta, self.state_machine.snapshot())
+        if self._persist_in_thread:
+            await trio.to_thread.run_sync(
+                durable.save_snapshot, meta, self.state_machine.snapshot()
+            )
+        else:
+            durable.save_snapshot(meta, self.state_machine.snapshot())
         raft.end_snapshot(keep_entries=policy.keep_entries)
         durable.bytes_written = 0
         self._snapshot_index = meta.index
@@ -756,7 +792,9 @@ class Node:
         if not waiter.event.is_set():
             if self._proposals.get(waiter.index) is waiter:
                 del self._proposals[waiter.index]
-            raise ProposalTimeout(f"{what} did not complete within {timeout:g} s; its outcome is unknown")
+            raise ProposalTimeout(
+                f"{what} did not complete within {timeout:g} s; its outcome is unknown"
+            )
         if waiter.error is not None:
             raise waiter.error
         return waiter.result
@@ -774,7 +812,9 @@ class Node:
         """
         self._check_running()
         if len(command) > self._max_command:
-            raise ValueError(f"command of {len(command)} bytes exceeds the limit of {self._max_command}")
+            raise ValueError(
+                f"command of {len(command)} bytes exceeds the limit of {self._max_command}"
+            )
         raft = self.raft
         assert raft is not None
         if raft.role is not Role.LEADER:
@@ -799,7 +839,9 @@ class Node:
         result: T = await self._wait(read, timeout, "read")
         return result
 
-    async def add_member(self, node_id: int, peer: Address, http: Address, *, timeout: float = 30.0) -> None:
+    async def add_member(
+        self, node_id: int, peer: Address, http: Address, *, timeout: float = 30.0
+    ) -> None:
         """Add a node: non-voting first, promoted to voting once it has caught up.
 
         Raises:
@@ -807,7 +849,9 @@ class Node:
             NotLeaderError, NoLeaderError, ProposalLost, ProposalTimeout, NodeStopped.
         """
         self._check_running()
-        change = _MemberChange(EntryType.ADD_NONVOTING_NODE, node_id, member_context(peer, http), True)
+        change = _MemberChange(
+            EntryType.ADD_NONVOTING_NODE, node_id, member_context(peer, http), True
+        )
         await self._inbox_send.send(("member", change))
         await self._wait(change, timeout, "membership change")
 
@@ -854,4 +898,3 @@ class Node:
             "log": {"first": raft.first_index, "last": raft.current_index},
             "snapshot": {"index": snapshot.index, "term": snapshot.term} if snapshot else None,
         }
-

@@ -17,8 +17,9 @@ import hashlib
 import logging
 from collections.abc import Callable
 
-import storage
 import trio
+
+import storage
 from traft.wire import SnapshotAck, SnapshotChunk
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,9 @@ def snapshot_digest(store: storage.SnapshotStore, info: storage.SnapshotInfo) ->
     return digest.digest()
 
 
-def read_range(info: storage.SnapshotInfo, store: storage.SnapshotStore, offset: int, size: int) -> bytes:
+def read_range(
+    info: storage.SnapshotInfo, store: storage.SnapshotStore, offset: int, size: int
+) -> bytes:
     """Bytes [offset, offset + size) of a snapshot's data (streams from the start)."""
     out = bytearray()
     pos = 0
@@ -87,16 +90,22 @@ class SnapshotSender:
 
     async def run(self) -> None:
         info = self.info
-        digest = await trio.to_thread.run_sync(snapshot_digest, self._store, info)
-        data = await trio.to_thread.run_sync(read_range, info, self._store, 0, info.size)
+        digest = snapshot_digest(self._store, info)
+        data = read_range(info, self._store, 0, info.size)
         total = info.size
         log.info(
-            "sending snapshot %d (term %d, %d bytes) to node %d", info.index, info.term, total, self.peer_id
+            "sending snapshot %d (term %d, %d bytes) to node %d",
+            info.index,
+            info.term,
+            total,
+            self.peer_id,
         )
         idle_rounds = 0
         while not self.done:
             if idle_rounds >= 50:
-                log.warning("node %d does not acknowledge snapshot %d; giving up", self.peer_id, info.index)
+                log.warning(
+                    "node %d does not acknowledge snapshot %d; giving up", self.peer_id, info.index
+                )
                 return
             idle_rounds += 1
             # Send the window from the acknowledged offset.
@@ -155,7 +164,9 @@ class SnapshotReceiver:
         """Take one chunk; returns the acknowledgement and, when complete and checked, the snapshot."""
         key = (chunk.index, chunk.snapshot_term, chunk.checksum)
         if key == self._completed:
-            return SnapshotAck(term=chunk.term, index=chunk.index, received=chunk.total, done=True), None
+            return SnapshotAck(
+                term=chunk.term, index=chunk.index, received=chunk.total, done=True
+            ), None
         if key != self._key:
             if chunk.offset != 0:
                 return SnapshotAck(term=chunk.term, index=chunk.index, received=0, done=False), None
@@ -170,7 +181,9 @@ class SnapshotReceiver:
             self._digest.update(chunk.data)
             self._received += len(chunk.data)
         if self._received < chunk.total:
-            return SnapshotAck(term=chunk.term, index=chunk.index, received=self._received, done=False), None
+            return SnapshotAck(
+                term=chunk.term, index=chunk.index, received=self._received, done=False
+            ), None
         writer = self._writer
         self._writer = None
         self._key = None
@@ -181,4 +194,6 @@ class SnapshotReceiver:
             return SnapshotAck(term=chunk.term, index=chunk.index, received=0, done=False), None
         info = writer.commit()
         self._completed = key
-        return SnapshotAck(term=chunk.term, index=chunk.index, received=self._received, done=True), info
+        return SnapshotAck(
+            term=chunk.term, index=chunk.index, received=self._received, done=True
+        ), info
