@@ -161,14 +161,14 @@ async def test_leader_crash_failover_and_restart_catch_up(
     async with harness(tmp_path) as h:
         for i in (1, 2, 3):
             await h.start(i)
-        for k in range(5):
+        for _k in range(5):
             await h.submit(b"1")
         old = await h.leader()
         h.kill(old.id)
         await trio.sleep(0.1)
         new = await h.leader()
         assert new.id != old.id
-        for k in range(5):
+        for _k in range(5):
             await h.submit(b"1")
         await h.start(old.id)
         await trio.sleep(2)
@@ -182,7 +182,7 @@ async def test_restart_of_whole_cluster_keeps_everything(
     async with harness(tmp_path) as h:
         for i in (1, 2, 3):
             await h.start(i)
-        for k in range(20):
+        for _k in range(20):
             await h.submit(b"2")
         for i in (1, 2, 3):
             h.kill(i)
@@ -201,7 +201,7 @@ async def test_lagging_follower_catches_up_by_snapshot(
         leader = await h.leader()
         lagger = next(i for i in (1, 2, 3) if i != leader.id)
         h.kill(lagger)
-        for k in range(60):
+        for _k in range(60):
             await h.submit(b"1")
         assert leader.raft is not None and leader.raft.snapshot is not None
         assert leader.raft.first_index > 2
@@ -215,7 +215,7 @@ async def test_member_add_and_remove(tmp_path: Path, autojump_clock: trio.abc.Cl
     async with harness(tmp_path, n=4, join=[4]) as h:
         for i in (1, 2, 3):
             await h.start(i)
-        for k in range(10):
+        for _k in range(10):
             await h.submit(b"1")
         await h.start(4)
         leader = await h.leader()
