@@ -488,6 +488,11 @@ class Node:
         for p, resp in zip(batch, responses, strict=True):
             p.term = resp.term
             p.index = resp.index
+            stale = proposals.get(resp.index)
+            if stale is not None:
+                # A leader's log holds every committed entry: an older proposal
+                # whose index we now reuse was popped and can never commit.
+                stale.fail(ProposalLost("the proposal was replaced by a new leader's entry"))
             proposals[resp.index] = p
 
     def _start_read(self, read: _Read) -> None:
@@ -725,23 +730,23 @@ class Node:
         for change in self._member_waiters:
             if change.event.is_set():
                 continue
-            if raft.log.term_at(change.index) not in (None, change.term) or (
-                raft.log.term_at(change.index) is None and change.index > raft.current_index
+            term = raft.log.term_at(change.index)
+            if (term is not None and term != change.term) or (
+                term is None and change.index > raft.current_index
             ):
-                change.fail(
-                    ProposalLost("the membership change was replaced by a new leader's entry")
-                )
+                change.fail(ProposalLost("the membership change was replaced by a new leader's entry"))
                 continue
             if self._applied < change.index:
                 pending.append(change)
                 continue
             if change.promote:
+                # Added as non-voting; done once the promotion (ADD_NODE,
+                # proposed when the node caught up) has committed too.
                 node = raft.node(change.node_id)
                 if node is None:
-                    change.fail(
-                        MemberChangeError(f"node {change.node_id} left before it was promoted")
-                    )
-                elif not node.voting:
+                    change.fail(MemberChangeError(f"node {change.node_id} left before it was promoted"))
+                    continue
+                if not node.voting or raft.voting_change_in_progress():
                     if raft.role is not Role.LEADER:
                         change.fail(self._not_leader())
                     else:
