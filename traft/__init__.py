@@ -1,0 +1,1 @@
+"""traft: Raft consensus for Python."""
