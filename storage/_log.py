@@ -240,8 +240,13 @@ class SegmentLog:
             end = offsets[stop - base] if stop < segment.stop_index else segment.size
             if budget is not None and end - start > budget:
                 # Records index..k-1 fit when offsets[k - base] <= start + budget.
-                k = bisect_right(offsets, start + budget, index - base + 1, stop - base) - 1
-                stop = max(base + k, index + 1)
+                stop = (
+                    base + bisect_right(offsets, start + budget, index - base + 1, stop - base) - 1
+                )
+                if stop <= index:
+                    if out:
+                        break
+                    stop = index + 1  # the first record is returned whatever its size
                 end = offsets[stop - base] if stop < segment.stop_index else segment.size
                 hi = stop
             try:
