@@ -19,6 +19,7 @@ import tempfile
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from storage_faults import fast_scratch_root
 
 from storage import Record, SegmentLog
 
@@ -29,7 +30,7 @@ SEGMENT_BYTES = 160
 class LogMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.dir = tempfile.mkdtemp(prefix="traft-log-")
+        self.dir = tempfile.mkdtemp(prefix="traft-log-", dir=fast_scratch_root())
         self.path = os.path.join(self.dir, "log")
         self.log = SegmentLog.open(self.path, segment_bytes=SEGMENT_BYTES)
         self.first = 1
