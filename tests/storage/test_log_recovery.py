@@ -294,3 +294,17 @@ def test_copy_of_a_log_opens_identically(tmp_path: Path) -> None:
     shutil.copytree(path, tmp_path / "copy")
     assert reopen(tmp_path / "copy") == records
     assert os.listdir(tmp_path / "copy")
+
+
+def test_repairs_are_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "log"
+    build(path, 10)
+    with open(segments(path)[-1], "ab") as f:
+        f.write(b"\x09")
+    with caplog.at_level("WARNING", logger="storage"):
+        reopen(path)
+    assert any("recovery: cut" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="storage"):
+        reopen(path)
+    assert not caplog.records
