@@ -241,6 +241,15 @@ class LeaderMixin:
         else:
             pr.probe_sent = True
 
+    def _can_send(self, pr: Progress, last: int, inflight: int) -> bool:
+        """Whether ``pr`` should get an AppendEntries now (flow control, §5.3)."""
+        state = pr.state
+        if state is _REPLICATE:
+            return pr.next_index <= last and pr.next_index - 1 - pr.match_index < inflight
+        if state is _PROBE and not pr.probe_sent:
+            return pr.next_index <= last or pr.match_index < last
+        return False
+
     def _flush_appends(self) -> None:
         if self._want_broadcast:
             self._broadcast()
@@ -250,15 +259,12 @@ class LeaderMixin:
         for pr in self._peers:
             if inactive and pr.node_id in inactive:
                 continue
-            state = pr.state
-            if state is _REPLICATE:
-                while pr.next_index <= last and pr.next_index - 1 - pr.match_index < inflight:
-                    self._send_append(pr)
-                    if pr.state is not _REPLICATE:
-                        break
-            elif state is _PROBE and not pr.probe_sent:
-                if pr.next_index <= last or pr.match_index < last:
-                    self._send_append(pr)
+            # In REPLICATE one call may not reach ``last`` (message limits):
+            # keep sending until flow control or the log says stop.
+            while self._can_send(pr, last, inflight):
+                self._send_append(pr)
+                if pr.state is not _REPLICATE:
+                    break
 
     def _leader_has_sends(self) -> bool:
         if self._want_broadcast:
@@ -266,17 +272,11 @@ class LeaderMixin:
         last = self._log.last_index
         inflight = self.config.max_inflight_entries
         inactive = self._inactive
-        for pr in self._peers:
-            if inactive and pr.node_id in inactive:
-                continue
-            state = pr.state
-            if state is _REPLICATE:
-                if pr.next_index <= last and pr.next_index - 1 - pr.match_index < inflight:
-                    return True
-            elif state is _PROBE and not pr.probe_sent:
-                if pr.next_index <= last or pr.match_index < last:
-                    return True
-        return False
+        return any(
+            self._can_send(pr, last, inflight)
+            for pr in self._peers
+            if not (inactive and pr.node_id in inactive)
+        )
 
     # -- receiving ----------------------------------------------------------------
 
