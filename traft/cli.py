@@ -14,7 +14,9 @@ import sys
 from collections.abc import Sequence
 
 # name -> (module, one-line help). Keep sorted by name.
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "log": ("traft.logcmd", "Inspect or verify a node's data directory without changing it"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

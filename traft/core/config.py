@@ -22,8 +22,10 @@ class Config:
         election_timeout_ms: T; each election timeout is drawn from [T, 2T) (§5.2).
         request_timeout_ms: heartbeat interval of a leader; keep it well below T.
         max_entries_per_message: cap on entries in one AppendEntries.
-        max_bytes_per_message: cap on entry payload bytes in one AppendEntries
-            (at least one entry is always sent).
+        max_bytes_per_message: cap on entry bytes in one AppendEntries, each
+            entry counting ``len(data) + entry_overhead_bytes`` (at least one
+            entry is always sent).
+        entry_overhead_bytes: the driver's per-entry framing cost on the wire.
         max_inflight_entries: how far ahead of a follower's acknowledged index
             a leader pipelines entries before waiting (flow control).
         check_quorum: a leader that has not heard from a majority within an
@@ -38,6 +40,7 @@ class Config:
     request_timeout_ms: int = attrs.field(default=200, validator=_positive)
     max_entries_per_message: int = attrs.field(default=4096, validator=_positive)
     max_bytes_per_message: int = attrs.field(default=1 << 20, validator=_positive)
+    entry_overhead_bytes: int = 0
     max_inflight_entries: int = attrs.field(default=1 << 16, validator=_positive)
     check_quorum: bool = True
     snapshot_resend_ms: int = attrs.field(default=2000, validator=_positive)

@@ -219,9 +219,10 @@ class LeaderMixin:
         entries = log.slice(next_index, hi)
         if len(entries) > 1:
             budget = config.max_bytes_per_message
+            overhead = config.entry_overhead_bytes
             total = 0
             for k, entry in enumerate(entries):
-                total += len(entry.data)
+                total += len(entry.data) + overhead
                 if total > budget and k:
                     del entries[k:]
                     break

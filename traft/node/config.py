@@ -19,11 +19,14 @@ Example::
     id = 1
     peer = "127.0.0.1:7001"         # UDP, between nodes
     http = "127.0.0.1:8001"         # the client API
+    # join = true                   # a node added later with `traft member add`:
+    #                                 not a founding member
 
-The nodes listed are the founding members; every node, including one that
-joins later through ``traft member add``, is started with the same file
-(plus its own entry when it joins) and learns the current membership from
-the log.
+The nodes listed without ``join = true`` are the founding members; every
+node, including one that joins later through ``traft member add``, is started
+with the same founding members and learns the current membership from the
+log. Add a joining node to the file with ``join = true``; never edit the
+founding members of a running cluster.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class Member:
     id: int
     peer: Address
     http: Address
+    join: bool = False
 
     @property
     def url(self) -> str:
@@ -152,10 +156,21 @@ class ClusterConfig:
                 raise ConfigError(f"{where}: id must be a positive integer")
             if node_id in members:
                 raise ConfigError(f"{where}: duplicate id {node_id}")
+            join = node.get("join", False)
+            if not isinstance(join, bool):
+                raise ConfigError(f"{where}: join must be true or false")
+            unknown = set(node) - {"id", "peer", "http", "join"}
+            if unknown:
+                raise ConfigError(f"{where}: unknown setting(s): {', '.join(sorted(unknown))}")
             members[node_id] = Member(
                 node_id,
                 parse_address(node.get("peer", ""), f"{where} peer"),
                 parse_address(node.get("http", ""), f"{where} http"),
+                join,
+            )
+        if all(m.join for m in members.values()):
+            raise ConfigError(
+                f"{source}: at least one node must be a founding member (join = false)"
             )
         timing = _table(data, "timing", Timing, source)
         if timing.heartbeat_ms >= timing.election_timeout_ms:

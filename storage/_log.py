@@ -1,0 +1,610 @@
+"""SegmentLog: an append-only, fsync'd log of records in segment files.
+
+Theory of operation (file formats in docs/storage-format.md):
+
+- ``append`` encodes a batch with one join and writes it with one ``pwrite``
+  into the newest segment; the bytes are in the OS page cache but not yet
+  durable. ``sync`` makes everything appended since the last sync durable with
+  one ``fdatasync`` (plus a directory fsync if a segment file was created):
+  group commit. Nothing is acknowledged to anyone before ``sync`` returns.
+- A segment rolls over once the next record would take it past
+  ``segment_bytes``. The full segment is fdatasync'ed (and the directory, if
+  the segment is new) before the next file is created, so after any crash
+  only the newest segment can have a torn tail; recovery relies on that.
+- Memory holds no record data: per segment an ``array('I')`` of record offsets
+  (4 bytes a record), and for the whole log the term runs (one pair per term
+  change). ``read`` uses ``pread`` and checks every CRC it returns.
+- ``truncate_from`` and ``compact_upto`` are made crash-atomic by the small
+  ``state`` file (see ``_recovery``): the intent is written durably first,
+  then the segments are cut or deleted, so an interrupted operation is either
+  invisible or finished by the next open.
+- A failed ``pwrite`` is undone (the segment is cut back to where the batch
+  began, new segment files are removed), so a half record is never left for a
+  later append to bury; the log stays usable. A failed ``fsync`` is different:
+  the kernel may have dropped the dirty pages, so the in-memory view can no
+  longer be trusted, and every later call raises :class:`LogUnusableError`
+  until the log is closed and reopened, which re-reads what is really on disk.
+
+Invariants: the live records are ``first_index..last_index`` with no gaps;
+``segments[-1]`` ends at ``last_index``; each segment's first index is its
+name and follows on from the previous segment's last record.
+
+A SegmentLog is not thread-safe; one owner calls it (possibly from a worker
+thread, one call at a time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from types import TracebackType
+
+from . import _fileio
+from ._errors import CorruptLogError, LogUnusableError, write_error
+from ._fileio import atomic_write, fsync_dir, make_dirs, remove_file, write_all
+from ._record import MIN_RECORD_SIZE, Record, decode_records, encode_batch
+from ._recovery import STATE_NAME, LogPlan, LogState, plan_log
+from ._segment import SEG_HEADER_SIZE, encode_segment_header, segment_name
+
+DEFAULT_SEGMENT_BYTES = 64 * 2**20
+MAX_SEGMENT_BYTES = 2**31
+_MAX_OPEN_FILES = 8
+
+
+class _Segment:
+    """In-memory view of one segment: where its records are, and its file descriptor."""
+
+    __slots__ = ("path", "first_index", "offsets", "size", "fd")
+
+    def __init__(self, path: str, first_index: int, offsets: array[int], size: int) -> None:
+        self.path = path
+        self.first_index = first_index
+        self.offsets = offsets
+        self.size = size
+        self.fd: int | None = None
+
+    @property
+    def stop_index(self) -> int:
+        """One past the index of the segment's last record."""
+        return self.first_index + len(self.offsets)
+
+
+class SegmentLog:
+    """A durable log of :class:`Record` objects (see the module docstring).
+
+    Create or recover one with :meth:`SegmentLog.open`.
+    """
+
+    def __init__(self, path: str, segment_bytes: int) -> None:
+        self._path = path
+        self._segment_bytes = segment_bytes
+        self._segments: list[_Segment] = []
+        self._seg_firsts: list[int] = []
+        self._run_starts: list[int] = []
+        self._run_terms: list[int] = []
+        self._first_index = 1
+        self._last_index = 0
+        self._unsynced: list[_Segment] = []
+        self._dir_unsynced = False
+        self._open_files: list[_Segment] = []
+        self._failed: str | None = None
+        self._closed = False
+
+    # ----------------------------------------------------------------- opening
+
+    @classmethod
+    def open(cls, path: str, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> SegmentLog:
+        """Open the log in directory ``path``, creating it or recovering it.
+
+        Recovery cuts a torn tail off the last segment, deletes segments an
+        interrupted compaction left behind and finishes an interrupted
+        truncation. Any other damage raises before anything is changed.
+
+        Raises:
+            ValueError: ``segment_bytes`` is out of range.
+            CorruptLogError: the log is damaged (the message names file and offset).
+            WriteError: a repair or the creation of the log failed.
+        """
+        if not SEG_HEADER_SIZE + MIN_RECORD_SIZE <= segment_bytes <= MAX_SEGMENT_BYTES:
+            raise ValueError(f"segment_bytes must be between 61 and 2**31, not {segment_bytes}")
+        path = os.path.abspath(path)
+        try:
+            plan = plan_log(path)
+        except CorruptLogError:
+            raise
+        except OSError as exc:
+            raise CorruptLogError(path, 0, f"cannot read the log: {exc}") from exc
+        log = cls(path, segment_bytes)
+        try:
+            log._recover(plan)
+        except OSError as exc:
+            log._release()
+            raise write_error(path, "recovery", exc) from exc
+        return log
+
+    def _recover(self, plan: LogPlan) -> None:
+        path = self._path
+        if plan.state is None:
+            make_dirs(path)
+            atomic_write(os.path.join(path, STATE_NAME), LogState(1).encode())
+            return
+        changed_dir = False
+        for name in plan.leftovers:
+            remove_file(os.path.join(path, name))
+            changed_dir = True
+        for item in plan.stale:
+            remove_file(item if isinstance(item, str) else item.path)
+            changed_dir = True
+        for scan in plan.dropped:
+            remove_file(scan.path)
+            changed_dir = True
+        for scan in plan.segments:
+            segment = _Segment(scan.path, scan.first_index, scan.offsets, scan.end)
+            if scan.torn is not None:
+                fd = self._fd(segment)
+                _fileio.ops.ftruncate(fd, scan.end)
+                _fileio.ops.fdatasync(fd)
+            self._segments.append(segment)
+            self._seg_firsts.append(scan.first_index)
+            for start, term in zip(scan.run_starts, scan.run_terms, strict=True):
+                if not self._run_terms or self._run_terms[-1] != term:
+                    self._run_starts.append(start)
+                    self._run_terms.append(term)
+        if changed_dir:
+            fsync_dir(path)
+        self._first_index = plan.first_index
+        self._last_index = self._segments[-1].stop_index - 1 if self._segments else 0
+        self._last_index = max(self._last_index, plan.first_index - 1)
+        self._trim_runs_before(plan.first_index)
+        if plan.truncate_from:
+            self._cut_from(plan.truncate_from)
+            self._write_state(LogState(self._first_index))
+
+    # -------------------------------------------------------------- properties
+
+    @property
+    def path(self) -> str:
+        """The log's directory."""
+        return self._path
+
+    @property
+    def first_index(self) -> int:
+        """Index of the first live record (``last_index + 1`` when the log is empty)."""
+        return self._first_index
+
+    @property
+    def last_index(self) -> int:
+        """Index of the last record appended (``first_index - 1`` when the log is empty)."""
+        return self._last_index
+
+    @property
+    def disk_bytes(self) -> int:
+        """Bytes of segment data on disk (compacted records in a live segment included)."""
+        return sum(segment.size for segment in self._segments)
+
+    def __len__(self) -> int:
+        return self._last_index - self._first_index + 1
+
+    def __repr__(self) -> str:
+        return (
+            f"<SegmentLog {self._path!r} first_index={self._first_index} "
+            f"last_index={self._last_index} segments={len(self._segments)}>"
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    def term_at(self, index: int) -> int:
+        """The term of record ``index``.
+
+        Raises:
+            IndexError: ``index`` is not in ``first_index..last_index``.
+            LogUnusableError: the log is closed or failed.
+        """
+        if self._failed is not None or self._closed:
+            self._raise_unusable()
+        if not self._first_index <= index <= self._last_index:
+            raise IndexError(
+                f"index {index} is outside the log ({self._first_index}..{self._last_index})"
+            )
+        return self._run_terms[bisect_right(self._run_starts, index) - 1]
+
+    def read(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Record]:
+        """The records with ``lo <= index < hi``, in order.
+
+        With ``max_bytes``, stop early once the records' encoded size would
+        exceed it, but always return at least one record if ``lo < hi``.
+
+        Raises:
+            IndexError: the range is not inside ``first_index..last_index + 1``.
+            CorruptLogError: a record read back fails its checks.
+            LogUnusableError: the log is closed or failed.
+        """
+        if self._failed is not None or self._closed:
+            self._raise_unusable()
+        if not self._first_index <= lo <= hi <= self._last_index + 1:
+            raise IndexError(
+                f"range {lo}..{hi} is outside the log ({self._first_index}..{self._last_index + 1})"
+            )
+        out: list[Record] = []
+        budget = max_bytes
+        index = lo
+        while index < hi:
+            segment = self._segments[bisect_right(self._seg_firsts, index) - 1]
+            offsets = segment.offsets
+            base = segment.first_index
+            stop = min(hi, segment.stop_index)
+            start = offsets[index - base]
+            end = offsets[stop - base] if stop < segment.stop_index else segment.size
+            if budget is not None and end - start > budget:
+                # Records index..k-1 fit when offsets[k - base] <= start + budget.
+                k = bisect_right(offsets, start + budget, index - base + 1, stop - base) - 1
+                stop = max(base + k, index + 1)
+                end = offsets[stop - base] if stop < segment.stop_index else segment.size
+                hi = stop
+            try:
+                buf = os.pread(self._fd(segment), end - start, start)
+            except OSError as exc:
+                raise CorruptLogError(segment.path, start, f"read failed: {exc}") from exc
+            if len(buf) != end - start:
+                raise CorruptLogError(
+                    segment.path, start + len(buf), "segment is shorter than its records"
+                )
+            out.extend(decode_records(buf, segment.path, start, index))
+            if budget is not None:
+                budget -= end - start
+            index = stop
+        return out
+
+    # ------------------------------------------------------------------ writing
+
+    def append(self, records: Sequence[Record]) -> None:
+        """Append ``records``, numbered from ``last_index + 1``; durable after :meth:`sync`.
+
+        All or nothing: if it raises, the log is as it was.
+
+        Raises:
+            ValueError: the indexes are not contiguous from ``last_index + 1``,
+                or a field does not fit its encoding.
+            DiskFullError: the disk is full (the log stays usable).
+            WriteError: another write error (usable if the write was undone).
+            LogUnusableError: the log is closed or failed.
+        """
+        if self._failed is not None or self._closed:
+            self._raise_unusable()
+        if not records:
+            return
+        segment = self._segments[-1] if self._segments else None
+        start = segment.size if segment is not None else SEG_HEADER_SIZE
+        first = self._last_index + 1
+        last_term = self._run_terms[-1] if self._run_terms else None
+        parts, offsets, new_runs, end = encode_batch(records, first, start, last_term)
+        if segment is not None and (
+            end <= self._segment_bytes or (len(records) == 1 and not segment.offsets)
+        ):
+            # Fast path: the whole batch fits the newest segment.
+            fd = self._fd(segment)
+            try:
+                write_all(fd, b"".join(parts), start)
+            except OSError as exc:
+                self._undo([], [(segment, start)])
+                raise write_error(segment.path, "append", exc) from exc
+            segment.offsets.extend(offsets)
+            segment.size = end
+            if not self._unsynced or self._unsynced[-1] is not segment:
+                self._unsynced.append(segment)
+        else:
+            self._append_rolling(segment, parts, offsets, end, first)
+        if new_runs:
+            for index, term in new_runs:
+                self._run_starts.append(index)
+                self._run_terms.append(term)
+        self._last_index = first + len(records) - 1
+
+    def _append_rolling(
+        self,
+        segment: _Segment | None,
+        parts: list[bytes],
+        offsets: list[int],
+        end: int,
+        first: int,
+    ) -> None:
+        """Append a batch that needs one or more new segments."""
+        limit = self._segment_bytes
+        count = len(offsets)
+        bounds = [*offsets, end]  # record k occupies bounds[k]..bounds[k + 1]
+        # Place records greedily: into the current segment while they fit (a
+        # segment always takes at least one record), then into new ones.
+        groups: list[tuple[bool, int, int]] = []  # (new segment?, first k, stop k)
+        if segment is not None:
+            used, has_records = segment.size, bool(segment.offsets)
+        else:
+            used, has_records = limit + 1, True  # record 0 needs a new segment
+        group_start, group_new = 0, False
+        for k in range(count):
+            size = bounds[k + 1] - bounds[k]
+            if has_records and used + size > limit:
+                if k > group_start:
+                    groups.append((group_new, group_start, k))
+                group_start, group_new = k, True
+                used = SEG_HEADER_SIZE
+            used += size
+            has_records = True
+        groups.append((group_new, group_start, count))
+
+        created: list[_Segment] = []
+        touched: list[tuple[_Segment, int, int]] = []  # (segment, old size, stop k)
+        current = segment
+        try:
+            for new, a, b in groups:
+                data = b"".join(parts[2 * a : 2 * b])
+                if not new:
+                    assert current is not None and a == 0
+                    touched.append((current, current.size, b))
+                    write_all(self._fd(current), data, current.size)
+                    continue
+                if current is not None:
+                    self._seal(current, created)
+                index = first + a
+                path = os.path.join(self._path, segment_name(index))
+                fd = _fileio.ops.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+                shift = SEG_HEADER_SIZE - bounds[a]
+                current = _Segment(path, index, array("I"), SEG_HEADER_SIZE + bounds[b] - bounds[a])
+                current.offsets.extend([offsets[k] + shift for k in range(a, b)])
+                current.fd = fd
+                created.append(current)
+                write_all(fd, encode_segment_header(index) + data, 0)
+        except OSError as exc:
+            self._undo(created, [(seg, old) for seg, old, _b in touched])
+            failed_path = created[-1].path if created else self._path
+            raise write_error(failed_path, "append", exc) from exc
+        # Commit the in-memory view only once every write has succeeded.
+        for seg, _old, b in touched:
+            seg.offsets.extend(offsets[:b])
+            seg.size = bounds[b]
+        for seg in created:
+            self._segments.append(seg)
+            self._seg_firsts.append(seg.first_index)
+            self._open_files.append(seg)
+        # Every segment but the newest was sealed (fdatasync'ed) on the way.
+        assert current is not None
+        self._unsynced = [current]
+        self._dir_unsynced = True
+        self._evict_files()
+
+    def _seal(self, segment: _Segment, created: list[_Segment]) -> None:
+        """Make ``segment`` durable before a newer segment is created (see module doc).
+
+        Raises:
+            OSError: the fsync failed; the log is marked unusable.
+        """
+        try:
+            _fileio.ops.fdatasync(self._fd(segment))
+            if self._dir_unsynced or created:
+                fsync_dir(self._path)
+        except OSError as exc:
+            self._failed = f"fsync of {segment.path} failed: {exc}"
+            raise
+
+    def _undo(self, created: list[_Segment], touched: list[tuple[_Segment, int]]) -> None:
+        """Remove what a failed append wrote; if that fails too, the log is unusable."""
+        try:
+            for seg in reversed(created):
+                if seg.fd is not None:
+                    _fileio.ops.close(seg.fd)
+                    seg.fd = None
+                remove_file(seg.path)
+            for seg, old_size in touched:
+                _fileio.ops.ftruncate(self._fd(seg), old_size)
+        except OSError as exc:
+            self._failed = self._failed or f"could not undo a failed append: {exc}"
+
+    def sync(self) -> None:
+        """Make every record appended so far durable, with one fsync (group commit).
+
+        Raises:
+            DiskFullError: the disk filled up while flushing; the log is now unusable.
+            WriteError: fsync failed; the log is now unusable (reopen it).
+            LogUnusableError: the log is closed or failed.
+        """
+        if self._failed is not None or self._closed:
+            self._raise_unusable()
+        if not self._unsynced and not self._dir_unsynced:
+            return
+        segment = None
+        try:
+            for segment in self._unsynced:
+                _fileio.ops.fdatasync(self._fd(segment))
+            segment = None
+            if self._dir_unsynced:
+                fsync_dir(self._path)
+        except OSError as exc:
+            where = segment.path if segment is not None else self._path
+            self._failed = f"fsync of {where} failed: {exc}"
+            raise write_error(where, "fsync", exc) from exc
+        self._unsynced.clear()
+        self._dir_unsynced = False
+        self._evict_files()
+
+    def truncate_from(self, index: int) -> None:
+        """Drop record ``index`` and every record after it, durably.
+
+        Afterwards ``last_index == index - 1``; the next append is ``index``.
+        An ``index`` past ``last_index`` changes nothing.
+
+        Raises:
+            ValueError: ``index < first_index`` (those records are compacted).
+            WriteError: a write failed; the log is now unusable (reopen it).
+            LogUnusableError: the log is closed or failed.
+        """
+        if self._failed is not None or self._closed:
+            self._raise_unusable()
+        if index > self._last_index:
+            return
+        if index < self._first_index:
+            raise ValueError(f"cannot truncate from {index}: log starts at {self._first_index}")
+        try:
+            self._write_state(LogState(self._first_index, index))
+            self._cut_from(index)
+            self._write_state(LogState(self._first_index))
+        except OSError as exc:
+            self._failed = f"truncate_from({index}) failed: {exc}"
+            raise write_error(self._path, "truncate", exc) from exc
+
+    def _cut_from(self, index: int) -> None:
+        """Physically drop records >= ``index``: delete later segments, cut the one holding it."""
+        if index > self._last_index:
+            return
+        k = bisect_right(self._seg_firsts, index) - 1
+        for seg in reversed(self._segments[k + 1 :]):
+            self._forget(seg)
+            remove_file(seg.path)
+        del self._segments[k + 1 :]
+        del self._seg_firsts[k + 1 :]
+        segment = self._segments[k]
+        cut = index - segment.first_index
+        if cut < len(segment.offsets):
+            size = segment.offsets[cut]
+            fd = self._fd(segment)
+            _fileio.ops.ftruncate(fd, size)
+            _fileio.ops.fdatasync(fd)
+            del segment.offsets[cut:]
+            segment.size = size
+        fsync_dir(self._path)
+        self._unsynced.clear()
+        self._dir_unsynced = False
+        k = bisect_left(self._run_starts, index)
+        del self._run_starts[k:]
+        del self._run_terms[k:]
+        self._last_index = index - 1
+
+    def compact_upto(self, index: int) -> None:
+        """Drop every record up to and including ``index`` (a snapshot now covers them).
+
+        Afterwards ``first_index == index + 1``. Whole segment files are
+        deleted; records of a segment that is still partly live stay on disk
+        but are no longer readable. If ``index >= last_index`` the log becomes
+        empty and the next append is ``index + 1``. An ``index`` before
+        ``first_index`` changes nothing.
+
+        Raises:
+            WriteError: a write failed; the log is now unusable (reopen it).
+            LogUnusableError: the log is closed or failed.
+        """
+        if self._failed is not None or self._closed:
+            self._raise_unusable()
+        if index < self._first_index:
+            return
+        first = index + 1
+        try:
+            self._write_state(LogState(first))
+            if index >= self._last_index:
+                doomed = list(self._segments)
+            else:
+                k = bisect_right(self._seg_firsts, first) - 1
+                doomed = self._segments[:k]
+            for seg in doomed:
+                self._forget(seg)
+                remove_file(seg.path)
+            if doomed:
+                fsync_dir(self._path)
+        except OSError as exc:
+            self._failed = f"compact_upto({index}) failed: {exc}"
+            raise write_error(self._path, "compact", exc) from exc
+        del self._segments[: len(doomed)]
+        del self._seg_firsts[: len(doomed)]
+        self._first_index = first
+        if index >= self._last_index:
+            self._last_index = index
+            self._run_starts.clear()
+            self._run_terms.clear()
+        else:
+            self._trim_runs_before(first)
+
+    def close(self) -> None:
+        """Sync what was appended and release the files. Closing twice is harmless.
+
+        Raises:
+            WriteError: the final sync failed (the files are released anyway).
+        """
+        if self._closed:
+            return
+        try:
+            if self._failed is None:
+                self.sync()
+        finally:
+            self._release()
+
+    def __enter__(self) -> SegmentLog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- internals
+
+    def _raise_unusable(self) -> None:
+        if self._closed:
+            raise LogUnusableError(f"{self._path}: the log is closed")
+        raise LogUnusableError(
+            f"{self._path}: the log is unusable after an earlier failure "
+            f"({self._failed}); close it and open it again"
+        )
+
+    def _write_state(self, state: LogState) -> None:
+        atomic_write(os.path.join(self._path, STATE_NAME), state.encode())
+
+    def _trim_runs_before(self, first: int) -> None:
+        k = bisect_right(self._run_starts, first) - 1
+        if k > 0:
+            del self._run_starts[:k]
+            del self._run_terms[:k]
+
+    def _fd(self, segment: _Segment) -> int:
+        """The segment's file descriptor, opening it (and closing an idle one) if needed."""
+        if segment.fd is None:
+            segment.fd = _fileio.ops.open(segment.path, os.O_RDWR)
+            self._open_files.append(segment)
+            self._evict_files()
+        return segment.fd
+
+    def _evict_files(self) -> None:
+        """Keep few descriptors open; never close the newest or an unsynced segment."""
+        if len(self._open_files) <= _MAX_OPEN_FILES:
+            return
+        newest = self._segments[-1] if self._segments else None
+        for seg in list(self._open_files):
+            if len(self._open_files) <= _MAX_OPEN_FILES:
+                break
+            if seg is newest or seg in self._unsynced or seg.fd is None:
+                continue
+            os.close(seg.fd)
+            seg.fd = None
+            self._open_files.remove(seg)
+
+    def _forget(self, segment: _Segment) -> None:
+        """Close a segment that is about to be deleted and stop tracking it."""
+        if segment.fd is not None:
+            os.close(segment.fd)
+            segment.fd = None
+        if segment in self._open_files:
+            self._open_files.remove(segment)
+        if segment in self._unsynced:
+            self._unsynced.remove(segment)
+
+    def _release(self) -> None:
+        """Close every descriptor; the object is unusable afterwards."""
+        for seg in self._open_files:
+            if seg.fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(seg.fd)
+                seg.fd = None
+        self._open_files.clear()
+        self._closed = True

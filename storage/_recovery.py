@@ -1,0 +1,199 @@
+"""Reading a log directory and deciding what recovery must do, without changing it.
+
+Theory of operation: a log directory holds the segment files and one small
+``state`` file, replaced atomically (``atomic_write``), which records
+
+- ``first_index``: the first live index. Compaction writes it before deleting
+  the segments it covers, so the first index survives restarts even when a
+  segment still holds some compacted records, or none is left.
+- ``truncate_from`` (0 when none): a truncation in progress. ``truncate_from``
+  writes it, cuts the segments, then clears it, so a crash part-way through
+  is finished on the next open and the log is the old one or the new one.
+
+:func:`plan_log` scans everything (every record's CRC, see ``_segment``) and
+returns a :class:`LogPlan`: the live segments, and the repairs a crash may
+have left owed: leftover temporary files, segments wholly before the first
+index (an interrupted compaction), a torn tail or torn new segment to cut, a
+truncation to finish. ``SegmentLog.open`` carries the plan out; ``traft log
+inspect`` and ``verify`` only print it. Damage that is not one of these
+raises :class:`CorruptLogError` before anything is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+
+from ._errors import CorruptLogError
+from ._segment import SegmentScan, parse_segment_name, scan_segment
+
+STATE_NAME = "state"
+STATE_MAGIC = b"TRAFTLOG"
+STATE_VERSION = 1
+STATE_FIELDS = struct.Struct("<8sIIQQ")
+STATE_SIZE = STATE_FIELDS.size + 4
+
+
+class LogState:
+    """The contents of a log's ``state`` file."""
+
+    __slots__ = ("first_index", "truncate_from")
+
+    def __init__(self, first_index: int, truncate_from: int = 0) -> None:
+        self.first_index = first_index
+        self.truncate_from = truncate_from
+
+    def encode(self) -> bytes:
+        """The file's bytes: magic, version, flags, first index, truncate_from, CRC."""
+        fields = STATE_FIELDS.pack(
+            STATE_MAGIC, STATE_VERSION, 0, self.first_index, self.truncate_from
+        )
+        return fields + struct.pack("<I", zlib.crc32(fields))
+
+
+def read_state(path: str) -> LogState:
+    """Read and check the state file at ``path``.
+
+    Raises:
+        CorruptLogError: the file is short, has a bad CRC or impossible values.
+        OSError: the file could not be read.
+    """
+    with open(path, "rb") as f:
+        raw = f.read(STATE_SIZE + 1)
+    if len(raw) != STATE_SIZE:
+        raise CorruptLogError(path, 0, f"state file is {len(raw)} bytes, expected {STATE_SIZE}")
+    (crc,) = struct.unpack_from("<I", raw, STATE_FIELDS.size)
+    if crc != zlib.crc32(raw[: STATE_FIELDS.size]):
+        raise CorruptLogError(path, STATE_FIELDS.size, "bad CRC in state file")
+    magic, version, _flags, first_index, truncate_from = STATE_FIELDS.unpack_from(raw)
+    if magic != STATE_MAGIC:
+        raise CorruptLogError(path, 0, "not a log state file (bad magic)")
+    if version != STATE_VERSION:
+        raise CorruptLogError(path, 8, f"unsupported state file version {version}")
+    if first_index < 1 or (truncate_from and truncate_from < first_index):
+        raise CorruptLogError(
+            path, 16, f"impossible first index {first_index} / truncate_from {truncate_from}"
+        )
+    return LogState(first_index, truncate_from)
+
+
+class LogPlan:
+    """What is in a log directory and what opening it will repair (see module docstring).
+
+    ``segments`` are the live segments in index order; the last one's scan may
+    carry a torn tail (``torn`` set) that is cut at ``end``. ``first_index`` and
+    ``last_index`` are the log's bounds once the repairs are made.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.exists = os.path.isdir(path)
+        self.state: LogState | None = None
+        self.segments: list[SegmentScan] = []
+        self.stale: list[SegmentScan | str] = []
+        self.dropped: list[SegmentScan] = []
+        self.leftovers: list[str] = []
+        self.first_index = 1
+        self.last_index = 0
+        self.truncate_from = 0
+
+    @property
+    def torn(self) -> SegmentScan | None:
+        """The live segment whose torn tail will be cut, if any."""
+        for scan in self.segments:
+            if scan.torn is not None:
+                return scan
+        return None
+
+    def repairs(self) -> list[str]:
+        """Human-readable list of what opening the log would change."""
+        out = [f"delete leftover temporary file {name}" for name in self.leftovers]
+        for item in self.stale:
+            name = item if isinstance(item, str) else item.path
+            out.append(f"delete {os.path.basename(name)}: wholly before first index (compacted)")
+        for scan in self.dropped:
+            out.append(f"delete {os.path.basename(scan.path)}: {scan.torn}")
+        torn = self.torn
+        if torn is not None:
+            out.append(f"cut {os.path.basename(torn.path)} to {torn.end} bytes: {torn.torn}")
+        if self.truncate_from:
+            out.append(f"finish interrupted truncation from index {self.truncate_from}")
+        if self.state is None and not self.exists:
+            out.append("create an empty log")
+        elif self.state is None:
+            out.append("write the initial state file")
+        return out
+
+
+def plan_log(path: str) -> LogPlan:
+    """Scan the log directory ``path`` and plan its recovery; changes nothing.
+
+    Raises:
+        CorruptLogError: damage other than what a crash leaves (see module docstring).
+        OSError: a file could not be read.
+    """
+    plan = LogPlan(path)
+    if not plan.exists:
+        return plan
+    found: list[tuple[int, str]] = []
+    has_state = False
+    for name in os.listdir(path):
+        index = parse_segment_name(name)
+        if index is not None:
+            found.append((index, os.path.join(path, name)))
+        elif name == STATE_NAME:
+            has_state = True
+        elif name == STATE_NAME + ".tmp":
+            plan.leftovers.append(name)
+    found.sort()
+    state_path = os.path.join(path, STATE_NAME)
+    if not has_state:
+        if found:
+            raise CorruptLogError(
+                state_path, 0, f"state file is missing but the log has {len(found)} segment(s)"
+            )
+        return plan
+    state = plan.state = read_state(state_path)
+    first = plan.first_index = state.first_index
+
+    # Segments that end before the first index need not be scanned: the next
+    # segment's name proves it. The last one is always scanned.
+    live: list[SegmentScan] = []
+    for k, (index, seg_path) in enumerate(found):
+        is_last = k == len(found) - 1
+        if not is_last and found[k + 1][0] <= first:
+            plan.stale.append(seg_path)
+            continue
+        scan = scan_segment(seg_path, index, is_last)
+        if scan.drop_file:
+            plan.dropped.append(scan)
+        else:
+            live.append(scan)
+
+    for prev, scan in zip(live, live[1:], strict=False):
+        if scan.first_index != prev.last_index + 1:
+            raise CorruptLogError(
+                scan.path,
+                0,
+                f"segment starts at index {scan.first_index} but the previous segment "
+                f"ends at {prev.last_index} (a segment is missing or out of place)",
+            )
+    if live and live[0].first_index > first:
+        raise CorruptLogError(
+            live[0].path,
+            0,
+            f"the log starts at index {first} (state file) but its first segment starts "
+            f"at {live[0].first_index} (records are missing)",
+        )
+    # Segments holding only compacted records go, except an empty segment
+    # waiting at the first index (it is where the next record goes).
+    while live and live[0].last_index < first and live[0].first_index < first:
+        plan.stale.append(live.pop(0))
+    plan.segments = live
+    last = live[-1].last_index if live else first - 1
+    if state.truncate_from:
+        plan.truncate_from = state.truncate_from
+        last = min(last, state.truncate_from - 1)
+    plan.last_index = last
+    return plan

@@ -1,0 +1,139 @@
+"""Fault injection for the storage tests: crash or fail the N-th mutating call.
+
+``storage._fileio.ops`` is the one place the storage package makes system
+calls that change the disk. :class:`FaultyOps` replaces it and counts those
+calls. With ``crash_at=N`` the N-th call (0-based) raises
+:class:`SimulatedCrash`, a ``BaseException`` so that no ``except OSError``
+in the code under test can swallow it, and every later call raises it too:
+after the crash point nothing more reaches the disk, as after ``kill -9``.
+A crashing ``pwrite`` first writes a prefix of its data, like a write cut
+short. With ``fail`` set, a chosen call raises an ``OSError`` (``ENOSPC``, say)
+instead, optionally after a partial write, and the storage code carries on.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+
+from storage import _fileio
+from storage._fileio import FileOps
+
+
+class SimulatedCrash(BaseException):
+    """The process 'died' at this call."""
+
+
+class FaultyOps(FileOps):
+    """A FileOps that counts mutating calls and crashes or fails on request."""
+
+    def __init__(
+        self,
+        crash_at: int | None = None,
+        fail: Callable[[str, int], int | None] | None = None,
+        partial: bool = True,
+    ) -> None:
+        self.calls = 0
+        self.crash_at = crash_at
+        self.crashed = False
+        self.fail = fail
+        self.partial = partial
+        self.log: list[str] = []
+
+    def _step(self, name: str) -> int | None:
+        """Count a call; crash, or return an errno to fail it with, or None."""
+        if self.crashed:
+            raise SimulatedCrash(f"after crash: {name}")
+        if self.crash_at is not None and self.calls >= self.crash_at:
+            self.crashed = True
+            raise SimulatedCrash(name)
+        n = self.calls
+        self.calls += 1
+        self.log.append(name)
+        return self.fail(name, n) if self.fail is not None else None
+
+    def open(self, path: str, flags: int, mode: int = 0o644) -> int:
+        err = self._step("open")
+        if err:
+            raise OSError(err, os.strerror(err), path)
+        return super().open(path, flags, mode)
+
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
+        crashing = not self.crashed and self.crash_at is not None and self.calls >= self.crash_at
+        if crashing and self.partial and len(data) > 1:
+            os.pwrite(fd, bytes(data[: len(data) // 2]), offset)  # torn by the crash
+        err = self._step("pwrite")
+        if err:
+            if self.partial and len(data) > 1:
+                os.pwrite(fd, bytes(data[: len(data) // 2]), offset)
+            raise OSError(err, os.strerror(err))
+        return super().pwrite(fd, data, offset)
+
+    def fsync(self, fd: int) -> None:
+        err = self._step("fsync")
+        if err:
+            raise OSError(err, os.strerror(err))
+        super().fsync(fd)
+
+    def fdatasync(self, fd: int) -> None:
+        err = self._step("fdatasync")
+        if err:
+            raise OSError(err, os.strerror(err))
+        super().fdatasync(fd)
+
+    def ftruncate(self, fd: int, length: int) -> None:
+        err = self._step("ftruncate")
+        if err:
+            raise OSError(err, os.strerror(err))
+        super().ftruncate(fd, length)
+
+    def rename(self, src: str, dst: str) -> None:
+        err = self._step("rename")
+        if err:
+            raise OSError(err, os.strerror(err), src)
+        super().rename(src, dst)
+
+    def unlink(self, path: str) -> None:
+        err = self._step("unlink")
+        if err:
+            raise OSError(err, os.strerror(err), path)
+        super().unlink(path)
+
+    def mkdir(self, path: str) -> None:
+        err = self._step("mkdir")
+        if err:
+            raise OSError(err, os.strerror(err), path)
+        super().mkdir(path)
+
+
+def fail_nth(name: str, nth: int = 0, err: int = errno.ENOSPC) -> Callable[[str, int], int | None]:
+    """A ``fail`` policy: the ``nth`` call (0-based) to ``name`` fails with ``err``."""
+    seen = {"n": 0}
+
+    def policy(call: str, _index: int) -> int | None:
+        if call != name:
+            return None
+        k = seen["n"]
+        seen["n"] += 1
+        return err if k == nth else None
+
+    return policy
+
+
+def install(ops: FileOps) -> FileOps:
+    """Make ``ops`` the storage package's FileOps; returns the previous one."""
+    previous = _fileio.ops
+    _fileio.ops = ops
+    return previous
+
+
+def snapshot_tree(path: str) -> dict[str, bytes]:
+    """Every file under ``path`` and its bytes, to prove something changed nothing."""
+    out = {}
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            with open(full, "rb") as f:
+                out[os.path.relpath(full, path)] = f.read()
+    return out

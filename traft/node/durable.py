@@ -1,0 +1,129 @@
+"""The node's durable state: a Ready's storage part written with one fsync.
+
+Theory of operation: :class:`Durable` adapts the ``storage`` package (which
+knows nothing of Raft) to the core's Ready contract. ``persist(rd)`` runs in
+a worker thread and does, in order: save term and vote together (atomic
+file replace) when they changed; pop the log from ``truncate_from``; drop
+entries up to ``compact_upto``; append ``entries``; then ONE ``sync()`` of
+the log for all of it (group commit). Nothing of the Ready may be sent
+before it returns.
+
+An entry's id travels in the first eight bytes of the record's data, since
+storage records hold (index, term, type, data) only.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+
+import storage
+from traft.core import Entry, EntryType, Membership, Ready, SnapshotMeta
+
+log = logging.getLogger(__name__)
+
+_ID = struct.Struct(">Q")
+_ENTRY_TYPES = tuple(EntryType)
+
+
+def to_record(entry: Entry) -> storage.Record:
+    return storage.Record(entry.index, entry.term, int(entry.type), _ID.pack(entry.id) + entry.data)
+
+
+def to_entry(record: storage.Record) -> Entry:
+    data = record.data
+    (entry_id,) = _ID.unpack_from(data)
+    return Entry(record.term, record.index, entry_id, _ENTRY_TYPES[record.type], data[8:])
+
+
+class Durable:
+    """A node's meta file, segment log and snapshots, driven by Ready values."""
+
+    def __init__(self, path: Path, *, segment_bytes: int = storage.DEFAULT_SEGMENT_BYTES) -> None:
+        self.path = path
+        self._dir = storage.open_data_dir(str(path), segment_bytes=segment_bytes)
+        self.meta = self._dir.meta
+        self.log = self._dir.log
+        self.snapshots = self._dir.snapshots
+        self.fsyncs = 0
+        self.bytes_written = 0
+
+    def close(self) -> None:
+        self._dir.close()
+
+    # -- recovery -------------------------------------------------------------------
+
+    def latest_snapshot(self) -> tuple[SnapshotMeta, storage.SnapshotInfo] | None:
+        """Metadata of the newest durable snapshot, if any.
+
+        Raises:
+            storage.CorruptLogError: its membership record is unreadable.
+        """
+        info = self.snapshots.latest_info()
+        if info is None:
+            return None
+        try:
+            membership = Membership.from_bytes(info.membership)
+        except ValueError as exc:
+            raise storage.CorruptLogError(info.path, 0, f"bad membership: {exc}") from None
+        return SnapshotMeta(info.index, info.term, membership), info
+
+    def entries_after(self, index: int) -> list[Entry]:
+        """Every durable entry after ``index``, in order.
+
+        Raises:
+            storage.CorruptLogError: the log does not reach back to ``index + 1``.
+        """
+        log_ = self.log
+        if log_.last_index <= index:
+            return []
+        if log_.first_index > index + 1:
+            raise storage.CorruptLogError(
+                log_.path,
+                0,
+                f"log starts at {log_.first_index} but entries after {index} are needed "
+                "(no snapshot covers the gap)",
+            )
+        out: list[Entry] = []
+        lo = index + 1
+        step = 65536
+        while lo <= log_.last_index:
+            hi = min(lo + step, log_.last_index + 1)
+            out.extend(to_entry(r) for r in log_.read(lo, hi))
+            lo = hi
+        return out
+
+    # -- the Ready contract ---------------------------------------------------------------
+
+    def persist(self, rd: Ready) -> None:
+        """Make the storage part of ``rd`` durable with one log fsync (worker thread)."""
+        if rd.hard_state is not None:
+            self.meta.save(rd.hard_state.term, rd.hard_state.voted_for)
+        log_ = self.log
+        changed = False
+        if rd.truncate_from is not None and rd.truncate_from <= log_.last_index:
+            log_.truncate_from(max(rd.truncate_from, log_.first_index))
+            changed = True
+        if rd.compact_upto is not None and rd.compact_upto >= log_.first_index:
+            log_.compact_upto(rd.compact_upto)
+            changed = True
+        if rd.entries:
+            records = [to_record(e) for e in rd.entries]
+            log_.append(records)
+            self.bytes_written += sum(len(r.data) for r in records)
+            changed = True
+        if changed:
+            log_.sync()
+            self.fsyncs += 1
+
+    # -- snapshots --------------------------------------------------------------------
+
+    def save_snapshot(self, meta: SnapshotMeta, chunks: Iterable[bytes]) -> storage.SnapshotInfo:
+        """Write a snapshot durably (temporary file, fsync, rename)."""
+        with self.snapshots.writer(meta.term, meta.index, meta.membership.to_bytes()) as writer:
+            for chunk in chunks:
+                writer.write(chunk)
+        assert writer.info is not None
+        return writer.info

@@ -1,0 +1,905 @@
+"""A Raft node: one trio nursery around one pure core.
+
+Theory of operation. :class:`Node` supervises four tasks in one nursery:
+
+* the endpoint's ``serve`` (UDP, or an in-memory network in tests);
+* the receive loop, which decodes datagrams and puts them in the inbox
+  without ever blocking (a full inbox drops and counts);
+* the ticker, a drift-free ``deadline += interval`` loop that wakes the main
+  loop every ``tick_ms``;
+* the main loop, the only task that touches the core. It waits for input,
+  takes everything else already queued, feeds it all to the core (client
+  proposals as ONE ``recv_entries`` batch), then works off Ready values:
+  persist with one fsync in a worker thread, send, apply, advance. While it
+  waits for the disk, new input queues up and becomes the next batch: that
+  is the group commit.
+
+Callers (``submit``, ``read``, membership calls) put a request in the inbox
+and wait on its own ``trio.Event``; the main loop answers when the entry is
+applied (same index *and* term: otherwise the proposal was lost to a new
+leader) or when a ReadIndex round confirms a read.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import trio
+
+import net
+from traft.core import (
+    Config,
+    Entry,
+    EntryType,
+    LeaderChanged,
+    LeaderNotReady,
+    Membership,
+    MembershipChanged,
+    NodeConfig,
+    NodeHasSufficientLogs,
+    NotLeader,
+    Raft,
+    RaftError,
+    ReadLost,
+    ReadReady,
+    RemovedSelf,
+    Role,
+    RoleChanged,
+    SendSnapshot,
+)
+from traft.node.config import Address, ClusterConfig, format_address, parse_address
+from traft.node.durable import Durable
+from traft.node.errors import (
+    MemberChangeError,
+    NodeStopped,
+    NoLeaderError,
+    NotLeaderError,
+    ProposalLost,
+    ProposalTimeout,
+)
+from traft.node.metrics import NodeCounters, make_registry
+from traft.node.statemachine import StateMachine
+from traft.node.transfer import SnapshotReceiver, SnapshotSender
+from traft.wire import MalformedMessage, SnapshotAck, SnapshotChunk, WireMessage, decode, encode
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Per-entry bytes of msgpack framing in an AppendEntries, counted against the datagram.
+ENTRY_OVERHEAD = 48
+INBOX_SIZE = 8192
+
+
+def member_context(peer: Address, http: Address) -> bytes:
+    """The context a membership entry carries: the node's two addresses."""
+    return f"{format_address(peer)}|{format_address(http)}".encode()
+
+
+def parse_context(context: bytes) -> tuple[Address, Address] | None:
+    try:
+        peer, http = context.decode().split("|")
+        return parse_address(peer, "peer"), parse_address(http, "http")
+    except ValueError:
+        return None
+
+
+class _Waiter:
+    """A caller waiting for the main loop."""
+
+    __slots__ = ("event", "result", "error", "term", "index")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.term = 0
+        self.index = 0
+
+    def resolve(self, result: Any) -> None:
+        if not self.event.is_set():
+            self.result = result
+            self.event.set()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.event.is_set():
+            self.error = error
+            self.event.set()
+
+
+class _Proposal(_Waiter):
+    __slots__ = ("command",)
+
+    def __init__(self, command: bytes) -> None:
+        super().__init__()
+        self.command = command
+
+
+class _Read(_Waiter):
+    __slots__ = ("query",)
+
+    def __init__(self, query: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self.query = query
+
+
+class _MemberChange(_Waiter):
+    __slots__ = ("kind", "node_id", "context", "promote")
+
+    def __init__(self, kind: EntryType, node_id: int, context: bytes, promote: bool) -> None:
+        super().__init__()
+        self.kind = kind
+        self.node_id = node_id
+        self.context = context
+        self.promote = promote
+
+
+_TICK = ("tick",)
+
+
+class Node:
+    """One member of a traft cluster, running a user's state machine.
+
+    Args:
+        node_id: this node's id (must be in ``cluster`` unless ``endpoint`` is given).
+        cluster: the cluster configuration.
+        data_dir: where this node keeps its meta file, log and snapshots.
+        state_machine: the application (see :class:`~traft.node.statemachine.StateMachine`).
+        endpoint: a datagram endpoint to use instead of UDP (tests use
+            ``net.MemoryNetwork``).
+        rng: randomness for the core (default: seeded from the OS).
+        persist_in_thread: write and fsync in a worker thread (the default) so
+            the event loop keeps receiving; False blocks the loop for the
+            fsync instead, which saves the thread hop (tests under trio's
+            autojump clock use it: the mock clock does not see threads).
+    """
+
+    def __init__(
+        self,
+        node_id: int,
+        cluster: ClusterConfig,
+        data_dir: Path | str,
+        state_machine: StateMachine,
+        *,
+        endpoint: net.DatagramEndpoint | None = None,
+        rng: random.Random | None = None,
+        segment_bytes: int = 64 * 2**20,
+        persist_in_thread: bool = True,
+    ) -> None:
+        self.id = node_id
+        self.cluster = cluster
+        self.data_dir = Path(data_dir)
+        self.state_machine = state_machine
+        self._rng = rng or random.Random()
+        self._segment_bytes = segment_bytes
+        self._persist_in_thread = persist_in_thread
+        self.endpoint: net.DatagramEndpoint | None = endpoint
+        self._own_endpoint = endpoint is None
+        self.raft: Raft | None = None
+        self._durable: Durable | None = None
+        self.counters = NodeCounters()
+        self.registry, self._observe_fsync = make_registry(self)
+        self.removed = trio.Event()
+        self.started = trio.Event()
+        self._stopped = trio.Event()
+        self._stopping = False
+        self._inbox_send, self._inbox = trio.open_memory_channel[tuple[Any, ...]](INBOX_SIZE)
+        self._proposals: dict[int, _Waiter] = {}
+        self._to_propose: list[_Proposal] = []
+        self._reads_deferred: list[_Read] = []
+        self._reads_waiting: list[_Read] = []
+        self._promote: set[int] = set()
+        self._member_waiters: list[_MemberChange] = []
+        self._senders: dict[int, SnapshotSender] = {}
+        self._receiver: SnapshotReceiver | None = None
+        self._nursery: trio.Nursery | None = None
+        self._cm: Any = None
+        self._last_tick = 0.0
+        self._tick_carry = 0.0
+        self._applied = 0
+        self._snapshot_index = 0
+        self._max_command = 0
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def __aenter__(self) -> Node:
+        self._cm = trio.open_nursery()
+        nursery = await self._cm.__aenter__()
+        try:
+            await nursery.start(self.run)
+        except BaseException as exc:
+            await self._cm.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        await self.stop()
+        result: bool | None = await self._cm.__aexit__(exc_type, exc, tb)
+        return result
+
+    async def stop(self) -> None:
+        """Stop every task and close storage; pending callers get NodeStopped."""
+        self._stopping = True
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+        if self.started.is_set():
+            await self._stopped.wait()
+
+    def _core_config(self, max_payload: int) -> Config:
+        t = self.cluster.timing
+        return Config(
+            election_timeout_ms=t.election_timeout_ms,
+            request_timeout_ms=t.heartbeat_ms,
+            max_entries_per_message=4096,
+            max_bytes_per_message=max(max_payload - 1024, 1024),
+            entry_overhead_bytes=ENTRY_OVERHEAD,
+            snapshot_resend_ms=max(4 * t.election_timeout_ms, 2000),
+        )
+
+    def _founding(self) -> Membership:
+        nodes = [
+            NodeConfig(m.id, True, member_context(m.peer, m.http))
+            for m in sorted(self.cluster.members.values(), key=lambda m: m.id)
+            if not m.join
+        ]
+        return Membership(tuple(nodes))
+
+    def _open(self, config: Config) -> Raft:
+        """Open storage and rebuild the core and the state machine (worker thread)."""
+        durable = Durable(self.data_dir, segment_bytes=self._segment_bytes)
+        try:
+            snap = durable.latest_snapshot()
+            meta = None
+            if snap is not None:
+                meta, info = snap
+                with durable.snapshots.reader(info) as reader:
+                    self.state_machine.restore(reader.chunks())
+            entries = durable.entries_after(meta.index if meta else 0)
+            raft = Raft.restore(
+                self.id,
+                config,
+                self._rng,
+                term=durable.meta.term,
+                voted_for=durable.meta.voted_for,
+                entries=entries,
+                snapshot=meta,
+                membership=self._founding(),
+            )
+        except BaseException:
+            durable.close()
+            raise
+        self._durable = durable
+        self._applied = self._snapshot_index = raft.last_applied
+        log.info(
+            "node %d: restored term %d, snapshot %s, log %d..%d",
+            self.id,
+            raft.term,
+            meta.index if meta else "none",
+            raft.first_index,
+            raft.current_index,
+        )
+        return raft
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the node until :meth:`stop` (or cancellation).
+
+        Raises:
+            storage.CorruptLogError: the data directory is damaged.
+            OSError: the peer address cannot be bound.
+        """
+        if self.endpoint is None:
+            me = self.cluster.member(self.id)
+            self.endpoint = net.UdpEndpoint(
+                self.id,
+                cluster_id=net.cluster_id_from(self.cluster.cluster_id),
+                bind=me.peer,
+                key=self.cluster.key,
+                max_datagram=self.cluster.max_datagram,
+            )
+        endpoint = self.endpoint
+        config = self._core_config(endpoint.max_payload)
+        self._max_command = endpoint.max_payload - 2048
+        if self._persist_in_thread:
+            raft = await trio.to_thread.run_sync(self._open, config)
+        else:
+            raft = self._open(config)
+        self.raft = raft
+        assert self._durable is not None
+        self._receiver = SnapshotReceiver(self._durable.snapshots)
+        for node in raft.membership().nodes:
+            self._route(node.node_id, node)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                if self._stopping:
+                    nursery.cancel_scope.cancel()
+                await nursery.start(endpoint.serve)
+                nursery.start_soon(self._receive_loop)
+                nursery.start_soon(self._ticker)
+                nursery.start_soon(self._main_loop)
+                self.started.set()
+                task_status.started()
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        error = NodeStopped("node stopped")
+        for waiter in [
+            *self._proposals.values(),
+            *self._to_propose,
+            *self._reads_deferred,
+            *self._reads_waiting,
+        ]:
+            waiter.fail(error)
+        for change in self._member_waiters:
+            change.fail(error)
+        self._proposals.clear()
+        if self._receiver is not None:
+            self._receiver.abort()
+        if self._durable is not None:
+            self._durable.close()
+            self._durable = None
+        self._stopped.set()
+
+    # -- routing --------------------------------------------------------------------------
+
+    def _route(self, node_id: int, node: NodeConfig | None) -> None:
+        if node is None or node_id == self.id or self.endpoint is None:
+            return
+        addresses = parse_context(node.context)
+        if addresses is None:
+            member = self.cluster.members.get(node_id)
+            if member is None:
+                log.warning("node %d: no address known for node %d", self.id, node_id)
+                return
+            addresses = (member.peer, member.http)
+        if self._own_endpoint:
+            self.endpoint.set_peer(node_id, addresses[0])
+
+    def http_address(self, node_id: int) -> Address | None:
+        """The client API address of a member, from the log's membership or the config."""
+        raft = self.raft
+        node = raft.node(node_id) if raft is not None else None
+        if node is not None:
+            addresses = parse_context(node.context)
+            if addresses is not None:
+                return addresses[1]
+        member = self.cluster.members.get(node_id)
+        return member.http if member is not None else None
+
+    @property
+    def leader_url(self) -> str | None:
+        """``http://host:port`` of the leader's client API, if a leader is known."""
+        raft = self.raft
+        if raft is None or raft.leader_id is None:
+            return None
+        address = self.http_address(raft.leader_id)
+        return f"http://{format_address(address)}" if address else None
+
+    def _not_leader(self) -> NotLeaderError:
+        raft = self.raft
+        leader = raft.leader_id if raft is not None else None
+        if leader is None or leader == self.id:
+            return NoLeaderError()
+        return NotLeaderError(leader, self.leader_url)
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        assert self.endpoint is not None
+        channel = self.endpoint.receive_channel
+        inbox = self._inbox_send
+        counters = self.counters
+        async for datagram in channel:
+            try:
+                msg = decode(datagram.payload)
+            except MalformedMessage:
+                counters.malformed += 1
+                continue
+            try:
+                inbox.send_nowait(("msg", datagram.sender_id, msg))
+            except trio.WouldBlock:
+                counters.inbox_overflow += 1
+
+    async def _ticker(self) -> None:
+        interval = self.cluster.timing.tick_ms / 1000
+        deadline = trio.current_time()
+        self._last_tick = deadline
+        while True:
+            deadline += interval
+            await trio.sleep_until(deadline)
+            try:
+                self._inbox_send.send_nowait(_TICK)
+            except trio.WouldBlock:
+                pass  # the main loop is behind; the next tick carries the elapsed time
+
+    async def _main_loop(self) -> None:
+        inbox = self._inbox
+        while True:
+            item = await inbox.receive()
+            self._handle(item)
+            while True:
+                try:
+                    item = inbox.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                self._handle(item)
+            self._flush_proposals()
+            await self._process()
+
+    # -- input ----------------------------------------------------------------------------------
+
+    def _handle(self, item: tuple[Any, ...]) -> None:
+        raft = self.raft
+        assert raft is not None
+        kind = item[0]
+        if kind == "msg":
+            msg: WireMessage = item[2]
+            if isinstance(msg, SnapshotChunk):
+                self._on_chunk(item[1], msg)
+            elif isinstance(msg, SnapshotAck):
+                sender = self._senders.get(item[1])
+                if sender is not None:
+                    sender.on_ack(msg)
+            else:
+                raft.recv(item[1], msg)
+        elif kind == "tick":
+            now = trio.current_time()
+            elapsed = (now - self._last_tick) * 1000 + self._tick_carry
+            self._last_tick = now
+            whole = math.floor(elapsed)
+            self._tick_carry = elapsed - whole
+            if whole > 0:
+                raft.periodic(whole)
+            self._retry_deferred()
+        elif kind == "propose":
+            self._to_propose.append(item[1])
+        elif kind == "read":
+            self._start_read(item[1])
+        elif kind == "member":
+            self._start_member_change(item[1])
+
+    def _flush_proposals(self) -> None:
+        batch = self._to_propose
+        if not batch:
+            return
+        self._to_propose = []
+        raft = self.raft
+        assert raft is not None
+        try:
+            responses = raft.recv_entries([p.command for p in batch])
+        except NotLeader:
+            error = self._not_leader()
+            for p in batch:
+                p.fail(error)
+            return
+        self.counters.proposals += len(batch)
+        proposals = self._proposals
+        for p, resp in zip(batch, responses, strict=True):
+            p.term = resp.term
+            p.index = resp.index
+            stale = proposals.get(resp.index)
+            if stale is not None:
+                # A leader's log holds every committed entry: an older proposal
+                # whose index we now reuse was popped and can never commit.
+                stale.fail(ProposalLost("the proposal was replaced by a new leader's entry"))
+            proposals[resp.index] = p
+
+    def _start_read(self, read: _Read) -> None:
+        raft = self.raft
+        assert raft is not None
+        try:
+            raft.read_index(read)
+        except NotLeader:
+            read.fail(self._not_leader())
+        except LeaderNotReady:
+            self._reads_deferred.append(read)
+
+    def _retry_deferred(self) -> None:
+        if self._reads_deferred:
+            reads, self._reads_deferred = self._reads_deferred, []
+            for read in reads:
+                if not read.event.is_set():
+                    self._start_read(read)
+        if self._promote:
+            for node_id in sorted(self._promote):
+                self._try_promote(node_id)
+
+    def _start_member_change(self, change: _MemberChange) -> None:
+        raft = self.raft
+        assert raft is not None
+        try:
+            resp = raft.propose_membership(change.kind, change.node_id, change.context)
+        except NotLeader:
+            change.fail(self._not_leader())
+            return
+        except RaftError as exc:
+            change.fail(MemberChangeError(str(exc)))
+            return
+        change.index = resp.index
+        change.term = resp.term
+        self._member_waiters.append(change)
+
+    def _try_promote(self, node_id: int) -> None:
+        raft = self.raft
+        assert raft is not None
+        node = raft.node(node_id)
+        if raft.role is not Role.LEADER or node is None or node.voting:
+            self._promote.discard(node_id)
+            return
+        try:
+            raft.propose_membership(EntryType.ADD_NODE, node_id, node.context)
+            self._promote.discard(node_id)
+        except RaftError:
+            pass  # another change in flight: try again on the next tick
+
+    # -- snapshots in flight ------------------------------------------------------------------
+
+    def _send_wire(self, to: int, msg: WireMessage) -> None:
+        endpoint = self.endpoint
+        assert endpoint is not None
+        try:
+            endpoint.send(to, encode(msg))
+        except net.PayloadTooLarge:
+            log.error("node %d: message to %d too large for one datagram; dropped", self.id, to)
+
+    def _on_chunk(self, from_id: int, chunk: SnapshotChunk) -> None:
+        raft = self.raft
+        receiver = self._receiver
+        assert raft is not None and receiver is not None
+        if chunk.term < raft.term:
+            return
+        if chunk.index <= raft.commit_index or raft.role is Role.LEADER:
+            # Nothing to install: tell the sender to stop.
+            ack = SnapshotAck(term=raft.term, index=chunk.index, received=chunk.total, done=True)
+            self._send_wire(from_id, ack)
+            return
+        ack, info = receiver.on_chunk(chunk)
+        self._send_wire(from_id, ack)
+        if info is None:
+            return
+        meta_membership = Membership.from_bytes(info.membership)
+        if not raft.begin_load_snapshot(info.term, info.index, meta_membership):
+            return
+        assert self._durable is not None
+        with self._durable.snapshots.reader(info) as reader:
+            self.state_machine.restore(reader.chunks())
+        raft.end_load_snapshot()
+        self._applied = self._snapshot_index = info.index
+        self.counters.snapshots_installed += 1
+        for node in meta_membership.nodes:
+            self._route(node.node_id, node)
+        log.info("node %d: installed snapshot %d (term %d)", self.id, info.index, info.term)
+
+    def _start_sender(self, node_id: int) -> None:
+        raft = self.raft
+        durable = self._durable
+        assert raft is not None and durable is not None and self._nursery is not None
+        running = self._senders.get(node_id)
+        if running is not None and not running.done:
+            return
+        info = durable.snapshots.latest_info()
+        if info is None:
+            return
+        assert self.endpoint is not None
+        sender = SnapshotSender(
+            peer_id=node_id,
+            leader_id=self.id,
+            term=raft.term,
+            info=info,
+            store=durable.snapshots,
+            send=self._send_wire,
+            chunk_size=max(self.endpoint.max_payload - len(info.membership) - 512, 512),
+        )
+        self._senders[node_id] = sender
+        self.counters.snapshots_sent += 1
+
+        async def run() -> None:
+            try:
+                await sender.run()
+            finally:
+                sender.done = True
+
+        self._nursery.start_soon(run)
+
+    # -- the Ready cycle ---------------------------------------------------------------------------
+
+    async def _process(self) -> None:
+        raft = self.raft
+        durable = self._durable
+        assert raft is not None and durable is not None
+        while raft.has_ready():
+            rd = raft.ready()
+            if (
+                rd.hard_state is not None
+                or rd.entries
+                or rd.truncate_from is not None
+                or rd.compact_upto is not None
+            ):
+                start = trio.current_time()
+                if self._persist_in_thread:
+                    await trio.to_thread.run_sync(durable.persist, rd)
+                else:
+                    durable.persist(rd)
+                self._observe_fsync(trio.current_time() - start)
+                self.counters.fsyncs += 1
+            for to, msg in rd.messages:
+                self._send_wire(to, msg)
+            if rd.committed:
+                self._apply(rd.committed)
+            for event in rd.events:
+                self._on_event(event)
+            raft.advance(rd)
+            if self._reads_waiting:
+                self._serve_reads()
+            if self._member_waiters:
+                self._check_member_waiters()
+            await self._maybe_snapshot()
+
+    def _apply(self, entries: list[Entry]) -> None:
+        sm = self.state_machine
+        proposals = self._proposals
+        normal = EntryType.NORMAL
+        for entry in entries:
+            index = entry.index
+            if index <= self._applied:
+                continue
+            result: Any = None
+            if entry.type == normal:
+                try:
+                    result = sm.apply(index, entry.data)
+                except Exception as exc:  # the application's error is the proposer's answer
+                    log.exception("node %d: state machine failed on entry %d", self.id, index)
+                    result = exc
+            self._applied = index
+            waiter = proposals.pop(index, None) if proposals else None
+            if waiter is not None:
+                if waiter.term == entry.term:
+                    if isinstance(result, Exception):
+                        waiter.fail(result)
+                    else:
+                        waiter.resolve(result)
+                else:
+                    self.counters.proposals_lost += 1
+                    waiter.fail(ProposalLost("the proposal was replaced by a new leader's entry"))
+        self.counters.applied_entries += len(entries)
+
+    def _on_event(self, event: object) -> None:
+        raft = self.raft
+        assert raft is not None
+        if isinstance(event, ReadReady):
+            read = event.ctx
+            assert isinstance(read, _Read)
+            read.index = event.index
+            self._reads_waiting.append(read)
+        elif isinstance(event, ReadLost):
+            read = event.ctx
+            assert isinstance(read, _Read)
+            read.fail(self._not_leader())
+        elif isinstance(event, MembershipChanged):
+            self._route(event.node_id, event.node)
+        elif isinstance(event, NodeHasSufficientLogs):
+            self._promote.add(event.node_id)
+            self._try_promote(event.node_id)
+        elif isinstance(event, SendSnapshot):
+            self._start_sender(event.node_id)
+        elif isinstance(event, LeaderChanged):
+            self.counters.leader_changes += 1
+            log.info("node %d: leader is %s in term %d", self.id, event.leader_id, event.term)
+        elif isinstance(event, RoleChanged):
+            if event.role is Role.CANDIDATE:
+                self.counters.elections += 1
+            log.info("node %d: %s in term %d", self.id, event.role.value, event.term)
+            if event.role is not Role.LEADER:
+                self._senders.clear()
+        elif isinstance(event, RemovedSelf):
+            log.warning(
+                "node %d: removed from the cluster (entry %d); stopping", self.id, event.index
+            )
+            self.removed.set()
+
+    def _serve_reads(self) -> None:
+        applied = self._applied
+        waiting = []
+        for read in self._reads_waiting:
+            if read.event.is_set():
+                continue
+            if read.index <= applied:
+                try:
+                    read.resolve(read.query(self.state_machine))
+                except Exception as exc:
+                    read.fail(exc)
+            else:
+                waiting.append(read)
+        self._reads_waiting = waiting
+
+    def _check_member_waiters(self) -> None:
+        raft = self.raft
+        assert raft is not None
+        pending = []
+        for change in self._member_waiters:
+            if change.event.is_set():
+                continue
+            term = raft.log.term_at(change.index)
+            if (term is not None and term != change.term) or (
+                term is None and change.index > raft.current_index
+            ):
+                change.fail(ProposalLost("the membership change was replaced by a new leader's entry"))
+                continue
+            if self._applied < change.index:
+                pending.append(change)
+                continue
+            if change.promote:
+                # Added as non-voting; done once the promotion (ADD_NODE,
+                # proposed when the node caught up) has committed too.
+                node = raft.node(change.node_id)
+                if node is None:
+                    change.fail(MemberChangeError(f"node {change.node_id} left before it was promoted"))
+                    continue
+                if not node.voting or raft.voting_change_in_progress():
+                    if raft.role is not Role.LEADER:
+                        change.fail(self._not_leader())
+                    else:
+                        pending.append(change)
+                    continue
+            change.resolve(None)
+        self._member_waiters = pending
+
+    async def _maybe_snapshot(self) -> None:
+        raft = self.raft
+        durable = self._durable
+        assert raft is not None and durable is not None
+        policy = self.cluster.snapshot
+        due = raft.last_applied - self._snapshot_index
+        if due <= 0 or raft.snapshot_in_progress:
+            return
+        if due < policy.entries and durable.bytes_written < policy.bytes:
+            return
+        meta = raft.begin_snapshot()
+        start = trio.current_time()
+        if self._persist_in_thread:
+            await trio.to_thread.run_sync(
+                durable.save_snapshot, meta, self.state_machine.snapshot()
+            )
+        else:
+            durable.save_snapshot(meta, self.state_machine.snapshot())
+        raft.end_snapshot(keep_entries=policy.keep_entries)
+        durable.bytes_written = 0
+        self._snapshot_index = meta.index
+        self.counters.snapshots_taken += 1
+        log.info(
+            "node %d: snapshot at %d (term %d) in %.0f ms",
+            self.id,
+            meta.index,
+            meta.term,
+            (trio.current_time() - start) * 1000,
+        )
+
+    # -- the public API ----------------------------------------------------------------------------
+
+    def _check_running(self) -> None:
+        if self._stopping or not self.started.is_set() or self._stopped.is_set():
+            raise NodeStopped("node is not running")
+
+    async def _wait(self, waiter: _Waiter, timeout: float, what: str) -> Any:
+        with trio.move_on_after(timeout):
+            await waiter.event.wait()
+        if not waiter.event.is_set():
+            if self._proposals.get(waiter.index) is waiter:
+                del self._proposals[waiter.index]
+            raise ProposalTimeout(
+                f"{what} did not complete within {timeout:g} s; its outcome is unknown"
+            )
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.result
+
+    async def submit(self, command: bytes, *, timeout: float = 5.0) -> Any:
+        """Replicate ``command`` and return what the state machine's ``apply`` returned.
+
+        Raises:
+            NotLeaderError: this node is not the leader (``leader_url`` names it).
+            NoLeaderError: no leader is known right now.
+            ProposalLost: a new leader replaced the entry; retrying is safe with sessions.
+            ProposalTimeout: no answer within ``timeout``; the outcome is unknown.
+            NodeStopped: the node is not running.
+            ValueError: the command does not fit in one datagram.
+        """
+        self._check_running()
+        if len(command) > self._max_command:
+            raise ValueError(
+                f"command of {len(command)} bytes exceeds the limit of {self._max_command}"
+            )
+        raft = self.raft
+        assert raft is not None
+        if raft.role is not Role.LEADER:
+            raise self._not_leader()
+        proposal = _Proposal(command)
+        await self._inbox_send.send(("propose", proposal))
+        return await self._wait(proposal, timeout, "proposal")
+
+    async def read(self, query: Callable[[Any], T], *, timeout: float = 5.0) -> T:
+        """Run ``query(state_machine)`` linearizably (ReadIndex) and return its result.
+
+        Raises:
+            NotLeaderError, NoLeaderError, ProposalTimeout, NodeStopped: as for :meth:`submit`.
+        """
+        self._check_running()
+        raft = self.raft
+        assert raft is not None
+        if raft.role is not Role.LEADER:
+            raise self._not_leader()
+        read = _Read(query)
+        await self._inbox_send.send(("read", read))
+        result: T = await self._wait(read, timeout, "read")
+        return result
+
+    async def add_member(
+        self, node_id: int, peer: Address, http: Address, *, timeout: float = 30.0
+    ) -> None:
+        """Add a node: non-voting first, promoted to voting once it has caught up.
+
+        Raises:
+            MemberChangeError: the change was refused (already a member, a change in flight, ...).
+            NotLeaderError, NoLeaderError, ProposalLost, ProposalTimeout, NodeStopped.
+        """
+        self._check_running()
+        change = _MemberChange(
+            EntryType.ADD_NONVOTING_NODE, node_id, member_context(peer, http), True
+        )
+        await self._inbox_send.send(("member", change))
+        await self._wait(change, timeout, "membership change")
+
+    async def remove_member(self, node_id: int, *, timeout: float = 30.0) -> None:
+        """Remove a node (the leader included) through the log.
+
+        Raises:
+            MemberChangeError, NotLeaderError, NoLeaderError, ProposalLost, ProposalTimeout, NodeStopped.
+        """
+        self._check_running()
+        change = _MemberChange(EntryType.REMOVE_NODE, node_id, b"", False)
+        await self._inbox_send.send(("member", change))
+        await self._wait(change, timeout, "membership change")
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-ready summary of this node's view of the cluster."""
+        raft = self.raft
+        if raft is None:
+            return {"id": self.id, "role": "starting"}
+        members = []
+        for node in raft.membership().nodes:
+            addresses = parse_context(node.context)
+            member = self.cluster.members.get(node.node_id)
+            peer = addresses[0] if addresses else (member.peer if member else None)
+            http = addresses[1] if addresses else (member.http if member else None)
+            members.append(
+                {
+                    "id": node.node_id,
+                    "voting": node.voting,
+                    "peer": format_address(peer) if peer else None,
+                    "http": format_address(http) if http else None,
+                }
+            )
+        snapshot = raft.snapshot
+        return {
+            "id": self.id,
+            "role": raft.role.value,
+            "term": raft.term,
+            "leader_id": raft.leader_id,
+            "leader_url": self.leader_url,
+            "commit": raft.commit_index,
+            "applied": self._applied,
+            "members": members,
+            "log": {"first": raft.first_index, "last": raft.current_index},
+            "snapshot": {"index": snapshot.index, "term": snapshot.term} if snapshot else None,
+        }
