@@ -334,7 +334,10 @@ class KVApp:
         command = encode_command(Command(op=op, session=session))
         if len(command) > self.max_command_bytes:
             raise HTTPError(413, f"the request is too large (limit {self.max_command_bytes} bytes)")
-        result = await self._call(scope, self.node.submit(command, timeout=self.timeout))
+        try:
+            result = await self._call(scope, self.node.submit(command, timeout=self.timeout))
+        except ValueError as exc:  # the node's own size limit, should ours be looser
+            raise HTTPError(413, f"the request is too large: {exc}") from None
         if isinstance(result, KeyReused):
             raise HTTPError(
                 422,

@@ -734,7 +734,9 @@ class Node:
             if (term is not None and term != change.term) or (
                 term is None and change.index > raft.current_index
             ):
-                change.fail(ProposalLost("the membership change was replaced by a new leader's entry"))
+                change.fail(
+                    ProposalLost("the membership change was replaced by a new leader's entry")
+                )
                 continue
             if self._applied < change.index:
                 pending.append(change)
@@ -744,7 +746,9 @@ class Node:
                 # proposed when the node caught up) has committed too.
                 node = raft.node(change.node_id)
                 if node is None:
-                    change.fail(MemberChangeError(f"node {change.node_id} left before it was promoted"))
+                    change.fail(
+                        MemberChangeError(f"node {change.node_id} left before it was promoted")
+                    )
                     continue
                 if not node.voting or raft.voting_change_in_progress():
                     if raft.role is not Role.LEADER:
