@@ -104,7 +104,9 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_node(node_id: int, config: ClusterConfig, data_dir: str, plan: dict[str, Any], results: Any) -> None:
+def run_node(
+    node_id: int, config: ClusterConfig, data_dir: str, plan: dict[str, Any], results: Any
+) -> None:
     async def main() -> None:
         node = Node(node_id, config, Path(data_dir) / f"n{node_id}", Counter())
         async with node:
@@ -139,7 +141,9 @@ def main() -> int:
     windows = [int(w) for w in args.windows.split(",")]
 
     ports = free_ports(6)
-    members = {i: Member(i, ("127.0.0.1", ports[i - 1]), ("127.0.0.1", ports[i + 2])) for i in (1, 2, 3)}
+    members = {
+        i: Member(i, ("127.0.0.1", ports[i - 1]), ("127.0.0.1", ports[i + 2])) for i in (1, 2, 3)
+    }
     config = ClusterConfig(
         cluster_id="bench",
         members=members,
@@ -150,13 +154,18 @@ def main() -> int:
     ctx = mp.get_context("spawn")
     results: Any = ctx.Queue()
     with tempfile.TemporaryDirectory(prefix="traft-bench-") as tmp:
-        procs = [ctx.Process(target=run_node, args=(i, config, tmp, plan, results), daemon=True) for i in (1, 2, 3)]
+        procs = [
+            ctx.Process(target=run_node, args=(i, config, tmp, plan, results), daemon=True)
+            for i in (1, 2, 3)
+        ]
         for p in procs:
             p.start()
         out: list[dict[str, Any]] = []
         cpu: dict[int, float] = {}
         deadline = time.time() + 30 + len(windows) * (args.seconds + 10)
-        print(f"traft: 3 nodes on loopback UDP, fsync on, windows {windows}, {args.seconds:g} s each")
+        print(
+            f"traft: 3 nodes on loopback UDP, fsync on, windows {windows}, {args.seconds:g} s each"
+        )
         cpu_marks: list[dict[int, float]] = []
         while time.time() < deadline:
             kind, node_id, payload = results.get(timeout=deadline - time.time())
@@ -178,7 +187,10 @@ def main() -> int:
             p.kill()
     if args.json:
         Path(args.json).write_text(json.dumps({"traft": out}, indent=2))
-    print(f"\nsummary: {len(out)} windows measured" + (f", written to {args.json}" if args.json else ""))
+    print(
+        f"\nsummary: {len(out)} windows measured"
+        + (f", written to {args.json}" if args.json else "")
+    )
     return 0 if len(out) == len(windows) else 1
 
 
