@@ -51,21 +51,33 @@ def collect(client: Client, timeout: float = 2.0) -> dict[str, dict[str, Any] | 
 def table(found: dict[str, dict[str, Any] | str]) -> str:
     """The statuses as an aligned text table, one node per line, by id."""
     voting: dict[str, str] = {}
+    ids: dict[str, int] = {}
     for status in found.values():
         if isinstance(status, dict):
             for member in status.get("members", []):
                 if isinstance(member, dict) and member.get("http"):
-                    voting[base_url(address(member["http"]))] = (
-                        "yes" if member.get("voting") else "no"
-                    )
+                    url = base_url(address(member["http"]))
+                    voting[url] = "yes" if member.get("voting") else "no"
+                    ids[url] = member.get("id", 0)
     rows: list[tuple[Any, list[str]]] = []
     for url, status in found.items():
         host = url.partition("://")[2]
         if isinstance(status, str):
             rows.append(
                 (
-                    1 << 64,
-                    ["?", f"down ({status})", "", "", "", "", "", "", voting.get(url, "?"), host],
+                    ids.get(url, 1 << 64),
+                    [
+                        str(ids.get(url, "?")),
+                        f"down ({status})",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        voting.get(url, "?"),
+                        host,
+                    ],
                 )
             )
             continue
