@@ -124,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
     handler.addFilter(log_filter)
     logging.basicConfig(level=args.log_level, handlers=[handler], force=True)
     try:
-        outcome = trio.run(partial(serve, cluster, args.id, data_dir, log_filter=log_filter))
+        outcome = trio.run(
+            partial(serve, cluster, args.id, data_dir, log_filter=log_filter, freeze_gc=True)
+        )
     except KeyboardInterrupt:
         log.warning("interrupted")
         return 130
@@ -158,11 +160,15 @@ async def serve(
     *,
     log_filter: NodeLogFilter | None = None,
     handle_signals: bool = True,
+    shutdown: trio.Event | None = None,
+    freeze_gc: bool = False,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> Outcome:
     """Run node ``node_id`` with the KV service and its HTTP API until stopped.
 
-    Reports the HTTP address it listens on through ``task_status``.
+    Reports the HTTP address it listens on through ``task_status``. Setting
+    ``shutdown`` stops it as SIGTERM does (for embedding and tests). With
+    ``freeze_gc`` (what ``traft serve`` does), ``gc.freeze()`` after start-up.
 
     Raises:
         OSError: an address cannot be bound, or the data directory cannot be used.
@@ -177,7 +183,8 @@ async def serve(
     node = Node(node_id, cluster, data_dir, store)
     if log_filter is not None:
         log_filter.node = node
-    shutdown = trio.Event()
+    if shutdown is None:
+        shutdown = trio.Event()
     outcome = Outcome.STOPPED
     log.info(
         "starting: peer %s, http %s, data %s",
@@ -192,8 +199,9 @@ async def serve(
                 partial(serve_http, app, me.http[0], me.http[1], shutdown=shutdown)
             )
             log.info("serving the HTTP API on http://%s", format_address((host, port)))
-            gc.collect()
-            gc.freeze()
+            if freeze_gc:
+                gc.collect()
+                gc.freeze()
             task_status.started((host, port))
             async with trio.open_nursery() as watchers:
                 watchers.start_soon(_watch_removed, node, shutdown)
