@@ -121,3 +121,26 @@ async def test_serve_returns_stopped(tmp_path: Path) -> None:
     with trio.fail_after(15):
         outcome = await serve(config, 1, tmp_path / "d", handle_signals=False, shutdown=shutdown)
     assert outcome is Outcome.STOPPED
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["serve", "--help"],
+        ["put", "--help"],
+        ["get", "--help"],
+        ["del", "--help"],
+        ["ticket", "--help"],
+        ["status", "--help"],
+        ["member", "--help"],
+        ["member", "add", "--help"],
+        ["member", "remove", "--help"],
+    ],
+)
+def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: traft") and len(out) > 200
