@@ -236,7 +236,7 @@ class KVApp:
 
     async def _kv(self, scope: Scope, receive: Receive) -> Answer:
         key = _key(scope)
-        params = _params(scope, allowed={"prev"} if scope["method"] != "GET" else set())
+        params = _params(scope, allowed={"prev"} if scope["method"] in ("PUT", "DELETE") else set())
         if scope["method"] in ("GET", "HEAD"):
             value = await self._call(scope, self.node.read(_getter(key), timeout=self.timeout))
             if value is None:
