@@ -50,6 +50,7 @@ def main() -> int:
     try:
         say(f"starting 3 nodes; cluster.toml, data and logs in {root}")
         cluster.start_all()
+        cluster.wait_up(30)
         leader = cluster.wait_for_leader(20)
         say(f"node {leader} was elected leader")
         show_table(cluster)

@@ -269,6 +269,20 @@ class LocalCluster:
                 continue
         return found
 
+    def wait_up(self, timeout: float = 20.0, ids: list[int] | None = None) -> None:
+        """Wait until the nodes ``ids`` (default: all) answer ``/status``.
+
+        Raises:
+            ClusterError: some did not within ``timeout`` seconds.
+        """
+        want = set(ids or self.ids)
+        deadline = time.monotonic() + timeout
+        while not want <= set(self.statuses()):
+            if time.monotonic() > deadline:
+                missing = sorted(want - set(self.statuses()))
+                raise ClusterError(f"node(s) {missing} not answering after {timeout:g} s")
+            time.sleep(0.05)
+
     def wait_for_leader(self, timeout: float = 10.0, *, among: set[int] | None = None) -> int:
         """Wait until the answering nodes agree on a leader that says it leads; its id.
 
