@@ -39,7 +39,8 @@ Limits: a key is 1..1024 bytes of UTF-8 without control characters (``/``
 is allowed and percent-escapes are decoded); an Idempotency-Key is 1..128
 printable ASCII characters; the encoded command (key, value, prev and
 idempotency key together) must fit ``max_command_bytes``, by default
-``cluster.max_datagram - 512`` so that any entry fits one datagram.
+``cluster.max_datagram - 2101`` under ``traft serve`` so that any entry fits
+one datagram (the node refuses larger commands too: 413 as well).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ Send = Callable[[Message], Awaitable[None]]
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 Handler = Callable[[Scope, Receive], Awaitable[Answer]]
 
-DEFAULT_MAX_COMMAND_BYTES: Final = 60_000 - 512
+DEFAULT_MAX_COMMAND_BYTES: Final = 60_000 - 2101  # what traft serve uses by default
 RETRY_AFTER_S: Final = 1
 _JSON: Final = b"application/json"
 _METHODS: Final = frozenset({"GET", "PUT", "POST", "DELETE", "HEAD"})
