@@ -265,3 +265,27 @@ def test_results_are_small_frozen_values() -> None:
         assert attrs.has(type(result))
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
             result.index = 2  # type: ignore[misc]
+
+
+def test_state_machine_reads_no_clock_or_randomness() -> None:
+    """Sessions expire by log position only: the replicated code imports no clock."""
+    import ast
+    from pathlib import Path
+
+    import traft.kv
+
+    banned = {"time", "datetime", "random", "os", "trio", "secrets", "uuid"}
+    for name in ("state.py", "commands.py"):
+        path = Path(traft.kv.__file__).with_name(name)
+        tree = ast.parse(path.read_text())
+        imported = {
+            alias.name.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        } | {
+            node.module.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+        }
+        assert not imported & banned, (name, imported & banned)
