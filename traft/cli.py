@@ -16,7 +16,14 @@ from collections.abc import Sequence
 # name -> (module, one-line help). Keep sorted by name.
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("traft.check.cli", "Check a recorded history for linearizability"),
+    "del": ("traft.kv.cli.delete", "Delete a key (client)"),
+    "get": ("traft.kv.cli.get", "Print a key's value, read linearizably (client)"),
     "log": ("traft.logcmd", "Inspect or verify a node's data directory without changing it"),
+    "member": ("traft.kv.cli.member", "Add or remove a cluster member (client)"),
+    "put": ("traft.kv.cli.put", "Set a key, or compare-and-set with --prev (client)"),
+    "serve": ("traft.kv.serve", "Run one node of the replicated key-value and ticket service"),
+    "status": ("traft.kv.cli.status", "Show every node's role, term, commit and log (client)"),
+    "ticket": ("traft.kv.cli.ticket", "Take a unique, increasing ticket number (client)"),
 }
 
 

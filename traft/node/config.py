@@ -218,6 +218,8 @@ class ClusterConfig:
                 f'peer = "{format_address(m.peer)}"',
                 f'http = "{format_address(m.http)}"',
             ]
+            if m.join:
+                lines.append("join = true")
         return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,230 @@
+"""``traft serve``: one node of the replicated key-value and ticket service.
+
+Theory of operation: :func:`serve` runs, in one trio nursery, a
+:class:`traft.node.node.Node` replicating a :class:`~traft.kv.state.KVStore`
+(its own nursery holds the UDP endpoint, the ticker and the main loop) and
+the HTTP API (:mod:`traft.kv.http`) on the node's ``http`` address. It
+returns when one of three things happens:
+
+* SIGTERM or SIGINT: the HTTP server stops accepting and finishes what it
+  has (2 s at most), then the node stops and closes its storage;
+* the node applies its own removal from the cluster: the same clean stop,
+  and the process says so and exits with status 0 (a supervisor should not
+  restart it: it is no longer a member);
+* the node fails (damaged data directory, address in use): the error is
+  logged in one line and the exit status is 1.
+
+Every log line names the node, its role and its term (:class:`NodeLogFilter`).
+After start-up the process calls ``gc.freeze()`` so that the objects built
+while starting (the restored state, the log index) are never scanned again
+by the garbage collector: fewer long pauses that could cost an election.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import gc
+import logging
+import signal
+import sys
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import trio
+
+from traft.node.config import ClusterConfig, ConfigError, format_address
+
+if TYPE_CHECKING:
+    from traft.node.node import Node
+
+log = logging.getLogger("traft.serve")
+
+LOG_FORMAT = (
+    "%(asctime)s.%(msecs)03d node %(node_id)s %(role)s term %(term)s "
+    "%(levelname)s %(name)s: %(message)s"
+)
+DATE_FORMAT = "%H:%M:%S"
+# Room for the envelope (21 bytes + a 32-byte HMAC tag) and the node's own
+# margin for the AppendEntries framing (2048 bytes): any command that passes
+# this limit fits one datagram.
+COMMAND_MARGIN = 53 + 2048
+
+
+class Outcome(enum.Enum):
+    """Why :func:`serve` returned."""
+
+    STOPPED = "stopped"
+    REMOVED = "removed"
+
+
+class NodeLogFilter(logging.Filter):
+    """Adds ``node_id``, ``role`` and ``term`` to every record (``-`` before the node runs)."""
+
+    def __init__(self, node_id: int) -> None:
+        super().__init__()
+        self.node_id = node_id
+        self.node: Node | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.node_id = self.node_id
+        raft = self.node.raft if self.node is not None else None
+        record.role = raft.role.value if raft is not None else "-"
+        record.term = raft.term if raft is not None else "-"
+        return True
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Run one node of the replicated key-value and ticket service: Raft over UDP "
+        "between the nodes, the HTTP API on the node's http address. SIGTERM or SIGINT "
+        "stops it cleanly; so does its removal from the cluster (exit status 0)."
+    )
+    parser.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        default="cluster.toml",
+        help="the cluster's configuration (default: ./cluster.toml)",
+    )
+    parser.add_argument("--id", type=int, required=True, metavar="N", help="this node's id")
+    parser.add_argument(
+        "--data-dir",
+        required=True,
+        metavar="DIR",
+        help="this node's storage (created if missing; one directory per node)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log verbosity (default INFO)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    def error(message: str, status: int) -> int:
+        print(f"traft serve: error: {message}", file=sys.stderr)
+        return status
+
+    try:
+        cluster = ClusterConfig.load(args.config)
+        cluster.member(args.id)
+    except ConfigError as exc:
+        return error(str(exc), 2)
+    data_dir = Path(args.data_dir)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return error(f"cannot create the data directory {data_dir}: {exc.strerror}", 2)
+    log_filter = NodeLogFilter(args.id)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
+    handler.addFilter(log_filter)
+    logging.basicConfig(level=args.log_level, handlers=[handler], force=True)
+    try:
+        outcome = trio.run(
+            partial(serve, cluster, args.id, data_dir, log_filter=log_filter, freeze_gc=True)
+        )
+    except KeyboardInterrupt:
+        log.warning("interrupted")
+        return 130
+    except Exception as exc:
+        message = _describe(exc)
+        log.error("stopped by an error: %s", message, exc_info=args.log_level == "DEBUG")
+        return error(message, 1)
+    if outcome is Outcome.REMOVED:
+        print(
+            f"traft serve: node {args.id} was removed from the cluster; exiting "
+            "(it is no longer a member: do not restart it with the same data directory)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an error that stopped the node."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def serve(
+    cluster: ClusterConfig,
+    node_id: int,
+    data_dir: Path,
+    *,
+    log_filter: NodeLogFilter | None = None,
+    handle_signals: bool = True,
+    shutdown: trio.Event | None = None,
+    freeze_gc: bool = False,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> Outcome:
+    """Run node ``node_id`` with the KV service and its HTTP API until stopped.
+
+    Reports the HTTP address it listens on through ``task_status``. Setting
+    ``shutdown`` stops it as SIGTERM does (for embedding and tests). With
+    ``freeze_gc`` (what ``traft serve`` does), ``gc.freeze()`` after start-up.
+
+    Raises:
+        OSError: an address cannot be bound, or the data directory cannot be used.
+        storage.StorageError: the data directory is damaged.
+    """
+    from traft.kv.http import KVApp, serve_http
+    from traft.kv.state import KVStore
+    from traft.node.node import Node
+
+    me = cluster.member(node_id)
+    store = KVStore()
+    node = Node(node_id, cluster, data_dir, store)
+    if log_filter is not None:
+        log_filter.node = node
+    if shutdown is None:
+        shutdown = trio.Event()
+    outcome = Outcome.STOPPED
+    log.info(
+        "starting: peer %s, http %s, data %s",
+        format_address(me.peer),
+        format_address(me.http),
+        data_dir,
+    )
+    async with node:
+        app = KVApp(node, store, max_command_bytes=cluster.max_datagram - COMMAND_MARGIN)
+        async with trio.open_nursery() as nursery:
+            host, port = await nursery.start(
+                partial(serve_http, app, me.http[0], me.http[1], shutdown=shutdown)
+            )
+            log.info("serving the HTTP API on http://%s", format_address((host, port)))
+            if freeze_gc:
+                gc.collect()
+                gc.freeze()
+            task_status.started((host, port))
+            async with trio.open_nursery() as watchers:
+                watchers.start_soon(_watch_removed, node, shutdown)
+                if handle_signals:
+                    watchers.start_soon(_watch_signals, shutdown)
+                await shutdown.wait()
+                watchers.cancel_scope.cancel()
+            if node.removed.is_set():
+                outcome = Outcome.REMOVED
+            nursery.cancel_scope.deadline = trio.current_time() + 5
+    log.info("stopped")
+    return outcome
+
+
+async def _watch_removed(node: Node, shutdown: trio.Event) -> None:
+    await node.removed.wait()
+    log.warning("this node was removed from the cluster; stopping")
+    shutdown.set()
+
+
+async def _watch_signals(shutdown: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("received %s; stopping", signal.Signals(signum).name)
+            shutdown.set()
+            return
