@@ -140,8 +140,8 @@ class SegmentLog:
         for name in plan.leftovers:
             remove_file(os.path.join(path, name))
             changed_dir = True
-        for item in plan.stale:
-            remove_file(item if isinstance(item, str) else item.path)
+        for seg_path, _why in reversed(plan.doomed):  # newest first, as truncation does
+            remove_file(seg_path)
             changed_dir = True
         for scan in plan.dropped:
             remove_file(scan.path)
