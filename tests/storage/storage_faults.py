@@ -189,20 +189,27 @@ class PowerLossOps(FaultyOps):
             self.dirty.add(path)
         return fd
 
+    def _path(self, fd: int) -> str:
+        """The file behind ``fd``, also for descriptors opened before we were installed."""
+        if fd not in self.paths:
+            self.paths[fd] = os.readlink(f"/proc/self/fd/{fd}")
+            self._know(self.paths[fd])
+        return self.paths[fd]
+
     def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
-        self.dirty.add(self.paths[fd])  # before: a crashing pwrite may write part
+        self.dirty.add(self._path(fd))  # before: a crashing pwrite may write part
         return super().pwrite(fd, data, offset)
 
     def ftruncate(self, fd: int, length: int) -> None:
-        self.dirty.add(self.paths[fd])
+        self.dirty.add(self._path(fd))
         super().ftruncate(fd, length)
 
     def _synced(self, fd: int) -> None:
         target = os.readlink(f"/proc/self/fd/{fd}")
         if os.path.isdir(target):
             self.pending.pop(target, None)
-        elif fd in self.paths:
-            path = self.paths[fd]
+        else:
+            path = self._path(fd)
             with open(path, "rb") as f:
                 self.durable[path] = f.read()
             self.dirty.discard(path)
@@ -234,6 +241,11 @@ class PowerLossOps(FaultyOps):
         self._dir_op("unlink", path, "", self.durable[path])
         self.durable[path] = None
         self.dirty.discard(path)
+
+    def revive(self) -> None:
+        """A new process starts: calls go through again (and are still tracked)."""
+        self.crashed = False
+        self.crash_at = None
 
     def power_loss(self) -> None:
         """Put the disk back to what was durable (call once the 'process' is dead)."""
