@@ -18,6 +18,9 @@ Theory of operation (file formats in docs/storage-format.md):
   ``state`` file (see ``_recovery``): the intent is written durably first,
   then the segments are cut or deleted, so an interrupted operation is either
   invisible or finished by the next open.
+- Opening carries out the recovery plan (see ``_recovery``), then fdatasyncs
+  the newest segment and fsyncs the directory: whatever the log reports once
+  open is durable, even records a killed process appended without ``sync``.
 - A failed ``pwrite`` is undone (the segment is cut back to where the batch
   began, new segment files are removed), so a half record is never left for a
   later append to bury; the log stays usable. A failed ``fsync`` is different:

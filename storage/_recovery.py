@@ -14,7 +14,9 @@ Theory of operation: a log directory holds the segment files and one small
 returns a :class:`LogPlan`: the live segments, and the repairs a crash may
 have left owed: leftover temporary files, segments wholly before the first
 index (an interrupted compaction), a torn tail or torn new segment to cut, a
-truncation to finish. ``SegmentLog.open`` carries the plan out; ``traft log
+truncation to finish (every segment after its point is deleted unread: a
+power cut may have kept those deletions undone while the cut of the segment
+before them stuck). ``SegmentLog.open`` carries the plan out; ``traft log
 inspect`` and ``verify`` only print it. Damage that is not one of these
 raises :class:`CorruptLogError` before anything is touched.
 """
