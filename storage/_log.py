@@ -137,8 +137,8 @@ class SegmentLog:
             make_dirs(path)
             atomic_write(os.path.join(path, STATE_NAME), LogState(1).encode())
             return
-        for repair in plan.repairs():  # what a crash left; worth an operator's glance
-            logger.warning("%s: recovery: %s", path, repair)
+        for level, repair in plan.repairs_by_level():
+            logger.log(level, "%s: recovery: %s", path, repair)
         for name in plan.leftovers:
             remove_file(os.path.join(path, name))
         for seg_path, _why in reversed(plan.doomed):  # newest first, as truncation does

@@ -23,6 +23,7 @@ raises :class:`CorruptLogError` before anything is touched.
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import zlib
@@ -110,20 +111,28 @@ class LogPlan:
 
     def repairs(self) -> list[str]:
         """Human-readable list of what opening the log would change."""
-        out = [f"delete leftover temporary file {name}" for name in self.leftovers]
+        return [text for _level, text in self.repairs_by_level()]
+
+    def repairs_by_level(self) -> list[tuple[int, str]]:
+        """:meth:`repairs` with a logging level each: WARNING where bytes a
+        writer wrote are cut away (never acknowledged, but worth a look),
+        INFO for the routine completion of an interrupted operation."""
+        out = [(logging.INFO, f"delete leftover temporary file {name}") for name in self.leftovers]
         for seg_path, why in self.doomed:
-            out.append(f"delete {os.path.basename(seg_path)}: {why}")
+            out.append((logging.INFO, f"delete {os.path.basename(seg_path)}: {why}"))
         for scan in self.dropped:
-            out.append(f"delete {os.path.basename(scan.path)}: {scan.torn}")
+            out.append((logging.WARNING, f"delete {os.path.basename(scan.path)}: {scan.torn}"))
         torn = self.torn
         if torn is not None:
-            out.append(f"cut {os.path.basename(torn.path)} to {torn.end} bytes: {torn.torn}")
+            text = f"cut {os.path.basename(torn.path)} to {torn.end} bytes: {torn.torn}"
+            out.append((logging.WARNING, text))
         if self.truncate_from:
-            out.append(f"finish interrupted truncation from index {self.truncate_from}")
+            text = f"finish interrupted truncation from index {self.truncate_from}"
+            out.append((logging.INFO, text))
         if self.state is None and not self.exists:
-            out.append("create an empty log")
+            out.append((logging.INFO, "create an empty log"))
         elif self.state is None:
-            out.append("write the initial state file")
+            out.append((logging.INFO, "write the initial state file"))
         return out
 
 
