@@ -14,7 +14,9 @@ import sys
 from collections.abc import Sequence
 
 # name -> (module, one-line help). Keep sorted by name.
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("traft.check.cli", "Check a recorded history for linearizability"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
