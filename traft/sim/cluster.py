@@ -11,7 +11,16 @@ run is a pure function of its inputs and seed.
 
 The state machine is a hash chain over applied entry ids: two servers that
 applied the same entries in the same order have the same ``state``; a
-snapshot carries the chain value at its index.
+snapshot carries the chain value at its index. Beside it each server keeps a
+:class:`~traft.sim.kv.KVStore` that applies the simulator's client commands.
+
+Hooks let an observer (the invariant checker, the client workload) see every
+step without the cluster knowing about them: ``on_persist`` sees each Ready
+once it is durable and before anything is sent, ``observers`` see it after it
+was sent and applied (before ``advance``), ``on_apply`` sees each applied
+entry with the key-value result, and ``on_snapshot``/``on_crash``/
+``on_restart`` see the rest. With ``eager`` set, a server is processed until
+it has nothing left to do, so the core and the driver agree at every step.
 """
 
 from __future__ import annotations
@@ -39,9 +48,11 @@ from traft.core import (
     SnapshotMeta,
 )
 from traft.core.messages import Message
+from traft.sim.kv import KVStore
 from traft.sim.network import Network
 
 _MASK = (1 << 64) - 1
+_NORMAL = EntryType.NORMAL
 
 
 def chain(state: int, entry_id: int) -> int:
@@ -60,6 +71,7 @@ class MemoryDisk:
     base_term: int = 0
     snapshot: SnapshotMeta | None = None
     snapshot_state: int = 0
+    snapshot_kv: KVStore = attrs.Factory(KVStore)
     fsyncs: int = 0
 
     def persist(self, rd: Ready) -> None:
@@ -102,6 +114,7 @@ class SnapshotTransfer:
     term: int
     meta: SnapshotMeta
     state: int
+    kv: KVStore = attrs.Factory(KVStore)
 
 
 SimMessage = Message | SnapshotTransfer
@@ -117,11 +130,14 @@ class SimServer:
         self.disk = MemoryDisk()
         self.raft = Raft(node_id, config, rng)
         self.state = 0
+        self.kv = KVStore()
         self.applied: list[Entry] = []
         self.keep_applied = True
         self.applied_index = 0
         self.alive = True
         self.removed = False
+        self.crash_in_ready = False
+        self.keep_events = True
         self.events: list[object] = []
 
     def restart(self) -> None:
@@ -140,6 +156,7 @@ class SimServer:
             base_term=disk.base_term,
         )
         self.state = disk.snapshot_state
+        self.kv = disk.snapshot_kv.copy()
         self.applied_index = disk.snapshot.index if disk.snapshot else 0
         self.applied = [e for e in self.applied if e.index <= self.applied_index]
         self.alive = True
@@ -176,6 +193,12 @@ class Cluster:
         for node_id in ids:
             self._new_server(node_id, bootstrap)
         self.observers: list[Callable[[SimServer, Ready], None]] = []
+        self.on_persist: list[Callable[[SimServer, Ready], None]] = []
+        self.on_apply: list[Callable[[SimServer, Entry, bool | None], None]] = []
+        self.on_snapshot: list[Callable[[SimServer, SnapshotMeta, bool], None]] = []
+        self.on_crash: list[Callable[[SimServer], None]] = []
+        self.on_restart: list[Callable[[SimServer], None]] = []
+        self.eager = False
 
     def _new_server(self, node_id: int, bootstrap: Membership) -> SimServer:
         server = SimServer(node_id, self.config, random.Random(self.rng.getrandbits(64)))
@@ -214,25 +237,50 @@ class Cluster:
     # -- driving ------------------------------------------------------------------
 
     def process(self, node_id: int) -> bool:
-        """Run one Ready cycle of a server; returns whether it had work."""
+        """Run one Ready cycle of a server; returns whether it had work.
+
+        With ``eager`` set, cycles run until the server has nothing left to do.
+        """
         server = self.servers[node_id]
         if not server.alive:
             return False
+        worked = self._cycle(server)
+        if worked and self.eager:
+            while server.alive and self._cycle(server):
+                pass
+        return worked
+
+    def _cycle(self, server: SimServer) -> bool:
         raft = server.raft
         if not raft.has_ready():
             return False
+        node_id = server.id
         rd = raft.ready()
         server.disk.persist(rd)
+        for hook in self.on_persist:
+            hook(server, rd)
+        if server.crash_in_ready:
+            # Crash after the fsync, before anything was sent or applied.
+            server.crash_in_ready = False
+            self.crash(node_id)
+            return True
+        send = self.network.send
         for to_id, msg in rd.messages:
-            self.network.send(node_id, to_id, msg)
-        for entry in rd.committed:
-            if entry.index <= server.applied_index:
-                continue
-            assert entry.index == server.applied_index + 1, "apply gap"
-            server.state = chain(server.state, entry.id)
-            server.applied_index = entry.index
-            if server.keep_applied:
-                server.applied.append(entry)
+            send(node_id, to_id, msg)
+        if rd.committed:
+            kv = server.kv
+            on_apply = self.on_apply
+            for entry in rd.committed:
+                if entry.index <= server.applied_index:
+                    continue
+                assert entry.index == server.applied_index + 1, "apply gap"
+                server.state = chain(server.state, entry.id)
+                server.applied_index = entry.index
+                if server.keep_applied:
+                    server.applied.append(entry)
+                result = kv.apply(entry.data) if entry.type == _NORMAL else None
+                for hook in on_apply:
+                    hook(server, entry, result)
         for event in rd.events:
             self._on_event(server, event)
         for observer in self.observers:
@@ -241,12 +289,14 @@ class Cluster:
         return True
 
     def _on_event(self, server: SimServer, event: object) -> None:
-        server.events.append(event)
+        if server.keep_events:
+            server.events.append(event)
         raft = server.raft
         if isinstance(event, SendSnapshot):
             snap = server.disk.snapshot
             if snap is not None:
-                transfer = SnapshotTransfer(raft.term, snap, server.disk.snapshot_state)
+                disk = server.disk
+                transfer = SnapshotTransfer(raft.term, snap, disk.snapshot_state, disk.snapshot_kv)
                 self.network.send(server.id, event.node_id, transfer)
         elif isinstance(event, NodeHasSufficientLogs):
             if self.auto_promote and raft.role is Role.LEADER:
@@ -300,9 +350,13 @@ class Cluster:
             return
         server.disk.snapshot = meta
         server.disk.snapshot_state = transfer.state
+        server.disk.snapshot_kv = transfer.kv
         server.state = transfer.state
+        server.kv = transfer.kv.copy()
         server.applied_index = meta.index
         raft.end_load_snapshot()
+        for hook in self.on_snapshot:
+            hook(server, meta, True)
 
     def take_snapshot(self, node_id: int, keep_entries: int = 0) -> SnapshotMeta | None:
         """Snapshot a server at its applied index and compact its log."""
@@ -317,13 +371,17 @@ class Cluster:
         meta = raft.begin_snapshot()
         server.disk.snapshot = meta
         server.disk.snapshot_state = server.state
+        server.disk.snapshot_kv = server.kv.copy()
         raft.end_snapshot(keep_entries=keep_entries)
+        for hook in self.on_snapshot:
+            hook(server, meta, False)
         self.process(node_id)
         return meta
 
     def tick(self, ms: int) -> None:
         """Advance every live server's clock by ``ms`` and process its output."""
         self.now_ms += ms
+        self.network.now_ms = self.now_ms
         for server in self.alive():
             server.raft.periodic(ms)
             self.process(server.id)
@@ -332,11 +390,21 @@ class Cluster:
         """Stop a server; everything not on its disk is lost."""
         server = self.servers[node_id]
         server.alive = False
+        server.crash_in_ready = False
         self.network.forget(node_id)
+        for hook in self.on_crash:
+            hook(server)
+
+    def crash_in_ready(self, node_id: int) -> None:
+        """Crash a server during its next Ready: after the fsync, before sending."""
+        self.servers[node_id].crash_in_ready = True
 
     def restart(self, node_id: int) -> None:
         """Start a crashed server again from its disk."""
-        self.servers[node_id].restart()
+        server = self.servers[node_id]
+        server.restart()
+        for hook in self.on_restart:
+            hook(server)
 
     def run(self, ms: int, step_ms: int = 10) -> None:
         """Let ``ms`` of virtual time pass, delivering every message promptly."""
