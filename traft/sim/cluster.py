@@ -189,7 +189,7 @@ class Cluster:
         self.auto_promote = auto_promote
         self.now_ms = 0
         ids = sorted(ids)
-        bootstrap = Membership(tuple(NodeConfig(i, True) for i in ids))
+        self.bootstrap = bootstrap = Membership(tuple(NodeConfig(i, True) for i in ids))
         for node_id in ids:
             self._new_server(node_id, bootstrap)
         self.observers: list[Callable[[SimServer, Ready], None]] = []
@@ -198,6 +198,7 @@ class Cluster:
         self.on_snapshot: list[Callable[[SimServer, SnapshotMeta, bool], None]] = []
         self.on_crash: list[Callable[[SimServer], None]] = []
         self.on_restart: list[Callable[[SimServer], None]] = []
+        self.on_event: list[Callable[[SimServer, object], None]] = []
         self.eager = False
 
     def _new_server(self, node_id: int, bootstrap: Membership) -> SimServer:
@@ -212,8 +213,14 @@ class Cluster:
         return server
 
     def add_server(self, node_id: int) -> SimServer:
-        """Create an empty server that joins through a membership change."""
-        return self._new_server(node_id, Membership())
+        """Create an empty server that joins through a membership change.
+
+        It starts from the bootstrap configuration, as every server did: the
+        bootstrap members were added outside the log, so the log alone does
+        not name them, and a server that knew only the log would count
+        itself as the only voter once promoted.
+        """
+        return self._new_server(node_id, self.bootstrap)
 
     # -- queries ------------------------------------------------------------------
 
@@ -308,6 +315,8 @@ class Cluster:
             server.removed = True
         elif isinstance(event, MembershipChanged):
             pass
+        for hook in self.on_event:
+            hook(server, event)
 
     def settle(self, limit: int = 100_000) -> int:
         """Process and deliver until nothing is left in flight; returns steps taken."""
