@@ -16,6 +16,7 @@ from collections.abc import Sequence
 # name -> (module, one-line help). Keep sorted by name.
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("traft.check.cli", "Check a recorded history for linearizability"),
+    "sim": ("traft.sim.cli", "Run the deterministic chaos simulator and check Raft's invariants"),
 }
 
 

@@ -458,7 +458,7 @@ class InvariantChecker:
                 "durability",
                 f"server {server.id} restarted with snapshot {got}; it stored {shadow.snapshot}",
             )
-        self._compare_logs(server, track, 0)
+        self._compare_logs(server, track, 0, "durability")
         track.commit = raft.commit_index
         track.dirty_from = None
         if raft.term < track.term:
@@ -529,10 +529,18 @@ class InvariantChecker:
                 "current_index_validity",
                 f"server {node_id}: applied {raft.last_applied}, commit {commit}, last {last}",
             )
-        # log_accuracy.
+        # log_accuracy: the whole log after a persisted change, else its ends.
         if track.dirty_from is not None:
             self._compare_logs(server, track, track.dirty_from)
             track.dirty_from = None
+        else:
+            shadow = track.shadow
+            if last != shadow.last_index or log.base_index != shadow.base_index:
+                self._compare_logs(server, track, 0)
+            if last > log.base_index:
+                entry = log.get(last)
+                if entry is not shadow.entries[-1] and entry != shadow.entries[-1]:
+                    self._compare_logs(server, track, last)
         # Commit observed: record newly committed entries.
         if commit > track.commit:
             self._record_commits(server, track.commit + 1, commit, term)
@@ -545,14 +553,16 @@ class InvariantChecker:
                 f"server {node_id}'s state after applying {applied} differs from the others'",
             )
 
-    def _compare_logs(self, server: SimServer, track: _Track, start: int) -> None:
+    def _compare_logs(
+        self, server: SimServer, track: _Track, start: int, name: str = "log_accuracy"
+    ) -> None:
         shadow = track.shadow
         log = server.raft.log
         if (log.base_index, log.last_index) != (shadow.base_index, shadow.last_index) or (
             shadow.base_term >= 0 and log.base_term != shadow.base_term
         ):
             raise InvariantViolation(
-                "log_accuracy",
+                name,
                 f"server {server.id}: log {log.base_index}..{log.last_index} "
                 f"(base term {log.base_term}), persisted {shadow.base_index}..{shadow.last_index} "
                 f"(base term {shadow.base_term})",
@@ -564,7 +574,7 @@ class InvariantChecker:
             for a, b in zip(mine, theirs, strict=True):
                 if a != b:
                     raise InvariantViolation(
-                        "log_accuracy",
+                        name,
                         f"server {server.id}: entry {a.index} is {a}, persisted {b}",
                     )
 

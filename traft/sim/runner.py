@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections import deque
 import random
 import time
 from typing import Any
@@ -171,10 +172,24 @@ class Simulation:
         self._heal_at: int | None = None
         self._cut: list[tuple[int, int]] = []
         self._last_ok_ms = 0
+        # Raft promises progress only when a round trip is well within the
+        # election timeout (§5.6: broadcastTime << electionTimeout).
+        self._liveness_applies = 2 * o.delay_ms[1] < o.election_timeout_ms
         self._last_commit = 0
         self._healthy_cache: tuple[Any, bool] | None = None
         self._hash = hashlib.blake2b(digest_size=16) if o.trace else None
+        self.recent: deque[str] = deque(maxlen=0)
+        self._log = False
         c.on_snapshot.append(self._count_snapshot)
+
+    def keep_recent(self, count: int) -> None:
+        """Remember the last ``count`` deliveries and chaos events (see :attr:`recent`)."""
+        self.recent = deque(maxlen=count)
+        self._log = True
+
+    def _note(self, text: str) -> None:
+        if self._log:
+            self.recent.append(f"[{self.iteration} @{self.now_ms}ms] {text}")
 
     # -- bookkeeping hooks -----------------------------------------------------------
 
@@ -288,6 +303,8 @@ class Simulation:
                 network.drop_taken()
                 continue
             network.count_delivered()
+            if self._log:
+                self._note(f"{src} -> {dst}: {msg!r}")
             if trace is not None:
                 trace.update(f"{self.iteration} {src}>{dst} {msg!r}\n".encode())
             receive(src, dst, msg)
@@ -325,9 +342,11 @@ class Simulation:
         self._heal_at = self.now_ms + rng.randint(lo, 10 * lo)
         self._healthy_cache = None
         self.stats["partitions"] += 1
+        self._note(f"partition: links {sorted(cut)} cut until {self._heal_at}ms")
 
     def _heal(self) -> None:
         self.cluster.network.heal()
+        self._note("partition healed")
         self._cut = []
         self._heal_at = None
         self._healthy_cache = None
@@ -375,6 +394,7 @@ class Simulation:
                 raft.propose_membership(EntryType.REMOVE_NODE, node_id)
         except (NotLeader, OneVotingChangeOnly, MembershipError, NodeUnknown):
             return
+        self._note(f"leader {leader.id} proposes {action} of server {node_id}")
         self.stats["membership_proposed"] += 1
         self.cluster.process(leader.id)
         self.checker.after_step(leader)
@@ -385,19 +405,26 @@ class Simulation:
             return
         rng = self.rng
         server = live[rng.randrange(len(live))]
-        if self.cluster.take_snapshot(server.id, keep_entries=rng.choice((0, 0, 1, 5, 20))):
+        keep = rng.choice((0, 0, 1, 5, 20))
+        meta = self.cluster.take_snapshot(server.id, keep_entries=keep)
+        if meta is not None:
+            self._note(f"server {server.id} snapshots at {meta.index}, keeps {keep} entries")
             self.checker.after_step(server)
 
     def _crash(self) -> None:
-        live = [s for s in self.cluster.alive() if s.id not in self._retired]
+        live = [
+            s for s in self.cluster.alive() if s.id not in self._retired and not s.crash_in_ready
+        ]
         if not live:
             return
         rng = self.rng
         server = live[rng.randrange(len(live))]
         if rng.random() < 0.5:
             self.cluster.crash_in_ready(server.id)
+            self._note(f"server {server.id} will crash inside its next Ready")
         else:
             self.cluster.crash(server.id)
+            self._note(f"server {server.id} crashes")
         lo = self.options.election_timeout_ms
         self._restart_at[server.id] = self.now_ms + rng.randint(lo // 2, 10 * lo)
         self.stats["crashes"] += 1
@@ -409,11 +436,13 @@ class Simulation:
                 continue
             server = self.cluster.servers[node_id]
             if server.crash_in_ready and server.alive:
-                continue  # it has not reached its next Ready yet
+                # It never reached another Ready: crash it between steps instead.
+                self.cluster.crash(node_id)
             del self._restart_at[node_id]
             if server.alive or node_id in self._retired:
                 continue
             self.cluster.restart(node_id)
+            self._note(f"server {node_id} restarts: {server.raft!r}")
             self.stats["restarts"] += 1
             self._healthy_cache = None
             self.cluster.process(node_id)
@@ -424,6 +453,7 @@ class Simulation:
             if server.removed and server.id not in self._retired:
                 # It applied its own removal: it stops for good.
                 self._retired.add(server.id)
+                self._note(f"server {server.id} applied its removal and stops")
                 self._restart_at.pop(server.id, None)
                 if server.alive:
                     self.cluster.crash(server.id)
@@ -451,6 +481,8 @@ class Simulation:
         return healthy
 
     def _check_liveness(self, now: int) -> None:
+        if not self._liveness_applies:
+            return
         commit = self.checker.committed_index
         if commit > self._last_commit or not self._healthy():
             self._last_commit = commit
