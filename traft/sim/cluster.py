@@ -137,6 +137,7 @@ class SimServer:
         self.alive = True
         self.removed = False
         self.crash_in_ready = False
+        self.promote: list[int] = []
         self.keep_events = True
         self.events: list[object] = []
 
@@ -293,7 +294,20 @@ class Cluster:
         for observer in self.observers:
             observer(server, rd)
         raft.advance(rd)
+        if server.promote:
+            self._promote(server)
         return True
+
+    def _promote(self, server: SimServer) -> None:
+        raft = server.raft
+        for node_id in server.promote:
+            if raft.role is Role.LEADER:
+                # A refused promotion (a voting change in flight) is retried
+                # when the next leader reports the node caught up.
+                with contextlib.suppress(RaftError):
+                    raft.propose_membership(EntryType.ADD_NODE, node_id)
+        server.promote.clear()
+        self._cycle(server)
 
     def _on_event(self, server: SimServer, event: object) -> None:
         if server.keep_events:
@@ -306,11 +320,10 @@ class Cluster:
                 transfer = SnapshotTransfer(raft.term, snap, disk.snapshot_state, disk.snapshot_kv)
                 self.network.send(server.id, event.node_id, transfer)
         elif isinstance(event, NodeHasSufficientLogs):
-            if self.auto_promote and raft.role is Role.LEADER:
-                # A refused promotion (a voting change in flight) is retried
-                # when the next leader reports the node caught up.
-                with contextlib.suppress(RaftError):
-                    raft.propose_membership(EntryType.ADD_NODE, event.node_id)
+            if self.auto_promote:
+                # Proposed after advance(): between ready() and advance() the
+                # core takes no input (the Ready contract).
+                server.promote.append(event.node_id)
         elif isinstance(event, RemovedSelf):
             server.removed = True
         elif isinstance(event, MembershipChanged):
