@@ -575,6 +575,8 @@ class Raft(LeaderMixin):
         Raises:
             NotLeader: this server is not the leader.
             OneVotingChangeOnly: a voting change is still uncommitted.
+            LeaderNotReady: promoting or removing before an entry of this
+                term has committed.
             NodeUnknown: promoting or removing a node that is not a member.
             MembershipError: adding a node that is already a member, promoting a
                 voter, removing the last voter, or ``kind`` is not a membership type.
@@ -598,6 +600,13 @@ class Raft(LeaderMixin):
                     raise MembershipError(f"node {node_id} is the last voting member")
             if self.voting_change_in_progress():
                 raise OneVotingChangeOnly()
+            if self._log.term_at(self.commit_index) != self.term:
+                # Ongaro, raft-dev 2015 ("bug in single-server membership
+                # changes"): until an entry of its term commits, a new leader
+                # may not know of a change a previous leader appended; its own
+                # change would then make two configurations whose quorums
+                # need not overlap.
+                raise LeaderNotReady()
         entry = Entry(
             self.term,
             self._log.last_index + 1,
