@@ -47,6 +47,7 @@ from traft.check import Verdict
 from traft.core import (
     Config,
     EntryType,
+    LeaderNotReady,
     MembershipError,
     NodeUnknown,
     NotLeader,
@@ -168,6 +169,7 @@ class Simulation:
             0,
         )
         self._restart_at: dict[int, int] = {}
+        self._new_leaders: list[int] = []
         self._retired: set[int] = set()
         self._heal_at: int | None = None
         self._cut: list[tuple[int, int]] = []
@@ -200,6 +202,11 @@ class Simulation:
                     self.stats["elections"] += 1
                 elif event.role is _LEADER:
                     self.stats["leader_changes"] += 1
+                    # Adversarial timing: membership changes right after an
+                    # election, before the new leader's no-op commits.
+                    member = self.options.member
+                    if member and self.rng.random() * 100 < min(50.0, 20 * member):
+                        self._new_leaders.append(server.id)
 
     def _count_snapshot(self, server: SimServer, meta: object, loaded: bool) -> None:
         self.stats["snapshots_loaded" if loaded else "snapshots"] += 1
@@ -248,6 +255,8 @@ class Simulation:
             server.raft.periodic(elapsed)
             cluster.process(server.id)
             check(server)
+            if self._new_leaders:
+                self._greet_new_leaders()
         # 2. Messages due by now.
         self._deliver(now)
         # 3. Chaos.
@@ -309,6 +318,8 @@ class Simulation:
                 trace.update(f"{self.iteration} {src}>{dst} {msg!r}\n".encode())
             receive(src, dst, msg)
             check(server)
+            if self._new_leaders:
+                self._greet_new_leaders()
 
     # -- chaos ---------------------------------------------------------------------------
 
@@ -355,8 +366,16 @@ class Simulation:
         leader = self.cluster.leader()
         return None if leader is None else self.cluster.servers[leader]
 
-    def _change_membership(self) -> None:
-        leader = self._leader()
+    def _greet_new_leaders(self) -> None:
+        new, self._new_leaders = self._new_leaders, []
+        for node_id in new:
+            server = self.cluster.servers[node_id]
+            if server.alive and server.raft.role is _LEADER:
+                self._change_membership(server)
+
+    def _change_membership(self, leader: SimServer | None = None) -> None:
+        if leader is None:
+            leader = self._leader()
         if leader is None:
             return
         rng = self.rng
@@ -392,7 +411,7 @@ class Simulation:
                 pool = pool + non_voters
                 node_id = pool[rng.randrange(len(pool))]
                 raft.propose_membership(EntryType.REMOVE_NODE, node_id)
-        except (NotLeader, OneVotingChangeOnly, MembershipError, NodeUnknown):
+        except (NotLeader, OneVotingChangeOnly, MembershipError, NodeUnknown, LeaderNotReady):
             return
         self._note(f"leader {leader.id} proposes {action} of server {node_id}")
         self.stats["membership_proposed"] += 1
