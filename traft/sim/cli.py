@@ -120,7 +120,11 @@ def options_from(args: argparse.Namespace) -> SimOptions:
     """Turn parsed arguments into :class:`SimOptions`."""
     rates = {field: getattr(args, field) for _, field, _ in _RATES}
     if args.calm:
-        rates = {field: 0.0 for field in rates if field != "client"} | {"client": args.client}
+        # Rates still at their defaults go to 0; rates given explicitly stay.
+        rates = {
+            field: (0.0 if value == getattr(_DEFAULTS, field) and field != "client" else value)
+            for field, value in rates.items()
+        }
         delay = (1, 1) if args.delay_ms == _DEFAULTS.delay_ms else args.delay_ms
     else:
         delay = args.delay_ms

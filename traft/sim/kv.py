@@ -62,3 +62,11 @@ class KVStore:
 
     def copy(self) -> KVStore:
         return KVStore(dict(self.data))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KVStore) and other.data == self.data
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"KVStore({dict(sorted(self.data.items()))!r})"
