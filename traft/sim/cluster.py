@@ -201,6 +201,8 @@ class Cluster:
         self.on_restart: list[Callable[[SimServer], None]] = []
         self.on_event: list[Callable[[SimServer, object], None]] = []
         self.eager = False
+        # Time to make a Ready durable, drawn per Ready that writes; None: instant.
+        self.fsync_ms: tuple[int, int] | None = None
 
     def _new_server(self, node_id: int, bootstrap: Membership) -> SimServer:
         server = SimServer(node_id, self.config, random.Random(self.rng.getrandbits(64)))
@@ -273,8 +275,18 @@ class Cluster:
             self.crash(node_id)
             return True
         send = self.network.send
+        extra = 0
+        fsync = self.fsync_ms
+        if fsync is not None and rd.messages and (
+            rd.hard_state is not None
+            or rd.entries
+            or rd.truncate_from is not None
+            or rd.compact_upto is not None
+        ):
+            # One fsync for the whole Ready; its messages leave after it.
+            extra = self.network.rng.randint(*fsync)
         for to_id, msg in rd.messages:
-            send(node_id, to_id, msg)
+            send(node_id, to_id, msg, extra)
         if rd.committed:
             kv = server.kv
             on_apply = self.on_apply

@@ -49,20 +49,23 @@ class Network:
         self.dropped = 0
         self.duplicated = 0
 
-    def _arrival(self) -> int:
+    def _arrival(self, extra_ms: int = 0) -> int:
         lo, hi = self.delay_ms
         if hi == 0:
-            return self.now_ms
-        return self.now_ms + (lo if lo == hi else self.rng.randint(lo, hi))
+            return self.now_ms + extra_ms
+        return self.now_ms + extra_ms + (lo if lo == hi else self.rng.randint(lo, hi))
 
-    def send(self, src: int, dst: int, msg: Any) -> None:
-        """Put a message in flight, or lose it when the link is blocked."""
+    def send(self, src: int, dst: int, msg: Any, extra_ms: int = 0) -> None:
+        """Put a message in flight, or lose it when the link is blocked.
+
+        ``extra_ms`` delays the departure (the sender's fsync, for instance).
+        """
         self.sent += 1
         if (src, dst) in self.blocked:
             self.dropped += 1
             return
         self.in_flight.append((src, dst, msg))
-        self.due_ms.append(self._arrival())
+        self.due_ms.append(self._arrival(extra_ms))
 
     def take(self, i: int) -> tuple[int, int, Any]:
         """Remove and return the i-th message in flight, for delivery."""
