@@ -161,7 +161,9 @@ def test_entry_id_monotonicity() -> None:
     last = f.raft.current_index
     term = f.raft.term
     with _violates("entry_id_monotonicity"):
-        w.checker.on_persist(f, Ready(entries=[_entry(last + 1, term, 90), _entry(last + 2, term, 80)]))
+        w.checker.on_persist(
+            f, Ready(entries=[_entry(last + 1, term, 90), _entry(last + 2, term, 80)])
+        )
 
 
 def test_no_committed_entry_popped() -> None:

@@ -36,17 +36,42 @@ def test_cli_json_and_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
     assert [r["seed"] for r in out["runs"]] == [1, 2]
     run = out["runs"][0]
     for key in (
-        "servers", "iterations", "elections", "terms", "leader_changes", "committed",
-        "snapshots", "membership_changes", "crashes", "delivered", "dropped", "duplicated",
-        "invariants_checked", "violations", "messages_per_s", "trace_digest",
+        "servers",
+        "iterations",
+        "elections",
+        "terms",
+        "leader_changes",
+        "committed",
+        "snapshots",
+        "membership_changes",
+        "crashes",
+        "delivered",
+        "dropped",
+        "duplicated",
+        "invariants_checked",
+        "violations",
+        "messages_per_s",
+        "trace_digest",
     ):
         assert key in run
 
 
 def test_cli_violation_exit_status_and_replay(capsys: pytest.CaptureFixture[str]) -> None:
     # Every message lost and a short liveness window: the liveness invariant fails.
-    argv = ["sim", "--seed", "4", "--servers", "3", "--iterations", "2000", "--calm",
-            "--drop", "100", "--liveness-ms", "1500"]
+    argv = [
+        "sim",
+        "--seed",
+        "4",
+        "--servers",
+        "3",
+        "--iterations",
+        "2000",
+        "--calm",
+        "--drop",
+        "100",
+        "--liveness-ms",
+        "1500",
+    ]
     assert main(argv) == 1
     out = capsys.readouterr().out
     assert "VIOLATION liveness at seed 4" in out

@@ -39,7 +39,9 @@ def _run(case: tuple[int, int]) -> tuple[int, int, str | None, dict[str, object]
     iterations = {3: 10_000, 5: 8000, 7: 6000}[servers]
     options = SimOptions(**{**_fields(CHAOS), "servers": servers, "iterations": iterations})
     result = run_one(options, seed)
-    detail = None if result.violation is None else f"{result.violation} (iteration {result.iteration})"
+    detail = (
+        None if result.violation is None else f"{result.violation} (iteration {result.iteration})"
+    )
     return servers, seed, detail, result.summary
 
 

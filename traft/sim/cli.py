@@ -74,7 +74,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     seeds = g.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
     seeds.add_argument("--seeds", type=_range, default=None, metavar="A..B", help="seeds A to B")
-    g.add_argument("--step-ms", type=int, default=_DEFAULTS.step_ms, help="virtual ms per iteration")
+    g.add_argument(
+        "--step-ms", type=int, default=_DEFAULTS.step_ms, help="virtual ms per iteration"
+    )
     g.add_argument("--election-timeout-ms", type=int, default=_DEFAULTS.election_timeout_ms)
     g.add_argument("--heartbeat-ms", type=int, default=_DEFAULTS.heartbeat_ms)
     g.add_argument(
@@ -104,13 +106,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     w = parser.add_argument_group("clients")
     w.add_argument("--clients", type=int, default=_DEFAULTS.clients, help="client processes")
     w.add_argument("--keys", type=int, default=_DEFAULTS.keys, help="distinct keys")
-    w.add_argument(
-        "--no-history-check", action="store_true", help="skip the linearizability check"
-    )
+    w.add_argument("--no-history-check", action="store_true", help="skip the linearizability check")
     o = parser.add_argument_group("output")
     o.add_argument("-q", "--quiet", action="store_true", help="print only failures and totals")
     o.add_argument(
-        "-v", "--verbose", action="store_true", help="full summary per run; on failure the last events"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="full summary per run; on failure the last events",
     )
     o.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
     o.add_argument("--trace", action="store_true", help="print a digest of every delivered message")
@@ -163,7 +166,11 @@ def replay_command(options: SimOptions, seed: int) -> str:
         elif name in ("max_extra_servers", "client_timeout_ms"):
             continue
         else:
-            parts.append(f"--{name.replace('_', '-')} {value:g}" if isinstance(value, float) else f"--{name.replace('_', '-')} {value}")
+            parts.append(
+                f"--{name.replace('_', '-')} {value:g}"
+                if isinstance(value, float)
+                else f"--{name.replace('_', '-')} {value}"
+            )
     parts.append(f"--seed {seed} -v")
     return " ".join(parts)
 

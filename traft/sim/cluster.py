@@ -277,11 +277,15 @@ class Cluster:
         send = self.network.send
         extra = 0
         fsync = self.fsync_ms
-        if fsync is not None and rd.messages and (
-            rd.hard_state is not None
-            or rd.entries
-            or rd.truncate_from is not None
-            or rd.compact_upto is not None
+        if (
+            fsync is not None
+            and rd.messages
+            and (
+                rd.hard_state is not None
+                or rd.entries
+                or rd.truncate_from is not None
+                or rd.compact_upto is not None
+            )
         ):
             # One fsync for the whole Ready; its messages leave after it.
             extra = self.network.rng.randint(*fsync)
@@ -299,8 +303,8 @@ class Cluster:
                 if server.keep_applied:
                     server.applied.append(entry)
                 result = kv.apply(entry.data) if entry.type == _NORMAL else None
-                for hook in on_apply:
-                    hook(server, entry, result)
+                for apply_hook in on_apply:
+                    apply_hook(server, entry, result)
         for event in rd.events:
             self._on_event(server, event)
         for observer in self.observers:

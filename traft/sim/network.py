@@ -125,7 +125,9 @@ class Network:
     def forget(self, node_id: int) -> None:
         """Drop everything in flight to a server that crashed."""
         before = len(self.in_flight)
-        pairs = [(m, t) for m, t in zip(self.in_flight, self.due_ms, strict=True) if m[1] != node_id]
+        pairs = [
+            (m, t) for m, t in zip(self.in_flight, self.due_ms, strict=True) if m[1] != node_id
+        ]
         self.in_flight = [m for m, _ in pairs]
         self.due_ms = [t for _, t in pairs]
         self.dropped += before - len(self.in_flight)

@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections import deque
 import random
 import time
+from collections import deque
 from typing import Any
 
 import attrs
