@@ -30,7 +30,12 @@ _RATES = (
     ("--member", "member", "percent chance per iteration of a membership change"),
     ("--compaction", "compaction", "percent chance per iteration of a snapshot on one server"),
     ("--crash", "crash", "percent chance per iteration that a server crashes"),
-    ("--client", "client", "percent chance per iteration that a client starts an operation"),
+    (
+        "--client",
+        "client",
+        "percent chance per iteration that a client starts an operation; "
+        "above 100, operations per 100 iterations",
+    ),
 )
 
 
@@ -53,6 +58,16 @@ def _rate(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not 0 <= value <= 100:
         raise argparse.ArgumentTypeError(f"a percentage is 0..100, got {text}")
+    return value
+
+
+def _client_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a rate is not negative, got {text}")
     return value
 
 
@@ -88,7 +103,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     c = parser.add_argument_group("chaos (percentages)")
     for flag, field, text in _RATES:
         default = getattr(_DEFAULTS, field)
-        c.add_argument(flag, type=_rate, default=default, help=f"{text} (default {default})")
+        kind = _client_rate if field == "client" else _rate
+        c.add_argument(flag, type=kind, default=default, help=f"{text} (default {default})")
     lo, hi = _DEFAULTS.delay_ms
     c.add_argument(
         "--delay-ms",

@@ -137,6 +137,7 @@ class SimServer:
         self.alive = True
         self.removed = False
         self.crash_in_ready = False
+        self.led_last_cycle = False
         self.promote: list[int] = []
         self.keep_events = True
         self.events: list[object] = []
@@ -256,7 +257,9 @@ class Cluster:
             return False
         worked = self._cycle(server)
         if worked and self.eager:
-            while server.alive and self._cycle(server):
+            # Only a leader finds more to do after advance(): its own fsync
+            # may have committed entries. A follower's work comes with input.
+            while server.alive and server.led_last_cycle and self._cycle(server):
                 pass
         return worked
 
@@ -309,6 +312,7 @@ class Cluster:
             self._on_event(server, event)
         for observer in self.observers:
             observer(server, rd)
+        server.led_last_cycle = raft.role is Role.LEADER
         raft.advance(rd)
         if server.promote:
             self._promote(server)

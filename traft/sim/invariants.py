@@ -511,18 +511,19 @@ class InvariantChecker:
             self._leaders.discard(node_id)
         # current_index_validity.
         log = raft.log
+        base = log.base_index
         last = log.last_index
-        if raft.current_index != last or last < log.base_index:
+        entry = log.get(last) if last > base else None
+        if (
+            raft.current_index != last
+            or last < base
+            or (last > base and (entry is None or entry.index != last))
+        ):
             raise InvariantViolation(
                 "current_index_validity",
-                f"server {node_id}: current index {raft.current_index}, log {log.base_index}..{last}",
+                f"server {node_id}: current index {raft.current_index}, log {base}..{last}, "
+                f"entry there {entry}",
             )
-        if last > log.base_index:
-            entry = log.get(last)
-            if entry is None or entry.index != last:
-                raise InvariantViolation(
-                    "current_index_validity", f"server {node_id}: no entry at current index {last}"
-                )
         commit = raft.commit_index
         if not raft.last_applied <= commit <= last:
             raise InvariantViolation(
@@ -535,11 +536,11 @@ class InvariantChecker:
             track.dirty_from = None
         else:
             shadow = track.shadow
-            if last != shadow.last_index or log.base_index != shadow.base_index:
+            if last != shadow.last_index or base != shadow.base_index:
                 self._compare_logs(server, track, 0)
-            if last > log.base_index:
-                entry = log.get(last)
-                if entry is not shadow.entries[-1] and entry != shadow.entries[-1]:
+            if entry is not None:
+                theirs = shadow.entries[-1]
+                if entry is not theirs and entry != theirs:
                     self._compare_logs(server, track, last)
         # Commit observed: record newly committed entries.
         if commit > track.commit:

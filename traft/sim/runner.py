@@ -272,8 +272,11 @@ class Simulation:
             self._crash()
         if self._restart_at:
             self._restart_due(now)
-        if o.client and rng.random() * 100 < o.client:
-            self.workload.start_one(now)
+        if o.client:
+            # Above 100, the rate is operations per 100 iterations.
+            starts = int(o.client // 100) + (rng.random() * 100 < o.client % 100)
+            for _ in range(starts):
+                self.workload.start_one(now)
         self.workload.expire(now)
         self._retire_removed()
         # 4. Liveness.
