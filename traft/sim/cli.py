@@ -227,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stderr if args.json else sys.stdout
     results: list[dict[str, Any]] = []
     status = 0
-    totals = {"runs": 0, "delivered": 0, "invariants_checked": 0, "wall_s": 0.0}
+    totals = {"runs": 0, "delivered": 0, "invariants_checked": 0, "cpu_s": 0.0}
     for seed in range(first, last + 1):
         sim = Simulation(options, seed)
         if args.verbose:
@@ -237,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
         totals["runs"] += 1
         totals["delivered"] += s["delivered"]
         totals["invariants_checked"] += s["invariants_checked"]
-        totals["wall_s"] += s["wall_s"]
+        totals["cpu_s"] += s["cpu_s"]
         record = dict(s)
         if result.digest is not None:
             record["trace_digest"] = result.digest
@@ -263,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
             status = 1
             break
         results.append(record)
-    rate = round(totals["delivered"] / totals["wall_s"]) if totals["wall_s"] else 0
+    rate = round(totals["delivered"] / totals["cpu_s"]) if totals["cpu_s"] else 0
     if not args.verbose or totals["runs"] > 1:
         print(
             f"{totals['runs']} run(s), {totals['delivered']} messages delivered, "

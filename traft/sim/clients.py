@@ -100,6 +100,8 @@ class Workload:
         self._leader_guess: dict[int, int | None] = dict.fromkeys(self._clients)
         self._writes: dict[tuple[int, int], _Write] = {}
         self._reads: dict[int, _Read] = {}
+        # Reads confirmed by ReadReady and waiting for their server to apply.
+        self._confirmed: dict[int, dict[int, _Read]] = {}
         self._seen: dict[str, list[str]] = {k: [] for k in self.keys}
         self._values = 0
         self._next_ctx = 1
@@ -226,28 +228,43 @@ class Workload:
                     self._finish(write, "ok", result if write.kind == "cas" else None)
                 else:
                     self._finish(write, "fail")
-        if self._reads:
+        if server.id in self._confirmed:
             self._serve_reads(server)
 
     def _serve_reads(self, server: SimServer) -> None:
+        waiting = self._confirmed.get(server.id)
+        if not waiting:
+            return
         applied = server.applied_index
-        done = [
-            ctx
-            for ctx, r in self._reads.items()
-            if r.server == server.id and r.index is not None and r.index <= applied
-        ]
+        done = [ctx for ctx, r in waiting.items() if r.index is not None and r.index <= applied]
         for ctx in done:
-            read = self._reads.pop(ctx)
+            read = waiting.pop(ctx)
+            del self._reads[ctx]
             self._finish(read, "ok", server.kv.get(read.key))
+        if not waiting:
+            del self._confirmed[server.id]
+
+    def _forget_read(self, ctx: int) -> _Read | None:
+        read = self._reads.pop(ctx, None)
+        if read is not None:
+            waiting = self._confirmed.get(read.server)
+            if waiting is not None:
+                waiting.pop(ctx, None)
+                if not waiting:
+                    del self._confirmed[read.server]
+        return read
 
     def _on_event(self, server: SimServer, event: object) -> None:
         if isinstance(event, ReadReady):
-            read = self._reads.get(event.ctx)  # type: ignore[call-overload]
+            ctx = event.ctx
+            read = self._reads.get(ctx) if isinstance(ctx, int) else None
             if read is not None and read.server == server.id:
                 read.index = event.index
+                self._confirmed.setdefault(server.id, {})[ctx] = read  # type: ignore[index]
                 self._serve_reads(server)
         elif isinstance(event, ReadLost):
-            read = self._reads.pop(event.ctx, None)  # type: ignore[call-overload]
+            ctx = event.ctx
+            read = self._forget_read(ctx) if isinstance(ctx, int) else None
             if read is not None:
                 self._finish(read, "fail")
 
@@ -255,7 +272,9 @@ class Workload:
         for key in [k for k in self._writes if k[0] == server.id]:
             self._finish(self._writes.pop(key), "unknown")
         for ctx in [c for c, r in self._reads.items() if r.server == server.id]:
-            self._finish(self._reads.pop(ctx), "unknown")
+            read = self._forget_read(ctx)
+            assert read is not None
+            self._finish(read, "unknown")
 
     def _on_snapshot(self, server: SimServer, meta: SnapshotMeta, loaded: bool) -> None:
         if not loaded:
@@ -274,7 +293,7 @@ class Workload:
                     self._writes.pop((op.server, op.index), None)
                 else:
                     for ctx in [c for c, r in self._reads.items() if r is op]:
-                        del self._reads[ctx]
+                        self._forget_read(ctx)
                 self._finish(op, "unknown")
 
     # -- results ------------------------------------------------------------------------
