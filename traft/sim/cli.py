@@ -100,6 +100,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=_DEFAULTS.liveness_ms,
         help="virtual ms without progress, while a quorum is up and connected, that fail a run",
     )
+    g.add_argument(
+        "--no-check-quorum",
+        action="store_true",
+        help="run the core without check-quorum (leaders do not step down, votes are not withheld)",
+    )
     c = parser.add_argument_group("chaos (percentages)")
     for flag, field, text in _RATES:
         default = getattr(_DEFAULTS, field)
@@ -157,6 +162,7 @@ def options_from(args: argparse.Namespace) -> SimOptions:
         election_timeout_ms=args.election_timeout_ms,
         heartbeat_ms=args.heartbeat_ms,
         liveness_ms=args.liveness_ms,
+        check_quorum=not args.no_check_quorum,
         clients=args.clients,
         keys=args.keys,
         check_history=not args.no_history_check,
@@ -175,6 +181,8 @@ def replay_command(options: SimOptions, seed: int) -> str:
             continue
         if name == "random_period":
             parts.append("--no-random-period")
+        elif name == "check_quorum":
+            parts.append("--no-check-quorum")
         elif name == "check_history":
             parts.append("--no-history-check")
         elif name == "delay_ms":

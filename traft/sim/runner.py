@@ -91,6 +91,7 @@ class SimOptions:
     election_timeout_ms: int = 150
     heartbeat_ms: int = 50
     liveness_ms: int = 10_000
+    check_quorum: bool = True
     clients: int = 4
     keys: int = 3
     client_timeout_ms: int = 2000
@@ -132,6 +133,7 @@ class Simulation:
             election_timeout_ms=o.election_timeout_ms,
             request_timeout_ms=o.heartbeat_ms,
             snapshot_resend_ms=4 * o.election_timeout_ms,
+            check_quorum=o.check_quorum,
         )
         ids = list(range(1, o.servers + 1))
         self.cluster = c = Cluster(ids, seed=root.getrandbits(64), config=config)
