@@ -12,7 +12,7 @@ import contextlib
 
 import pytest
 
-from traft.core import Config, EntryType, LeaderNotReady, Role
+from traft.core import Config, EntryStatus, EntryType, LeaderNotReady, Role
 from traft.sim import Cluster
 from traft.sim.invariants import InvariantChecker
 
@@ -101,3 +101,69 @@ def test_new_leader_changes_membership_only_after_committing_in_its_term() -> No
         c.tick(10)
         c.settle()
         h.check()
+
+
+def test_entry_status_is_not_lost_while_the_entry_can_still_commit() -> None:
+    """entry_status said LOST for an entry that later committed.
+
+    Leader 1 proposes E, which reaches 2 only. 5 wins term 2 without E and
+    its no-op replaces E on 1 (uncommitted), then 5 crashes. 2, which holds
+    E, wins a later term with 3 and 4 and commits E. Server 1 had answered
+    LOST as soon as another term's entry sat at E's index, so a client
+    would have retried E and applied it twice. Now LOST means a different
+    entry is *committed* at that index.
+    """
+    h = Harness([1, 2, 3, 4, 5], seed=5)
+    c = h.c
+    c[1].campaign()
+    c.process(1)
+    c.settle()
+    c.run(100)
+    c.network.partition({1}, {3, 4, 5})
+    resp = c[1].recv_entry(b"E", id=77)
+    c.process(1)
+    c.settle()
+    h.check()
+    # 3, 4 and 5 elect a leader W; only its votes get through, then nothing.
+    c.network.heal()
+    c.network.partition({1, 2}, {3, 4, 5})
+    w = None
+    for _ in range(300):
+        c.tick(5)
+        while c.network.in_flight and w is None:
+            c.deliver(0)
+            leaders = [i for i in (3, 4, 5) if c[i].role is Role.LEADER]
+            w = leaders[0] if leaders else None
+        if w is not None:
+            break
+    assert w is not None
+    h.drop_in_flight()
+    h.check()
+    # W reaches 1 only: its uncommitted no-op replaces E on 1.
+    c.network.heal()
+    others = {1, 2, 3, 4, 5} - {w, 1}
+    c.network.partition({w, 1}, others)
+    c.tick(40)
+    c.settle()
+    h.check()
+    assert c[1].log.term_at(resp.index) != resp.term
+    statuses = {c[1].entry_status(resp)}
+    # W crashes; 2 (holding E) wins with the others and commits E.
+    c.crash(w)
+    c.network.heal()
+    c.network.partition({1}, others)
+    for _ in range(100):
+        c.tick(10)
+        c.settle()
+        h.check()
+        statuses.add(c[1].entry_status(resp))
+    assert h.checker.committed_id(resp.index) == 77
+    assert EntryStatus.LOST not in statuses
+    c.network.heal()
+    for _ in range(200):
+        c.tick(10)
+        c.settle()
+        h.check()
+        if c[1].entry_status(resp) is EntryStatus.COMMITTED:
+            break
+    assert c[1].entry_status(resp) is EntryStatus.COMMITTED
