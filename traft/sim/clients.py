@@ -33,8 +33,18 @@ from collections.abc import Callable
 import attrs
 
 from traft.check import CheckResult, History, Operation, check_history
-from traft.core import Entry, LeaderNotReady, NotLeader, ReadLost, ReadReady, SnapshotMeta
+from traft.core import (
+    Entry,
+    EntryResponse,
+    EntryStatus,
+    LeaderNotReady,
+    NotLeader,
+    ReadLost,
+    ReadReady,
+    SnapshotMeta,
+)
 from traft.sim.cluster import Cluster, SimServer
+from traft.sim.invariants import InvariantViolation
 from traft.sim.kv import encode_cas, encode_put
 
 __all__ = ["Workload"]
@@ -99,6 +109,10 @@ class Workload:
         self._clients = list(range(1, clients + 1))
         self._leader_guess: dict[int, int | None] = dict.fromkeys(self._clients)
         self._writes: dict[tuple[int, int], _Write] = {}
+        # Every proposal whose index is not yet known committed: entry id ->
+        # (server, response), for auditing Raft.entry_status.
+        self._proposals: dict[int, tuple[int, EntryResponse]] = {}
+        self._reported_lost: set[int] = set()
         self._reads: dict[int, _Read] = {}
         # Reads confirmed by ReadReady and waiting for their server to apply.
         self._confirmed: dict[int, dict[int, _Read]] = {}
@@ -179,6 +193,7 @@ class Workload:
             self._refused(client, exc)
             return
         self._leader_guess[client] = server.id
+        self._proposals[entry_id] = (server.id, resp)
         handle = self.history.invoke(client, kind, key=key, arg=value, prev=prev)
         write = _Write(client, handle, kind, entry_id, server.id, resp.index, self._now_ms)
         self._busy[client] = write
@@ -295,6 +310,43 @@ class Workload:
                     for ctx in [c for c, r in self._reads.items() if r is op]:
                         self._forget_read(ctx)
                 self._finish(op, "unknown")
+
+    def audit(self, committed_id: Callable[[int], int | None]) -> None:
+        """Check what :meth:`Raft.entry_status` says about every open proposal.
+
+        COMMITTED must name the entry committed at that index; an entry the
+        proposer once called LOST must never commit (a client would retry it
+        and apply it twice). A LOST for a compacted index is documented as
+        ambiguous and is not held against the core.
+
+        Raises:
+            InvariantViolation: ``entry_status`` gave a wrong answer.
+        """
+        servers = self.cluster.servers
+        for entry_id, (node_id, resp) in list(self._proposals.items()):
+            server = servers[node_id]
+            if server.alive:
+                raft = server.raft
+                status = raft.entry_status(resp)
+                if status is EntryStatus.COMMITTED:
+                    if committed_id(resp.index) != entry_id:
+                        raise InvariantViolation(
+                            "entry_status",
+                            f"server {node_id} calls entry {entry_id} at {resp.index} committed; "
+                            f"the entry committed there is {committed_id(resp.index)}",
+                        )
+                elif status is EntryStatus.LOST and resp.index > raft.log.base_index:
+                    self._reported_lost.add(entry_id)
+            known = committed_id(resp.index)
+            if known is not None:
+                if known == entry_id and entry_id in self._reported_lost:
+                    raise InvariantViolation(
+                        "entry_status",
+                        f"server {node_id} called entry {entry_id} (index {resp.index}, term "
+                        f"{resp.term}) lost, but it committed",
+                    )
+                del self._proposals[entry_id]
+                self._reported_lost.discard(entry_id)
 
     # -- results ------------------------------------------------------------------------
 

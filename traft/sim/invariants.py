@@ -51,6 +51,10 @@ The invariants (names as reported):
                            committed configuration.
 ``terms_monotonic``        a server's term never decreases, across restarts.
 ``vote_once``              a server votes for at most one candidate per term.
+
+Checked elsewhere: ``entry_status`` (by :mod:`traft.sim.clients`: what
+``Raft.entry_status`` says about a proposal is never wrong), ``liveness``
+(by the run loop) and ``linearizability`` (``traft.check`` on the history).
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ INVARIANTS = (
     "durability",
     "terms_monotonic",
     "vote_once",
+    "entry_status",
     "liveness",
     "linearizability",
 )
@@ -196,6 +201,13 @@ class InvariantChecker:
     def committed_index(self) -> int:
         """The highest index applied anywhere (everything up to it is committed)."""
         return len(self._applied_ids)
+
+    def committed_id(self, index: int) -> int | None:
+        """The id of the entry known committed at ``index``, or None if not known yet."""
+        if 0 < index <= len(self._applied_ids):
+            return self._applied_ids[index - 1]
+        known = self._committed.get(index)
+        return None if known is None else known[0]
 
     @property
     def committed_voters(self) -> set[int]:

@@ -282,6 +282,7 @@ class Simulation:
             for _ in range(starts):
                 self.workload.start_one(now)
         self.workload.expire(now)
+        self.workload.audit(self.checker.committed_id)
         self._retire_removed()
         # 4. Liveness.
         self._check_liveness(now)
