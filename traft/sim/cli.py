@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from traft.check import write_history
 from traft.sim.runner import RunResult, SimOptions, Simulation
 
 _DEFAULTS = SimOptions()
@@ -128,6 +129,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     w.add_argument("--clients", type=int, default=_DEFAULTS.clients, help="client processes")
     w.add_argument("--keys", type=int, default=_DEFAULTS.keys, help="distinct keys")
     w.add_argument("--no-history-check", action="store_true", help="skip the linearizability check")
+    w.add_argument(
+        "--history",
+        metavar="PATH",
+        default=None,
+        help="write each run's client history as JSON lines (traft check's format); "
+        "{seed} in PATH is replaced by the seed",
+    )
     o = parser.add_argument_group("output")
     o.add_argument("-q", "--quiet", action="store_true", help="print only failures and totals")
     o.add_argument(
@@ -241,6 +249,10 @@ def run(args: argparse.Namespace) -> int:
         if args.verbose:
             sim.keep_recent(80)
         result = sim.run()
+        if args.history:
+            path = args.history.replace("{seed}", str(seed))
+            with open(path, "w", encoding="utf-8") as stream:
+                write_history(sim.workload.operations(), stream)
         s = result.summary
         totals["runs"] += 1
         totals["delivered"] += s["delivered"]
