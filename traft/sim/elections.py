@@ -15,11 +15,10 @@ followed here trial by trial:
   (the paper's approximation of "the leader replicating a new log entry
   prior to crashing");
 * the servers' logs have different lengths, so some candidates are not
-  eligible: the new entry reaches a random subset of the followers, the
-  others get the broadcast without it (at most two of them, so they can
-  never win: a candidate without the entry has at most two votes besides
-  its own... of the four live servers only those holding it can gather a
-  majority of five).
+  eligible: the new entry reaches a random subset of the followers and the
+  others (none, one or two of them) get the broadcast without it. A server
+  without the entry cannot win: only the other servers without it would
+  vote for it, and with its own vote that is at most two of five.
 
 The one change to the core is the timeout draw: traft draws election
 timeouts from [T, 2T); the study needs arbitrary ranges [lo, hi], so
