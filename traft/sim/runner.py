@@ -490,12 +490,14 @@ class Simulation:
 
     def _healthy(self) -> bool:
         voters = sorted(self.checker.committed_voters)
-        key = (tuple(voters), tuple(self._cut))
+        servers = self.cluster.servers
+        # A crash inside a Ready happens during a step, so whether each voter
+        # is up is part of the key.
+        up = [v for v in voters if v in servers and servers[v].alive and not servers[v].removed]
+        key = (tuple(voters), tuple(self._cut), tuple(up))
         cached = self._healthy_cache
         if cached is not None and cached[0] == key:
             return cached[1]
-        servers = self.cluster.servers
-        up = [v for v in voters if v in servers and servers[v].alive and not servers[v].removed]
         need = len(voters) // 2 + 1
         blocked = self.cluster.network.blocked
         healthy = False
