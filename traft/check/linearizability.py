@@ -62,7 +62,7 @@ from collections.abc import Hashable, Iterable
 import attrs
 
 from traft.check.history import HistoryError, Operation, Outcome
-from traft.check.models import REFUSED, Model, Transition, get_model
+from traft.check.models import REFUSED, Compiled, Model, Transition, get_model
 
 __all__ = [
     "CheckResult",
@@ -202,10 +202,11 @@ def check_history(
     timed_out: list[str | None] = []
     for key in sorted(parts, key=lambda k: (k is not None, k or "")):
         part = parts[key]
-        status, explored, deepest = _search(part, spec, deadline)
+        compiled = spec.compile(part)
+        status, explored, deepest = _search(part, compiled, spec.initial_state(), deadline)
         states += explored
         if status is _Status.VIOLATION:
-            violation = _violation(key, part, spec, deepest)
+            violation = _violation(key, part, compiled, spec, deepest)
             return CheckResult(
                 verdict=Verdict.NOT_LINEARIZABLE,
                 explanation=violation.explain(),
@@ -230,7 +231,7 @@ def check_history(
     else:
         explanation = (
             f"Linearizable: {total} operations in {len(parts)} "
-            f"partition{'s' if len(parts) != 1 else ''}, {states} states visited."
+            f"partition{'s' if len(parts) != 1 else ''}, {states} state{'s' if states != 1 else ''} visited."
         )
         verdict = Verdict.LINEARIZABLE
     return CheckResult(
@@ -249,9 +250,16 @@ def _never(state: Hashable) -> Hashable:
 
 
 def _search(
-    ops: list[Operation], model: Model, deadline: float | None
+    ops: list[Operation], compiled: list[Compiled], initial: Hashable, deadline: float | None
 ) -> tuple[_Status, int, _Deepest]:
-    """Wing & Gong's search with Lowe's cache over one partition."""
+    """Wing & Gong's search with Lowe's cache over one partition.
+
+    Unknown-outcome operations with the same effect are interchangeable: if a
+    linearization uses some of them, it can use the earliest-called ones
+    instead, each in the place of one of the others (the k-th place used is
+    after k of their calls). So one of them is a candidate only once the
+    previous one of its class, in call order, is linearized.
+    """
     deepest = _Deepest()
     # Events (time, 0 = call / 1 = return, op index): calls first at equal times.
     events: list[tuple[float, int, int]] = []
@@ -275,18 +283,24 @@ def _search(
     bit = [0] * (m + 2)
     match = [0] * (m + 2)  # call node -> its return node, 0 for unknown outcomes
     transitions: list[Transition] = [_never] * (m + 2)  # set for call nodes
+    after = [0] * (m + 2)  # unknown call node -> bit of the previous one of its class
     call_node = [0] * len(ops)
+    last_of_class: dict[Hashable, int] = {}
     for node, (_, kind, i) in enumerate(events, start=1):
         op_of[node] = i
         if kind == 0:
             is_call[node] = True
             bit[node] = 1 << i
-            transitions[node] = model.transition(ops[i])
+            transitions[node] = compiled[i].step
             call_node[i] = node
+            if ops[i].outcome is not Outcome.OK:
+                effect = compiled[i].effect
+                after[node] = last_of_class.get(effect, 0)
+                last_of_class[effect] = bit[node]
         else:
             match[call_node[i]] = node
 
-    state: Hashable = model.initial_state()
+    state: Hashable = initial
     linearized = 0
     stack: list[tuple[int, Hashable]] = []
     seen: set[tuple[int, Hashable]] = set()
@@ -301,6 +315,9 @@ def _search(
             if deadline is not None and time.monotonic() > deadline:
                 return _Status.TIMEOUT, len(seen), deepest
         if is_call[k]:
+            if after[k] and not linearized & after[k]:
+                k = nxt[k]  # an earlier interchangeable operation is unused
+                continue
             new_state = transitions[k](state)
             if new_state is not refused:
                 grown = linearized | bit[k]
@@ -349,18 +366,30 @@ def _search(
         k = nxt[k]
 
 
-def _violation(key: str | None, ops: list[Operation], model: Model, deepest: _Deepest) -> Violation:
+def _violation(
+    key: str | None,
+    ops: list[Operation],
+    compiled: list[Compiled],
+    model: Model,
+    deepest: _Deepest,
+) -> Violation:
     """Turn the deepest point of a failed search into a :class:`Violation`."""
     if deepest.blocked < 0:  # pragma: no cover - a failed search always meets a return
         raise HistoryError("internal error: failed search without a blocking operation")
     blocked = ops[deepest.blocked]
     assert blocked.ret is not None
+    # The prefix is linearizable with the concrete transitions too (UNREAD
+    # stands for values nothing tells apart), so replay it to name the state.
+    state = model.initial_state()
+    for i in deepest.prefix:
+        state = model.transition(ops[i])(state)
+    assert state is not REFUSED
     done = set(deepest.prefix)
     open_ops: list[tuple[Operation, bool]] = []
     for i, op in enumerate(ops):
         if i in done or op.call > blocked.ret:
             continue
-        accepted = model.transition(op)(deepest.state) is not REFUSED
+        accepted = compiled[i].step(deepest.state) is not REFUSED
         open_ops.append((op, accepted))
     # The blocked operation first, then the others in call order.
     open_ops.sort(key=lambda item: (item[0] is not blocked, item[0].call))
@@ -368,7 +397,7 @@ def _violation(key: str | None, ops: list[Operation], model: Model, deepest: _De
         key=key,
         operations=len(ops),
         prefix=tuple(ops[i] for i in deepest.prefix),
-        state=model.describe_state(deepest.state),
+        state=model.describe_state(state),
         blocked=blocked,
         open_ops=tuple(open_ops),
     )
