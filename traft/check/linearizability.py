@@ -254,6 +254,8 @@ def _search(
 ) -> tuple[_Status, int, _Deepest]:
     """Wing & Gong's search with Lowe's cache over one partition.
 
+    An unknown-outcome operation is never linearized where it would leave the
+    state as it is: dropping it from such a linearization leaves a valid one.
     Unknown-outcome operations with the same effect are interchangeable: if a
     linearization uses some of them, it can use the earliest-called ones
     instead, each in the place of one of the others (the k-th place used is
@@ -319,6 +321,11 @@ def _search(
                 k = nxt[k]  # an earlier interchangeable operation is unused
                 continue
             new_state = transitions[k](state)
+            if not match[k] and new_state == state:
+                # An unknown operation that changes nothing: leaving it out of
+                # the linearization is as good, and saves its place for later.
+                k = nxt[k]
+                continue
             if new_state is not refused:
                 grown = linearized | bit[k]
                 memo = (grown, new_state)
