@@ -123,3 +123,11 @@ def test_command_line_entry_point_has_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "line 1: not JSON" in proc.stderr
+
+
+def test_reads_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(NOT_LINEARIZABLE))
+    assert main(["check", "-", "--model", "register", "-q"]) == 1
+    assert capsys.readouterr().out.startswith("-: NOT linearizable")

@@ -198,13 +198,15 @@ def test_describe() -> None:
 
 
 def test_interchangeable_unknown_operations_are_used_in_call_order() -> None:
-    """60 unknown write(1)s: without the symmetry rule the search would try
-    every subset of them before refuting the read of 2."""
-    ops = [write(i, None, 1, process=i) for i in range(60)]
-    ops += [read(100, 101, 1, process=98), read(102, 103, 2, process=99)]
+    """20 unknown write(1)s and 20 unknown write(2)s, both values read: without
+    the symmetry rule the search would try every subset of them (alternating
+    1, 2, 1, ... never makes one a no-op) before refuting the read of 3."""
+    ops = [write(i, None, 1 + i % 2, process=i) for i in range(40)]
+    ops += [read(0, 200, 1, process=97), read(0, 200, 2, process=98)]
+    ops.append(read(300, 301, 3, process=99))
     result = check_history(ops, "register", timeout_s=5)
     assert result.verdict is Verdict.NOT_LINEARIZABLE
-    assert result.states < 1000
+    assert result.states < 20_000
 
 
 def test_unread_values_are_merged() -> None:
@@ -239,3 +241,25 @@ def test_explanation_names_the_concrete_value_of_an_unread_state() -> None:
     ops = [write(0, 1, 7), read(2, 3, 8)]
     result = check_history(ops, "register")
     assert "after which the register holds 7." in result.explanation
+
+
+def test_unknown_operations_that_change_nothing_are_not_tried() -> None:
+    """60 unknown cas from a value the register never holds again: without the
+    no-op rule every subset of them would be a separate cache entry."""
+    ops = [write(0, 1, 5, process=97)]
+    ops += [
+        Operation(
+            process=i,
+            call=2 + i,
+            ret=None,
+            kind="cas",
+            prev=5,
+            arg=6 + i % 2,
+            outcome=Outcome.UNKNOWN,
+        )
+        for i in range(60)
+    ]
+    ops += [write(1, 2, 7, process=98), read(100, 101, 7, process=98), read(102, 103, 9)]
+    result = check_history(ops, "register", timeout_s=5)
+    assert result.verdict is Verdict.NOT_LINEARIZABLE
+    assert result.states < 1000

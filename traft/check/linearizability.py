@@ -29,7 +29,7 @@ and reached the same model state have the same future, so a cache of visited
 first. Sets are Python ints used as bitsets; states are hashable values. This
 is also how Porcupine (Athalye, MIT licence) checks Jepsen histories.
 
-Two more reductions, both sound:
+More reductions, all exact (they never change a verdict):
 
 - *Per-key partitioning*. Operations on different keys act on independent
   objects, and linearizability is local (Herlihy & Wing, Theorem 1): the
@@ -41,6 +41,22 @@ Two more reductions, both sound:
   and the search succeeds as soon as every *completed* operation is lifted:
   the unknown ones still in the list are those that never took effect.
   Unknown operations that cannot change the state (reads) are dropped first.
+- *No-op unknowns*. An unknown operation is never linearized at a point where
+  it would leave the state unchanged (a cas whose ``prev`` does not match, a
+  delete of an absent key): dropping it from such a linearization leaves a
+  valid one. Without this rule every subset of such operations would be a
+  separate cache entry.
+- *Interchangeable unknowns*. Unknown operations with equal effects (say, two
+  timed-out ``put(x, 1)``) can take each other's places, so only the
+  earliest-called unused one of each class is a candidate (``_search``).
+- *Unread values* (``models.py``). Written values that no operation compares
+  the state with are one value as far as the model can tell, so the register
+  and kv models merge them, and with them their cache entries.
+
+Limits. Refuting a long history on one key with many unknown operations
+whose values *are* read can still take exponential time: each one may or may
+not have taken effect before each point. The time budget then gives
+``UNKNOWN``. Spreading operations over more keys keeps each search small.
 
 Equal times: calls sort before returns, so operations that touch at an
 instant count as concurrent; the checker never invents an order that the
@@ -254,6 +270,8 @@ def _search(
 ) -> tuple[_Status, int, _Deepest]:
     """Wing & Gong's search with Lowe's cache over one partition.
 
+    An unknown-outcome operation is never linearized where it would leave the
+    state as it is: dropping it from such a linearization leaves a valid one.
     Unknown-outcome operations with the same effect are interchangeable: if a
     linearization uses some of them, it can use the earliest-called ones
     instead, each in the place of one of the others (the k-th place used is
@@ -319,6 +337,11 @@ def _search(
                 k = nxt[k]  # an earlier interchangeable operation is unused
                 continue
             new_state = transitions[k](state)
+            if not match[k] and new_state == state:
+                # An unknown operation that changes nothing: leaving it out of
+                # the linearization is as good, and saves its place for later.
+                k = nxt[k]
+                continue
             if new_state is not refused:
                 grown = linearized | bit[k]
                 memo = (grown, new_state)
