@@ -288,7 +288,21 @@ class Raft(LeaderMixin):
 
     def _can_campaign(self) -> bool:
         # The seed: only voting members start elections, and not while loading a snapshot.
-        return self._conf.is_voter(self.id) and not self._loading
+        if self._loading:
+            return False
+        if self._conf.is_voter(self.id):
+            return True
+        # A voter whose own removal is appended but not yet committed still
+        # campaigns (thesis §4.2.2: a removed leader may lead again until the
+        # removal commits); only the new configuration's votes count. Else a
+        # cluster shrinking from two voters wedges when only the removed
+        # server holds its removal: the other needs its vote and never gets
+        # it, having the shorter log.
+        removed = self._removed_at
+        if removed is None or removed <= self.commit_index:
+            return False
+        before = self._conf.membership_at(removed - 1)
+        return any(n.node_id == self.id and n.voting for n in before.nodes)
 
     def campaign(self) -> None:
         """Start an election now (as if the election timeout had fired).
