@@ -167,3 +167,81 @@ def test_entry_status_is_not_lost_while_the_entry_can_still_commit() -> None:
         if c[1].entry_status(resp) is EntryStatus.COMMITTED:
             break
     assert c[1].entry_status(resp) is EntryStatus.COMMITTED
+
+
+def test_two_voters_removing_one_do_not_wedge() -> None:
+    """Shrinking from two voters wedged when only the removed leader held the removal.
+
+    Leader 1 of {1, 2}, cut off from 2, appends REMOVE 1: its configuration
+    becomes {2} and, membership changes taking effect when appended, it is
+    no longer a voter in its own eyes, so it never campaigned again. Server 2
+    still saw {1, 2} and needed 1's vote, which 1 refused (its log is longer).
+    No leader, forever (the simulator's liveness invariant caught it). Now a
+    voter whose own removal is uncommitted keeps campaigning, wins with 2's
+    vote, commits its removal and steps down.
+    """
+    h = Harness([1, 2], seed=1)
+    c = h.c
+    c[1].campaign()
+    c.process(1)
+    c.settle()
+    c.run(100)
+    assert c.leader() == 1
+    c.network.partition({1}, {2})
+    c[1].propose_membership(EntryType.REMOVE_NODE, 1)
+    c.process(1)
+    c.settle()
+    h.check()
+    assert c[1].voters() == [2] and c[2].voters() == [1, 2]
+    for _ in range(50):
+        c.tick(10)
+        c.settle()
+        h.check()
+    c.network.heal()
+    for _ in range(300):
+        c.tick(10)
+        c.settle()
+        h.check()
+    assert c[2].voters() == [2]
+    assert c.leader() == 2
+    assert c[2].commit_index == c[2].current_index
+
+
+def test_refused_candidates_do_not_hold_back_the_best_candidate() -> None:
+    """A follower restarted its election timer on every higher-term RequestVote.
+
+    Figure 2 restarts a follower's timer only when it hears from the leader
+    or grants a vote. The core also restarted it when a candidate's higher
+    term arrived, even when it refused the vote. Candidates that cannot win
+    (shorter logs, removed servers that never learned of their removal)
+    then kept the only server that could win, the one with the longest log,
+    from ever timing out: the simulator's liveness invariant saw no leader
+    for seconds (3 servers, seed 14 of the test chaos). Here a short-log
+    server campaigns every 60 ms, below every election timeout; the
+    long-log server must still time out and win.
+    """
+    h = Harness([1, 2, 3], seed=2)
+    c = h.c
+    c[1].campaign()
+    c.process(1)
+    c.settle()
+    c.run(100)
+    c.network.partition({3}, {1, 2})
+    for k in range(3):
+        c[1].recv_entry(b"only on 1 and 2", id=100 + k)
+        c.process(1)
+    c.run(100)
+    h.check()
+    assert c[2].current_index > c[3].current_index
+    c.crash(1)
+    c.network.heal()
+    for step in range(100):
+        if step % 6 == 0 and c[3].role is not Role.LEADER:
+            c[3].campaign()
+            c.process(3)
+        c.tick(10)
+        c.settle()
+        h.check()
+        if c[2].role is Role.LEADER:
+            break
+    assert c[2].role is Role.LEADER

@@ -29,6 +29,7 @@ CHAOS = SimOptions(
     compaction=3.0,
     crash=0.5,
     client=30.0,
+    liveness_ms=3000,
 )
 
 CASES = [(servers, seed) for servers in (3, 5, 7) for seed in range(20)]

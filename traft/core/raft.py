@@ -309,7 +309,21 @@ class Raft(LeaderMixin):
 
     def _can_campaign(self) -> bool:
         # The seed: only voting members start elections, and not while loading a snapshot.
-        return self._conf.is_voter(self.id) and not self._loading
+        if self._loading:
+            return False
+        if self._conf.is_voter(self.id):
+            return True
+        # A voter whose own removal is appended but not yet committed still
+        # campaigns (thesis §4.2.2: a removed leader may lead again until the
+        # removal commits); only the new configuration's votes count. Else a
+        # cluster shrinking from two voters wedges when only the removed
+        # server holds its removal: the other needs its vote and never gets
+        # it, having the shorter log.
+        removed = self._removed_at
+        if removed is None or removed <= self.commit_index:
+            return False
+        before = self._conf.membership_at(removed - 1)
+        return any(n.node_id == self.id and n.voting for n in before.nodes)
 
     def campaign(self) -> None:
         """Start an election now (as if the election timeout had fired).
@@ -336,15 +350,18 @@ class Raft(LeaderMixin):
             self.role = role
             self._events.append(RoleChanged(role, self.term))
 
-    def _become_follower(self, term: int, leader_id: int | None) -> None:
+    def _become_follower(
+        self, term: int, leader_id: int | None, *, reset_timer: bool = True
+    ) -> None:
         if term > self.term:
             self.term = term
             self.voted_for = None
         self._set_role(Role.FOLLOWER)
         self._set_leader(leader_id)
         self._votes.clear()
-        self._election_elapsed_ms = 0
-        self._timeout_ms = self._draw_timeout()
+        if reset_timer:
+            self._election_elapsed_ms = 0
+            self._timeout_ms = self._draw_timeout()
 
     def _campaign(self) -> None:
         # §5.2: increment currentTerm, vote for self, reset the timer, send RequestVote.
@@ -387,7 +404,13 @@ class Raft(LeaderMixin):
                 # §4.2.3 (thesis): ignore disruptive candidates while a leader is alive.
                 return
             leader = msg.leader_id if isinstance(msg, AppendEntries) else None
-            self._become_follower(term, leader)
+            # Figure 2: a follower's timer restarts on hearing from the leader
+            # or granting a vote, not on a candidate's higher term alone (that
+            # vote may be refused). Restarting it let candidates that cannot
+            # win, and removed servers, keep the only server that can win
+            # (the one with the longest log) from ever timing out.
+            reset = not isinstance(msg, RequestVote) or self.role is Role.LEADER
+            self._become_follower(term, leader, reset_timer=reset)
         elif term < self.term:
             # Figure 2: reply false to a stale leader or candidate so it learns the term.
             if isinstance(msg, AppendEntries):

@@ -23,9 +23,10 @@ An iteration is ``step_ms`` of virtual time:
    random server; a crash (half of them inside a Ready: after the fsync,
    before sending) with a restart from disk after a random downtime; a
    client operation;
-4. liveness: while a quorum of the committed configuration is alive and
-   connected, the cluster must commit, or sit idle under an up-to-date
-   leader, within ``liveness_ms``.
+4. liveness: while servers that are up and all connected hold a quorum of
+   the committed configuration and of the one in force on the most
+   up-to-date servers, the cluster must commit, or sit idle under an
+   up-to-date leader, within ``liveness_ms``.
 
 The :class:`~traft.sim.invariants.InvariantChecker` checks after every
 delivered message and every step of every server. At the end the client
@@ -488,24 +489,44 @@ class Simulation:
 
     # -- liveness ------------------------------------------------------------------------
 
+    def _configurations(self) -> list[tuple[int, ...]]:
+        """Voter sets a leader must win over: the committed one, and the one in
+        force on the servers with the most up-to-date logs (membership entries
+        take effect when appended, so an uncommitted change already counts)."""
+        configs = {tuple(sorted(self.checker.committed_voters))}
+        live = [s for s in self.cluster.alive() if not s.removed and s.raft.voters()]
+        if live:
+            best = max((s.raft.last_log_term, s.raft.current_index) for s in live)
+            for s in live:
+                if (s.raft.last_log_term, s.raft.current_index) == best:
+                    configs.add(tuple(s.raft.voters()))
+        return sorted(configs)
+
     def _healthy(self) -> bool:
-        voters = sorted(self.checker.committed_voters)
+        """Whether some servers that are up and can all talk to each other hold
+        a quorum of every configuration in :meth:`_configurations`."""
+        configs = self._configurations()
         servers = self.cluster.servers
+        members = sorted({v for config in configs for v in config})
         # A crash inside a Ready happens during a step, so whether each voter
         # is up is part of the key.
-        up = [v for v in voters if v in servers and servers[v].alive and not servers[v].removed]
-        key = (tuple(voters), tuple(self._cut), tuple(up))
+        up = [v for v in members if v in servers and servers[v].alive and not servers[v].removed]
+        key = (tuple(configs), tuple(self._cut), tuple(up))
         cached = self._healthy_cache
         if cached is not None and cached[0] == key:
             return cached[1]
-        need = len(voters) // 2 + 1
         blocked = self.cluster.network.blocked
         healthy = False
-        if len(up) >= need:
-            for group in itertools.combinations(up, need):
-                if not any((a, b) in blocked for a in group for b in group if a != b):
+        for size in range(len(up), 0, -1):
+            for group in itertools.combinations(up, size):
+                chosen = set(group)
+                if all(
+                    len(chosen.intersection(config)) > len(config) // 2 for config in configs
+                ) and not any((a, b) in blocked for a in group for b in group if a != b):
                     healthy = True
                     break
+            if healthy:
+                break
         self._healthy_cache = (key, healthy)
         return healthy
 
@@ -531,8 +552,8 @@ class Simulation:
         if now - self._last_ok_ms > self.options.liveness_ms:
             raise InvariantViolation(
                 "liveness",
-                f"no progress for {now - self._last_ok_ms} ms while a quorum of "
-                f"{sorted(self.checker.committed_voters)} was up and connected",
+                f"no progress for {now - self._last_ok_ms} ms while a quorum of each of "
+                f"{self._configurations()} was up and connected",
             )
 
     # -- results -------------------------------------------------------------------------
