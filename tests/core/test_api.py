@@ -215,11 +215,16 @@ def test_restore_validates_its_pieces() -> None:
         )
 
 
-def test_restore_with_own_removal_in_log_does_not_campaign() -> None:
-    members = Membership((NodeConfig(1, True), NodeConfig(2, True)))
-    removal = Entry(1, 1, 5, EntryType.REMOVE_NODE, membership_data(1))
+def test_restore_after_own_committed_removal_does_not_campaign() -> None:
+    members = Membership((NodeConfig(2, True), NodeConfig(3, True)))
     raft = Raft.restore(
-        1, Config(), random.Random(1), term=1, voted_for=None, entries=[removal], membership=members
+        1,
+        Config(),
+        random.Random(1),
+        term=1,
+        voted_for=None,
+        entries=[],
+        snapshot=SnapshotMeta(4, 1, members),
     )
     assert not raft.is_member()
     raft.periodic(10_000)

@@ -123,12 +123,21 @@ def test_leader_removing_itself_steps_down_after_commit() -> None:
     assert c[new].voters() == sorted({1, 2, 3} - {leader})
 
 
-def test_removed_node_does_not_campaign() -> None:
+def test_removed_node_does_not_campaign_once_its_removal_commits() -> None:
+    raft = make(1)
+    raft.recv(2, ae(1, 0, 0, [Entry(1, 1, 7, EntryType.REMOVE_NODE, membership_data(1))], commit=1))
+    drain(raft)
+    raft.periodic(10_000)
+    assert raft.role is Role.FOLLOWER and raft.term == 1
+
+
+def test_voter_with_uncommitted_own_removal_may_still_campaign() -> None:
+    """Thesis §4.2.2: until its removal commits, a server still takes part."""
     raft = make(1)
     raft.recv(2, ae(1, 0, 0, [Entry(1, 1, 7, EntryType.REMOVE_NODE, membership_data(1))]))
     drain(raft)
     raft.periodic(10_000)
-    assert raft.role is Role.FOLLOWER and raft.term == 1
+    assert raft.role is Role.CANDIDATE
 
 
 def test_non_voting_node_does_not_count_for_commit() -> None:
