@@ -98,6 +98,7 @@ class SegmentLog:
         self._open_files: list[_Segment] = []
         self._failed: str | None = None
         self._closed = False
+        self._recorded_newest = 0  # the newest segment the state file names
 
     # ----------------------------------------------------------------- opening
 
@@ -137,6 +138,7 @@ class SegmentLog:
             make_dirs(path)
             atomic_write(os.path.join(path, STATE_NAME), LogState(1).encode())
             return
+        self._recorded_newest = plan.state.newest
         for level, repair in plan.repairs_by_level():
             logger.log(level, "%s: recovery: %s", path, repair)
         for name in plan.leftovers:
@@ -169,6 +171,16 @@ class SegmentLog:
         if plan.truncate_from:
             self._cut_from(plan.truncate_from)
             self._write_state(LogState(self._first_index))
+        else:
+            newest = self._segments[-1].first_index if self._segments else 0
+            if plan.state.newest != newest:
+                # A torn new segment was dropped, or the file predates the
+                # newest field: record the newest segment as it now is (it
+                # was synced above).
+                atomic_write(
+                    os.path.join(path, STATE_NAME), LogState(self._first_index, 0, newest).encode()
+                )
+                self._recorded_newest = newest
 
     # -------------------------------------------------------------- properties
 
@@ -438,6 +450,14 @@ class SegmentLog:
             raise write_error(where, "fsync", exc) from exc
         self._unsynced.clear()
         self._dir_unsynced = False
+        if self._segments and self._segments[-1].first_index != self._recorded_newest:
+            # The newest segment is durable now: name it in the state file so
+            # that losing it later is detected (see _recovery).
+            try:
+                self._write_state(LogState(self._first_index))
+            except OSError as exc:
+                self._failed = f"writing the state file failed: {exc}"
+                raise write_error(self._path, "state", exc) from exc
         self._evict_files()
 
     def truncate_from(self, index: int) -> None:
@@ -511,7 +531,12 @@ class SegmentLog:
             return
         first = index + 1
         try:
-            self._write_state(LogState(first))
+            if index >= self._last_index:
+                # Every segment goes: the state names none as the newest.
+                atomic_write(os.path.join(self._path, STATE_NAME), LogState(first).encode())
+                self._recorded_newest = 0
+            else:
+                self._write_state(LogState(first))
             if index >= self._last_index:
                 doomed = list(self._segments)
             else:
@@ -571,7 +596,19 @@ class SegmentLog:
         )
 
     def _write_state(self, state: LogState) -> None:
+        """Write the state file, naming the newest segment known to be durable.
+
+        Every segment but the newest was sealed; the newest counts once no
+        append to it is waiting for a sync. When none qualifies the state
+        names none (0), which turns the missing-segment check off.
+        """
+        if not state.newest:
+            for seg in reversed(self._segments):
+                if seg not in self._unsynced:
+                    state.newest = seg.first_index
+                    break
         atomic_write(os.path.join(self._path, STATE_NAME), state.encode())
+        self._recorded_newest = state.newest
 
     def _trim_runs_before(self, first: int) -> None:
         k = bisect_right(self._run_starts, first) - 1

@@ -9,6 +9,10 @@ Theory of operation: a log directory holds the segment files and one small
 - ``truncate_from`` (0 when none): a truncation in progress. ``truncate_from``
   writes it, cuts the segments, then clears it, so a crash part-way through
   is finished on the next open and the log is the old one or the new one.
+- ``newest`` (0 when unknown): the first index of the newest segment. It is
+  written whenever a segment is created or the newest one changes, so a
+  deleted newest segment, which leaves a log that merely looks shorter, is
+  told apart from one that never grew (version 2; version 1 files have none).
 
 :func:`plan_log` scans everything (every record's CRC, see ``_segment``) and
 returns a :class:`LogPlan`: the live segments, and the repairs a crash may
@@ -29,28 +33,31 @@ import struct
 import zlib
 
 from ._errors import CorruptLogError
-from ._segment import SegmentScan, parse_segment_name, scan_segment
+from ._segment import SegmentScan, parse_segment_name, scan_segment, segment_name
 
 STATE_NAME = "state"
 STATE_MAGIC = b"TRAFTLOG"
-STATE_VERSION = 1
-STATE_FIELDS = struct.Struct("<8sIIQQ")
+STATE_VERSION = 2
+STATE_FIELDS_V1 = struct.Struct("<8sIIQQ")
+STATE_FIELDS = struct.Struct("<8sIIQQQ")
+STATE_SIZE_V1 = STATE_FIELDS_V1.size + 4
 STATE_SIZE = STATE_FIELDS.size + 4
 
 
 class LogState:
     """The contents of a log's ``state`` file."""
 
-    __slots__ = ("first_index", "truncate_from")
+    __slots__ = ("first_index", "truncate_from", "newest")
 
-    def __init__(self, first_index: int, truncate_from: int = 0) -> None:
+    def __init__(self, first_index: int, truncate_from: int = 0, newest: int = 0) -> None:
         self.first_index = first_index
         self.truncate_from = truncate_from
+        self.newest = newest
 
     def encode(self) -> bytes:
-        """The file's bytes: magic, version, flags, first index, truncate_from, CRC."""
+        """The file's bytes: magic, version, flags, first index, truncate_from, newest, CRC."""
         fields = STATE_FIELDS.pack(
-            STATE_MAGIC, STATE_VERSION, 0, self.first_index, self.truncate_from
+            STATE_MAGIC, STATE_VERSION, 0, self.first_index, self.truncate_from, self.newest
         )
         return fields + struct.pack("<I", zlib.crc32(fields))
 
@@ -64,21 +71,24 @@ def read_state(path: str) -> LogState:
     """
     with open(path, "rb") as f:
         raw = f.read(STATE_SIZE + 1)
-    if len(raw) != STATE_SIZE:
+    if len(raw) not in (STATE_SIZE, STATE_SIZE_V1):
         raise CorruptLogError(path, 0, f"state file is {len(raw)} bytes, expected {STATE_SIZE}")
-    (crc,) = struct.unpack_from("<I", raw, STATE_FIELDS.size)
-    if crc != zlib.crc32(raw[: STATE_FIELDS.size]):
-        raise CorruptLogError(path, STATE_FIELDS.size, "bad CRC in state file")
-    magic, version, _flags, first_index, truncate_from = STATE_FIELDS.unpack_from(raw)
+    fields = STATE_FIELDS if len(raw) == STATE_SIZE else STATE_FIELDS_V1
+    (crc,) = struct.unpack_from("<I", raw, fields.size)
+    if crc != zlib.crc32(raw[: fields.size]):
+        raise CorruptLogError(path, fields.size, "bad CRC in state file")
+    values = fields.unpack_from(raw)
+    magic, version, _flags, first_index, truncate_from = values[:5]
+    newest = values[5] if len(values) > 5 else 0
     if magic != STATE_MAGIC:
         raise CorruptLogError(path, 0, "not a log state file (bad magic)")
-    if version != STATE_VERSION:
+    if version != (STATE_VERSION if fields is STATE_FIELDS else 1):
         raise CorruptLogError(path, 8, f"unsupported state file version {version}")
     if first_index < 1 or (truncate_from and truncate_from < first_index):
         raise CorruptLogError(
             path, 16, f"impossible first index {first_index} / truncate_from {truncate_from}"
         )
-    return LogState(first_index, truncate_from)
+    return LogState(first_index, truncate_from, newest)
 
 
 class LogPlan:
@@ -166,6 +176,16 @@ def plan_log(path: str) -> LogPlan:
         return plan
     state = plan.state = read_state(state_path)
     first = plan.first_index = state.first_index
+    if state.newest and not state.truncate_from and all(i != state.newest for i, _ in found):
+        # The state names a newest segment that is gone: without this check
+        # the log would just look shorter and acknowledged records would
+        # vanish silently.
+        raise CorruptLogError(
+            os.path.join(path, segment_name(state.newest)),
+            0,
+            f"the newest segment (first index {state.newest}, named by the state file) "
+            "is missing: records are lost",
+        )
 
     # Segments after a pending truncation point go, whatever they hold: the
     # interrupted truncation may already have cut the one before them.

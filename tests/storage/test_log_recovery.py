@@ -184,6 +184,42 @@ def test_a_missing_first_segment_is_reported(tmp_path: Path) -> None:
         SegmentLog.open(str(path), segment_bytes=300)
 
 
+def test_a_missing_newest_segment_is_reported(tmp_path: Path) -> None:
+    """Deleting the newest segment leaves a log that only looks shorter; the
+    state file names the newest synced segment, so open refuses it."""
+    path = tmp_path / "log"
+    build(path, 40, segment_bytes=300)
+    newest = segments(path)[-1]
+    newest.unlink()
+    with pytest.raises(CorruptLogError, match="newest segment") as info:
+        SegmentLog.open(str(path), segment_bytes=300)
+    assert info.value.path == str(newest)
+
+
+def test_the_newest_segment_is_named_only_once_synced(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    log = SegmentLog.open(str(path), segment_bytes=300)
+    log.append([rec(i) for i in range(1, 30)])  # rolls into new segments, not synced
+    log._release()
+    # Records never synced were never acknowledged: losing their segment is
+    # a crash, not damage.
+    segments(path)[-1].unlink()
+    with SegmentLog.open(str(path), segment_bytes=300) as reopened:
+        assert reopened.last_index < 29
+
+
+def test_a_version_1_state_file_still_opens(tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    path = tmp_path / "log"
+    records = build(path, 12)
+    fields = struct.pack("<8sIIQQ", b"TRAFTLOG", 1, 0, 1, 0)
+    (path / STATE_NAME).write_bytes(fields + struct.pack("<I", zlib.crc32(fields)))
+    assert reopen(path) == records
+    assert len((path / STATE_NAME).read_bytes()) == 44  # upgraded to version 2
+
+
 def test_a_missing_or_damaged_state_file_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "log"
     build(path, 10)
