@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 # name -> (module, one-line help). Keep sorted by name.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("traft.check.cli", "Check a recorded history for linearizability"),
     "del": ("traft.kv.cli.delete", "Delete a key (client)"),
     "get": ("traft.kv.cli.get", "Print a key's value, read linearizably (client)"),
     "log": ("traft.logcmd", "Inspect or verify a node's data directory without changing it"),
