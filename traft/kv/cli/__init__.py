@@ -24,8 +24,8 @@ class UsageError(Exception):
     """The command line cannot work (exit status 2)."""
 
 
-def add_client_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every client command takes."""
+def add_client_arguments(parser: argparse.ArgumentParser, *, timeout: float = 10.0) -> None:
+    """The options every client command takes (``timeout``: the default of --timeout)."""
     where = parser.add_argument_group(
         "where the cluster is (default: ./cluster.toml or $TRAFT_URL)"
     )
@@ -52,9 +52,9 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout",
         type=float,
-        default=10.0,
+        default=timeout,
         metavar="SECONDS",
-        help="wait this long for each HTTP answer (default 10)",
+        help=f"wait this long for each HTTP answer (default {timeout:g})",
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="print each retry on stderr")
 

@@ -22,12 +22,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add.add_argument("id", type=int, metavar="ID")
     add.add_argument("peer", metavar="PEER_ADDR", help="its UDP address, HOST:PORT")
     add.add_argument("http", metavar="HTTP_ADDR", help="its HTTP address, HOST:PORT")
-    add_client_arguments(add)
+    add_client_arguments(add, timeout=45.0)
     remove = sub.add_parser("remove", help="remove node ID", description="Remove node ID.")
     remove.add_argument("id", type=int, metavar="ID")
-    add_client_arguments(remove)
-    for p in (add, remove):
-        p.set_defaults(timeout=45.0)
+    add_client_arguments(remove, timeout=45.0)
 
 
 def run(args: argparse.Namespace) -> int:
