@@ -36,6 +36,7 @@ thread, one call at a time).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from array import array
 from bisect import bisect_left, bisect_right
@@ -48,6 +49,8 @@ from ._fileio import atomic_write, fsync_dir, make_dirs, remove_file, write_all
 from ._record import MIN_RECORD_SIZE, Record, decode_records, encode_batch
 from ._recovery import STATE_NAME, LogPlan, LogState, plan_log
 from ._segment import SEG_HEADER_SIZE, encode_segment_header, segment_name
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_SEGMENT_BYTES = 64 * 2**20
 MAX_SEGMENT_BYTES = 2**31
@@ -131,6 +134,8 @@ class SegmentLog:
             make_dirs(path)
             atomic_write(os.path.join(path, STATE_NAME), LogState(1).encode())
             return
+        for repair in plan.repairs():  # what a crash left; worth an operator's glance
+            logger.warning("%s: recovery: %s", path, repair)
         changed_dir = False
         for name in plan.leftovers:
             remove_file(os.path.join(path, name))
@@ -240,8 +245,13 @@ class SegmentLog:
             end = offsets[stop - base] if stop < segment.stop_index else segment.size
             if budget is not None and end - start > budget:
                 # Records index..k-1 fit when offsets[k - base] <= start + budget.
-                k = bisect_right(offsets, start + budget, index - base + 1, stop - base) - 1
-                stop = max(base + k, index + 1)
+                stop = (
+                    base + bisect_right(offsets, start + budget, index - base + 1, stop - base) - 1
+                )
+                if stop <= index:
+                    if out:
+                        break
+                    stop = index + 1  # the first record is returned whatever its size
                 end = offsets[stop - base] if stop < segment.stop_index else segment.size
                 hi = stop
             try:

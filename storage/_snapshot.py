@@ -361,6 +361,7 @@ class SnapshotReader:
         self.info = info
         try:
             self._file: BinaryIO = open(info.path, "rb")  # noqa: SIM115 - closed by close()
+            self._data_end = os.fstat(self._file.fileno()).st_size - SNAP_TRAILER_SIZE
         except OSError as exc:
             raise CorruptLogError(info.path, 0, f"cannot open snapshot: {exc}") from exc
 
@@ -385,6 +386,8 @@ class SnapshotReader:
             length, chunk_crc = CHUNK_HEADER.unpack(head)
             if length == 0:
                 break
+            if offset + CHUNK_HEADER.size + length > self._data_end:
+                raise CorruptLogError(path, offset, f"snapshot chunk {count} runs past the data")
             chunk = f.read(length)
             if len(chunk) != length or zlib.crc32(chunk) != chunk_crc:
                 raise CorruptLogError(path, offset, f"bad CRC in snapshot chunk {count}")

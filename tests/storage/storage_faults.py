@@ -137,3 +137,11 @@ def snapshot_tree(path: str) -> dict[str, bytes]:
             with open(full, "rb") as f:
                 out[os.path.relpath(full, path)] = f.read()
     return out
+
+
+def fast_scratch_root() -> str | None:
+    """tmpfs for fast scratch space (see conftest.py), or None for the default."""
+    if os.environ.get("TRAFT_TEST_REAL_DISK") == "1":
+        return None
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None

@@ -14,6 +14,7 @@ fsynced; the ordering arguments for that case are in docs/storage-format.md.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def view(path: Path) -> LogView:
 
 
 def crash_every_step(
-    tmp_path: Path,
+    fast_tmp_path: Path,
     setup: Callable[[Path], object],
     operation: Callable[[object], None],
     release: Callable[[object], None],
@@ -54,7 +55,7 @@ def crash_every_step(
 ) -> int:
     """Run ``operation`` with a crash at call 0, 1, 2, ... until it completes."""
     for crash_at in range(500):
-        path = tmp_path / f"case{crash_at}"
+        path = fast_tmp_path / f"case{crash_at}"
         subject = setup(path)
         install(FaultyOps(crash_at=crash_at))
         try:
@@ -73,8 +74,17 @@ def crash_every_step(
     raise AssertionError("the operation never completed")
 
 
+def built(path: Path, count: int = 40) -> Path:
+    """``build(path)``, by copying a log built once per test (copies need no fsync)."""
+    template = path.parent / f"template-{count}"
+    if not template.exists():
+        build(template, count)
+    shutil.copytree(template, path)
+    return path
+
+
 def open_log(path: Path) -> SegmentLog:
-    build(path)
+    built(path)
     return SegmentLog.open(str(path), segment_bytes=SEGMENT_BYTES)
 
 
@@ -87,11 +97,11 @@ def expected_after(first: int, last: int, records: list[Record]) -> LogView:
     return (first, last, tuple(r for r in records if first <= r.index <= last))
 
 
-def test_crash_inside_truncate_from(tmp_path: Path) -> None:
-    old = build(tmp_path / "reference")
+def test_crash_inside_truncate_from(fast_tmp_path: Path) -> None:
+    old = build(fast_tmp_path / "reference")
     records = list(old[2])
     steps = crash_every_step(
-        tmp_path,
+        fast_tmp_path,
         open_log,
         lambda log: log.truncate_from(13),  # type: ignore[attr-defined]
         release_log,
@@ -102,11 +112,11 @@ def test_crash_inside_truncate_from(tmp_path: Path) -> None:
     assert steps >= 5
 
 
-def test_crash_inside_compact_upto(tmp_path: Path) -> None:
-    old = build(tmp_path / "reference")
+def test_crash_inside_compact_upto(fast_tmp_path: Path) -> None:
+    old = build(fast_tmp_path / "reference")
     records = list(old[2])
     crash_every_step(
-        tmp_path,
+        fast_tmp_path,
         open_log,
         lambda log: log.compact_upto(23),  # type: ignore[attr-defined]
         release_log,
@@ -116,10 +126,10 @@ def test_crash_inside_compact_upto(tmp_path: Path) -> None:
     )
 
 
-def test_crash_inside_compact_upto_past_the_end(tmp_path: Path) -> None:
-    old = build(tmp_path / "reference")
+def test_crash_inside_compact_upto_past_the_end(fast_tmp_path: Path) -> None:
+    old = build(fast_tmp_path / "reference")
     crash_every_step(
-        tmp_path,
+        fast_tmp_path,
         open_log,
         lambda log: log.compact_upto(70),  # type: ignore[attr-defined]
         release_log,
@@ -129,12 +139,12 @@ def test_crash_inside_compact_upto_past_the_end(tmp_path: Path) -> None:
     )
 
 
-def test_crash_inside_append_and_sync_keeps_a_prefix(tmp_path: Path) -> None:
+def test_crash_inside_append_and_sync_keeps_a_prefix(fast_tmp_path: Path) -> None:
     """Appends are not atomic across a crash, but what survives is a prefix."""
-    old = build(tmp_path / "reference")
+    old = build(fast_tmp_path / "reference")
     batch = [rec(i, 7) for i in range(41, 61)]  # spans several segments
     for crash_at in range(100):
-        path = tmp_path / f"case{crash_at}"
+        path = fast_tmp_path / f"case{crash_at}"
         log = open_log(path)
         install(FaultyOps(crash_at=crash_at))
         try:
@@ -158,7 +168,7 @@ def test_crash_inside_append_and_sync_keeps_a_prefix(tmp_path: Path) -> None:
 def damaged_log(path: Path) -> Path:
     """A log whose open has every repair to do: leftovers, stale segments, torn
     tail and an unfinished truncation."""
-    build(path)
+    built(path)
     segs = sorted(p for p in path.iterdir() if p.suffix == ".seg")
     second = int(segs[1].name[:20])
     (path / STATE_NAME).write_bytes(LogState(second + 1, 33).encode())
@@ -168,8 +178,8 @@ def damaged_log(path: Path) -> Path:
     return path
 
 
-def test_crash_inside_recovery_is_recovered_by_the_next_open(tmp_path: Path) -> None:
-    reference = tmp_path / "reference"
+def test_crash_inside_recovery_is_recovered_by_the_next_open(fast_tmp_path: Path) -> None:
+    reference = fast_tmp_path / "reference"
     damaged_log(reference)
     new = view(reference)
     assert new[1] == 32
@@ -186,7 +196,7 @@ def test_crash_inside_recovery_is_recovered_by_the_next_open(tmp_path: Path) -> 
     # The "old" state of an interrupted recovery is the damaged log, which
     # itself opens as the recovered one: so every crash point must read as new.
     crash_every_step(
-        tmp_path,
+        fast_tmp_path,
         damaged_log,
         recover,
         release,
@@ -196,7 +206,7 @@ def test_crash_inside_recovery_is_recovered_by_the_next_open(tmp_path: Path) -> 
     )
 
 
-def test_crash_inside_meta_save(tmp_path: Path) -> None:
+def test_crash_inside_meta_save(fast_tmp_path: Path) -> None:
     def setup(path: Path) -> MetaStore:
         path.mkdir()
         meta = MetaStore.open(str(path / "meta"))
@@ -208,7 +218,7 @@ def test_crash_inside_meta_save(tmp_path: Path) -> None:
         return (meta.term, meta.voted_for, sorted(os.listdir(path)))
 
     crash_every_step(
-        tmp_path,
+        fast_tmp_path,
         setup,
         lambda meta: meta.save(5, None),  # type: ignore[attr-defined]
         lambda _meta: None,
@@ -218,7 +228,7 @@ def test_crash_inside_meta_save(tmp_path: Path) -> None:
     )
 
 
-def test_crash_inside_snapshot_save(tmp_path: Path) -> None:
+def test_crash_inside_snapshot_save(fast_tmp_path: Path) -> None:
     first = Snapshot(3, 10, b"members-a", b"A" * 5000)
     second = Snapshot(4, 20, b"members-b", b"B" * 70_000)
 
@@ -241,5 +251,5 @@ def test_crash_inside_snapshot_save(tmp_path: Path) -> None:
     # A crash after the rename but before the old snapshot is pruned leaves
     # both; the newest is what counts, and the next commit prunes the other.
     crash_every_step(
-        tmp_path, setup, save, lambda _store: None, observe, (first, False), (second, False)
+        fast_tmp_path, setup, save, lambda _store: None, observe, (first, False), (second, False)
     )
