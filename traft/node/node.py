@@ -157,6 +157,8 @@ class Node:
             the event loop keeps receiving; False blocks the loop for the
             fsync instead, which saves the thread hop (tests under trio's
             autojump clock use it: the mock clock does not see threads).
+        faults: a fault injector for the UDP endpoint the node makes (fault
+            testing: ``traft serve --enable-faults``); ignored with ``endpoint``.
     """
 
     def __init__(
@@ -170,6 +172,7 @@ class Node:
         rng: random.Random | None = None,
         segment_bytes: int = 64 * 2**20,
         persist_in_thread: bool = True,
+        faults: net.FaultInjector | None = None,
     ) -> None:
         self.id = node_id
         self.cluster = cluster
@@ -178,6 +181,7 @@ class Node:
         self._rng = rng or random.Random()
         self._segment_bytes = segment_bytes
         self._persist_in_thread = persist_in_thread
+        self.faults = faults
         self.endpoint: net.DatagramEndpoint | None = endpoint
         self._own_endpoint = endpoint is None
         self.raft: Raft | None = None
@@ -305,6 +309,7 @@ class Node:
                 bind=me.peer,
                 key=self.cluster.key,
                 max_datagram=self.cluster.max_datagram,
+                faults=self.faults,
             )
         endpoint = self.endpoint
         config = self._core_config(endpoint.max_payload)
