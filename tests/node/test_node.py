@@ -229,3 +229,33 @@ async def test_member_add_and_remove(tmp_path: Path, autojump_clock: trio.abc.Cl
         assert leader.raft.voters() == sorted({1, 2, 3, 4} - {victim})
         with trio.fail_after(5):
             await h.nodes[victim].removed.wait()
+
+
+async def test_a_failing_task_leaves_async_with_node_with_its_own_error(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Regression (found by scripts/nemesis: traft serve died of "Nursery stack
+    # corrupted"). When a node task failed, the body of `async with node:` was
+    # cancelled, and __aexit__ awaited stop() in the cancelled scope: its
+    # Cancelled skipped the exit of the nursery __aenter__ had opened, trio's
+    # nursery stack broke and the real error was lost.
+    node = Node(
+        1,
+        cluster_config(1),
+        tmp_path / "n1",
+        Counter(),
+        endpoint=net.MemoryNetwork(cluster_id=net.cluster_id_from("test")).endpoint(1),
+        rng=random.Random(1),
+        persist_in_thread=False,
+    )
+
+    async def failing_ticker() -> None:
+        await trio.sleep(1)
+        raise RuntimeError("a node task failed")
+
+    node._ticker = failing_ticker  # type: ignore[method-assign]
+    with pytest.raises(BaseExceptionGroup) as info:  # noqa: PT012
+        with trio.fail_after(30):
+            async with node, trio.open_nursery():
+                await trio.sleep_forever()
+    assert info.group_contains(RuntimeError, match="a node task failed")

@@ -227,8 +227,13 @@ class Node:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        await self.stop()
-        result: bool | None = await self._cm.__aexit__(exc_type, exc, tb)
+        try:
+            # When a node task failed, this runs in the nursery's cancelled scope
+            # and stop() raises Cancelled: the nursery must be exited anyway, or
+            # trio's nursery stack breaks and the task's own error is lost.
+            await self.stop()
+        finally:
+            result: bool | None = await self._cm.__aexit__(exc_type, exc, tb)
         return result
 
     async def stop(self) -> None:
