@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 import trio
 
 import net
+import storage
 from traft.node.config import ClusterConfig, ConfigError, format_address
 
 if TYPE_CHECKING:
@@ -154,7 +155,11 @@ def run(args: argparse.Namespace) -> int:
         return 130
     except Exception as exc:
         message = _describe(exc)
-        log.error("stopped by an error: %s", message, exc_info=args.log_level == "DEBUG")
+        log.error(
+            "stopped by an error: %s",
+            message,
+            exc_info=args.log_level == "DEBUG" or not _expected(exc),
+        )
         return error(message, 1)
     if outcome is Outcome.REMOVED:
         print(
@@ -163,6 +168,14 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _expected(exc: BaseException) -> bool:
+    """Whether an error is one an operator expects (a damaged data directory, an
+    address in use): one line is enough. Anything else is a bug: log its traceback."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return isinstance(exc, OSError | storage.StorageError)
 
 
 def _describe(exc: BaseException) -> str:
