@@ -67,8 +67,10 @@ def flip(path: Path, offset: int) -> None:
     path.write_bytes(bytes(data))
 
 
-def serve(cluster: LocalCluster, node_id: int, data: Path) -> subprocess.CompletedProcess[str]:
-    """``traft serve`` on ``data``; it must exit by itself within 30 s."""
+def serve(
+    cluster: LocalCluster, node_id: int, data: Path, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """``traft serve`` on ``data``; it must exit by itself within ``timeout`` seconds."""
     return subprocess.run(
         [
             sys.executable,
@@ -84,7 +86,7 @@ def serve(cluster: LocalCluster, node_id: int, data: Path) -> subprocess.Complet
         ],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=timeout,
     )
 
 
@@ -150,7 +152,7 @@ def test_deleted_newest_segment_is_refused(stopped: LocalCluster, tmp_path: Path
     shutil.copytree(stopped.data_dir(3), data)
     last_segment(data).unlink()
     try:
-        result = serve(stopped, 3, data)
+        result = serve(stopped, 3, data, timeout=8)
     except subprocess.TimeoutExpired:
         pytest.fail("traft serve started on a log missing its newest segment")
     assert result.returncode == 1
