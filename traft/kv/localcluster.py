@@ -148,7 +148,10 @@ class LocalCluster:
             snapshot=config.snapshot,
             max_datagram=config.max_datagram,
         )
-        self.config_path.write_text(new.to_toml())
+        # Atomically: nodes (re)starting meanwhile must read the old file or the new one.
+        tmp = self.config_path.with_suffix(".toml.tmp")
+        tmp.write_text(new.to_toml())
+        tmp.replace(self.config_path)
         return member
 
     # --- processes -----------------------------------------------------------------
