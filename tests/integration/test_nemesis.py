@@ -60,4 +60,4 @@ def test_nemesis_short(tmp_path: Path) -> None:
     for category, kinds in CATEGORIES.items():
         assert injected & set(kinds), f"no {category} fault was injected:\n{out[-3000:]}"
     # Several at once: the schedule overlaps faults of different categories.
-    assert len(injected) >= 12, out[-3000:]
+    assert len(injected) >= 10, out[-3000:]
