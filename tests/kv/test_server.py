@@ -103,6 +103,18 @@ async def test_client_moves_on_from_a_dead_node(servers: Callable[..., Any]) -> 
     assert reply.status == 404 and client.leader == s.url
 
 
+async def test_client_moves_on_from_a_node_without_leader(servers: Callable[..., Any]) -> None:
+    # Regression (found by scripts/nemesis): a node cut off in a minority, or removed
+    # and never told, answers 503 "no leader" for as long as that lasts; the client
+    # retried it alone until it gave up, although the next URL had a leader.
+    lost = await servers(1)
+    lost.node.role, lost.node.leader_id, lost.node.leader_url = "follower", None, None
+    good = await servers(2)
+    client = Client([lost.url, good.url], retry_for=5)
+    reply = await in_thread(client.request, "POST", "/ticket", b"", idempotency_key="t")
+    assert reply.status == 200 and client.leader == good.url
+
+
 async def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     status = await in_thread(cli.main, list(argv))
     out, err = capsys.readouterr()

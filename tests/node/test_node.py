@@ -11,7 +11,9 @@ import pytest
 import trio
 
 import net
+from traft.core import SnapshotMeta
 from traft.node.config import ClusterConfig, Member, SnapshotPolicy, Timing
+from traft.node.durable import Durable
 from traft.node.errors import NotLeaderError
 from traft.node.node import Node
 
@@ -229,3 +231,76 @@ async def test_member_add_and_remove(tmp_path: Path, autojump_clock: trio.abc.Cl
         assert leader.raft.voters() == sorted({1, 2, 3, 4} - {victim})
         with trio.fail_after(5):
             await h.nodes[victim].removed.wait()
+
+
+async def test_a_failing_task_leaves_async_with_node_with_its_own_error(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Regression (found by scripts/nemesis: traft serve died of "Nursery stack
+    # corrupted"). When a node task failed, the body of `async with node:` was
+    # cancelled, and __aexit__ awaited stop() in the cancelled scope: its
+    # Cancelled skipped the exit of the nursery __aenter__ had opened, trio's
+    # nursery stack broke and the real error was lost.
+    node = Node(
+        1,
+        cluster_config(1),
+        tmp_path / "n1",
+        Counter(),
+        endpoint=net.MemoryNetwork(cluster_id=net.cluster_id_from("test")).endpoint(1),
+        rng=random.Random(1),
+        persist_in_thread=False,
+    )
+
+    async def failing_ticker() -> None:
+        await trio.sleep(1)
+        raise RuntimeError("a node task failed")
+
+    node._ticker = failing_ticker  # type: ignore[method-assign]
+    with pytest.raises(BaseExceptionGroup) as info:  # noqa: PT012
+        with trio.fail_after(30):
+            async with node, trio.open_nursery():
+                await trio.sleep_forever()
+    assert info.group_contains(RuntimeError, match="a node task failed")
+
+
+async def test_restart_after_a_crash_between_snapshot_save_and_log_compaction(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Regression (found by scripts/nemesis: a node restarted right after a snapshot
+    # install died on the leader's first entries). Installing a snapshot saves it,
+    # then compacts the log in a later Ready; a crash in between leaves a snapshot
+    # past the end of the log. The node restored from the snapshot, but the
+    # storage log still expected the entry after its own end, so the first append
+    # (snapshot index + 1) failed and the node task crashed, again on each restart.
+    def make() -> Node:
+        return Node(
+            1,
+            cluster_config(1),
+            tmp_path / "n1",
+            Counter(),
+            endpoint=net.MemoryNetwork(cluster_id=net.cluster_id_from("test")).endpoint(1),
+            rng=random.Random(1),
+            persist_in_thread=False,
+        )
+
+    async def lead(node: Node) -> None:
+        while node.raft is None or not node.raft.is_leader:
+            await trio.sleep(0.05)
+
+    with trio.fail_after(60):
+        async with make() as node:
+            await lead(node)
+            for _ in range(5):
+                await node.submit(b"1")
+            assert node.raft is not None
+            membership, term = node.raft.membership(), node.raft.term
+        durable = Durable(tmp_path / "n1")
+        assert durable.log.last_index < 40
+        durable.save_snapshot(SnapshotMeta(40, term, membership), [b"100,40"])
+        durable.close()  # the crash: the snapshot is durable, the log not compacted
+        async with make() as node:
+            await lead(node)
+            assert await node.submit(b"7") == 107
+        async with make() as node:
+            await lead(node)
+            assert await node.submit(b"1") == 108

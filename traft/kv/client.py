@@ -4,7 +4,8 @@ Theory of operation: a :class:`Client` knows one or more node URLs. Each
 request goes to the node it last found to be the leader (at first, the first
 URL); a 307 answer is followed to the leader's URL and remembered; a 503 (no
 leader yet, a proposal lost or timed out, a node stopping) and a node that
-cannot be reached are retried — the latter on the next known URL — with a
+cannot be reached are retried on the next known URL (a node cut off in a
+minority answers 503 for as long as the partition lasts) with a
 capped exponential backoff until ``retry_for`` seconds have passed. Writes
 carry an ``Idempotency-Key`` generated once per logical request
 (:func:`new_idempotency_key`) and sent unchanged on every retry, so a write
@@ -161,6 +162,13 @@ class Client:
                     redirects = 0
                 elif reply.status in RETRYABLE:
                     problem = f"{url}: {reply.status} {reply.error}"
+                    # This node cannot serve now (no leader in its view: it may be cut
+                    # off in a minority, or removed and never told). Ask the next one;
+                    # a node that knows the leader redirects there.
+                    if self.leader == url:
+                        self.leader = None
+                    self._next += 1
+                    url = self.urls[self._next % len(self.urls)]
                 else:
                     if reply.status < 300 or reply.status in (404, 412):
                         self.leader = url

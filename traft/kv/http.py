@@ -24,6 +24,9 @@ The table (docs/http-api.md has the full reference):
 ``GET /metrics``                Prometheus text
 ``POST /members``               ``{"id", "peer", "http"}``: add a node
 ``DELETE /members/{id}``        remove a node
+``GET|POST /faults``            network fault control, only under
+                                ``traft serve --enable-faults`` (404
+                                otherwise; see :mod:`traft.kv.faultctl`)
 =============================  =============================================
 
 Errors, every one with a JSON body ``{"error": ...}``: a write or read on a
@@ -56,6 +59,7 @@ import trio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
+import net
 from traft.kv.commands import (
     Command,
     Conflict,
@@ -70,6 +74,7 @@ from traft.kv.commands import (
     check_session,
     encode_command,
 )
+from traft.kv.faultctl import FaultRequestError, apply_fault_request, describe_faults
 from traft.kv.state import KVStore
 from traft.node.config import ConfigError, parse_address
 from traft.node.errors import (
@@ -164,6 +169,8 @@ class KVApp:
         max_command_bytes: the largest encoded command (413 beyond).
         timeout: seconds to wait for a write or read to commit (503 beyond).
         member_timeout: seconds to wait for a membership change.
+        faults: the node endpoint's fault injector, served on ``/faults``
+            (fault testing only); None: ``/faults`` is 404.
     """
 
     def __init__(
@@ -174,8 +181,10 @@ class KVApp:
         max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES,
         timeout: float = 5.0,
         member_timeout: float = 30.0,
+        faults: net.FaultInjector | None = None,
     ) -> None:
         self.node = node
+        self.faults = faults
         self.store = store
         self.max_command_bytes = max_command_bytes
         self.timeout = timeout
@@ -231,6 +240,8 @@ class KVApp:
             return "members", self._add_member, frozenset({"POST"})
         if raw.startswith(b"/members/"):
             return "members", self._remove_member, frozenset({"DELETE"})
+        if raw == b"/faults" and self.faults is not None:
+            return "faults", self._faults, frozenset({"GET", "POST"})
         raise HTTPError(404, "no such path")
 
     # --- handlers ---------------------------------------------------------------
@@ -317,6 +328,22 @@ class KVApp:
         node_id = int(text)
         await self._call(scope, self.node.remove_member(node_id, timeout=self.member_timeout))
         return self._members_answer(node_id, "removed")
+
+    async def _faults(self, scope: Scope, receive: Receive) -> Answer:
+        _params(scope, allowed=set())
+        assert self.faults is not None  # routed only when set
+        if scope["method"] == "GET":
+            return 200, [(b"content-type", _JSON)], _json(describe_faults(self.faults))
+        try:
+            spec = json.loads(await self._body(scope, receive))
+        except ValueError:
+            raise HTTPError(400, "the body must be a JSON object") from None
+        try:
+            state = apply_fault_request(self.faults, spec)
+        except FaultRequestError as exc:
+            raise HTTPError(400, str(exc)) from None
+        log.warning("network faults set: %s", {k: v for k, v in state.items() if k != "stats"})
+        return 200, [(b"content-type", _JSON)], _json(state)
 
     def _members_answer(self, node_id: int, what: str) -> Answer:
         members = self.node.status().get("members", [])

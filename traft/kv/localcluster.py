@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +56,13 @@ class ClusterError(Exception):
 class LocalCluster:
     """A cluster of ``traft serve`` processes under ``root`` (see the module doc)."""
 
-    def __init__(self, root: Path, *, python: str | None = None) -> None:
+    def __init__(
+        self, root: Path, *, python: str | None = None, serve_args: Sequence[str] = ()
+    ) -> None:
         self.root = Path(root).resolve()
         self.python = python or sys.executable
+        self.serve_args = list(serve_args)
+        """Extra ``traft serve`` arguments for every node started (e.g. ``--enable-faults``)."""
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
 
     # --- the folder ------------------------------------------------------------------
@@ -97,13 +102,14 @@ class LocalCluster:
         timing: Timing | None = None,
         snapshot: SnapshotPolicy | None = None,
         python: str | None = None,
+        serve_args: Sequence[str] = (),
     ) -> LocalCluster:
         """Make the folder and write ``cluster.toml`` for ``n`` founding nodes on free ports.
 
         Raises:
             ClusterError: the folder already holds a cluster.
         """
-        cluster = cls(root, python=python)
+        cluster = cls(root, python=python, serve_args=serve_args)
         if cluster.config_path.exists():
             raise ClusterError(f"{cluster.config_path} exists already")
         cluster.root.mkdir(parents=True, exist_ok=True)
@@ -142,7 +148,10 @@ class LocalCluster:
             snapshot=config.snapshot,
             max_datagram=config.max_datagram,
         )
-        self.config_path.write_text(new.to_toml())
+        # Atomically: nodes (re)starting meanwhile must read the old file or the new one.
+        tmp = self.config_path.with_suffix(".toml.tmp")
+        tmp.write_text(new.to_toml())
+        tmp.replace(self.config_path)
         return member
 
     # --- processes -----------------------------------------------------------------
@@ -181,6 +190,7 @@ class LocalCluster:
                     str(node_id),
                     "--data-dir",
                     str(data),
+                    *self.serve_args,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=out,

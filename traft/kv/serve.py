@@ -14,6 +14,12 @@ returns when one of three things happens:
 * the node fails (damaged data directory, address in use): the error is
   logged in one line and the exit status is 1.
 
+With ``--enable-faults`` (fault testing only: anyone who can reach the HTTP
+port can then cut the node off) the node's UDP endpoint gets a
+:class:`net.FaultInjector` and the HTTP API serves ``/faults`` to drive it
+(:mod:`traft.kv.faultctl`); ``scripts/nemesis`` uses it for partitions and
+datagram loss, duplication, reordering and delay.
+
 Every log line names the node, its role and its term (:class:`NodeLogFilter`).
 After start-up the process calls ``gc.freeze()`` so that the objects built
 while starting (the restored state, the log index) are never scanned again
@@ -26,6 +32,7 @@ import argparse
 import enum
 import gc
 import logging
+import random
 import signal
 import sys
 from functools import partial
@@ -34,6 +41,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
+import net
+import storage
 from traft.node.config import ClusterConfig, ConfigError, format_address
 
 if TYPE_CHECKING:
@@ -96,6 +105,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="this node's storage (created if missing; one directory per node)",
     )
     parser.add_argument(
+        "--enable-faults",
+        action="store_true",
+        help="serve /faults to inject network faults at run time (fault testing only; "
+        "never on a cluster that matters)",
+    )
+    parser.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -125,14 +140,26 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, handlers=[handler], force=True)
     try:
         outcome = trio.run(
-            partial(serve, cluster, args.id, data_dir, log_filter=log_filter, freeze_gc=True)
+            partial(
+                serve,
+                cluster,
+                args.id,
+                data_dir,
+                log_filter=log_filter,
+                freeze_gc=True,
+                enable_faults=args.enable_faults,
+            )
         )
     except KeyboardInterrupt:
         log.warning("interrupted")
         return 130
     except Exception as exc:
         message = _describe(exc)
-        log.error("stopped by an error: %s", message, exc_info=args.log_level == "DEBUG")
+        log.error(
+            "stopped by an error: %s",
+            message,
+            exc_info=args.log_level == "DEBUG" or not _expected(exc),
+        )
         return error(message, 1)
     if outcome is Outcome.REMOVED:
         print(
@@ -141,6 +168,14 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _expected(exc: BaseException) -> bool:
+    """Whether an error is one an operator expects (a damaged data directory, an
+    address in use): one line is enough. Anything else is a bug: log its traceback."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return isinstance(exc, OSError | storage.StorageError)
 
 
 def _describe(exc: BaseException) -> str:
@@ -162,6 +197,7 @@ async def serve(
     handle_signals: bool = True,
     shutdown: trio.Event | None = None,
     freeze_gc: bool = False,
+    enable_faults: bool = False,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> Outcome:
     """Run node ``node_id`` with the KV service and its HTTP API until stopped.
@@ -169,6 +205,8 @@ async def serve(
     Reports the HTTP address it listens on through ``task_status``. Setting
     ``shutdown`` stops it as SIGTERM does (for embedding and tests). With
     ``freeze_gc`` (what ``traft serve`` does), ``gc.freeze()`` after start-up.
+    With ``enable_faults``, a fault injector on the UDP endpoint, driven
+    through ``/faults``.
 
     Raises:
         OSError: an address cannot be bound, or the data directory cannot be used.
@@ -180,7 +218,8 @@ async def serve(
 
     me = cluster.member(node_id)
     store = KVStore()
-    node = Node(node_id, cluster, data_dir, store)
+    faults = net.FaultInjector(random.Random()) if enable_faults else None
+    node = Node(node_id, cluster, data_dir, store, faults=faults)
     if log_filter is not None:
         log_filter.node = node
     if shutdown is None:
@@ -193,7 +232,14 @@ async def serve(
         data_dir,
     )
     async with node:
-        app = KVApp(node, store, max_command_bytes=cluster.max_datagram - COMMAND_MARGIN)
+        app = KVApp(
+            node,
+            store,
+            max_command_bytes=cluster.max_datagram - COMMAND_MARGIN,
+            faults=faults,
+        )
+        if faults is not None:
+            log.warning("network fault injection is enabled (/faults)")
         async with trio.open_nursery() as nursery:
             host, port = await nursery.start(
                 partial(serve_http, app, me.http[0], me.http[1], shutdown=shutdown)

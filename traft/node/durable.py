@@ -70,6 +70,26 @@ class Durable:
             raise storage.CorruptLogError(info.path, 0, f"bad membership: {exc}") from None
         return SnapshotMeta(info.index, info.term, membership), info
 
+    def finish_snapshot_install(self, index: int) -> None:
+        """Compact the log up to a restored snapshot's ``index`` when it ends before it.
+
+        Installing a snapshot saves it first and compacts the log in a later
+        Ready; a crash in between leaves a snapshot past the end of the log,
+        and the log would refuse the next entry (``index + 1``) as not
+        contiguous. Entries up to ``index`` are covered by the snapshot.
+
+        Raises:
+            storage.StorageError: the compaction could not be written.
+        """
+        if self.log.last_index < index:
+            log.info(
+                "finishing an interrupted snapshot install: log ends at %d, snapshot at %d",
+                self.log.last_index,
+                index,
+            )
+            self.log.compact_upto(index)
+            self.log.sync()
+
     def entries_after(self, index: int) -> list[Entry]:
         """Every durable entry after ``index``, in order.
 

@@ -157,6 +157,8 @@ class Node:
             the event loop keeps receiving; False blocks the loop for the
             fsync instead, which saves the thread hop (tests under trio's
             autojump clock use it: the mock clock does not see threads).
+        faults: a fault injector for the UDP endpoint the node makes (fault
+            testing: ``traft serve --enable-faults``); ignored with ``endpoint``.
     """
 
     def __init__(
@@ -170,6 +172,7 @@ class Node:
         rng: random.Random | None = None,
         segment_bytes: int = 64 * 2**20,
         persist_in_thread: bool = True,
+        faults: net.FaultInjector | None = None,
     ) -> None:
         self.id = node_id
         self.cluster = cluster
@@ -178,6 +181,7 @@ class Node:
         self._rng = rng or random.Random()
         self._segment_bytes = segment_bytes
         self._persist_in_thread = persist_in_thread
+        self.faults = faults
         self.endpoint: net.DatagramEndpoint | None = endpoint
         self._own_endpoint = endpoint is None
         self.raft: Raft | None = None
@@ -223,8 +227,13 @@ class Node:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        await self.stop()
-        result: bool | None = await self._cm.__aexit__(exc_type, exc, tb)
+        try:
+            # When a node task failed, this runs in the nursery's cancelled scope
+            # and stop() raises Cancelled: the nursery must be exited anyway, or
+            # trio's nursery stack breaks and the task's own error is lost.
+            await self.stop()
+        finally:
+            result: bool | None = await self._cm.__aexit__(exc_type, exc, tb)
         return result
 
     async def stop(self) -> None:
@@ -264,6 +273,7 @@ class Node:
                 meta, info = snap
                 with durable.snapshots.reader(info) as reader:
                     self.state_machine.restore(reader.chunks())
+                durable.finish_snapshot_install(meta.index)
             entries = durable.entries_after(meta.index if meta else 0)
             raft = Raft.restore(
                 self.id,
@@ -305,6 +315,7 @@ class Node:
                 bind=me.peer,
                 key=self.cluster.key,
                 max_datagram=self.cluster.max_datagram,
+                faults=self.faults,
             )
         endpoint = self.endpoint
         config = self._core_config(endpoint.max_payload)
