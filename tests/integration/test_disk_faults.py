@@ -142,11 +142,6 @@ def test_damage_is_refused(stopped: LocalCluster, tmp_path: Path, case: str) -> 
     assert verify.returncode == 1, verify.stdout + verify.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="storage cannot tell a deleted newest segment from a log that ends earlier: "
-    "the node starts without the entries it held (docs/reliability.md, open findings)",
-)
 def test_deleted_newest_segment_is_refused(stopped: LocalCluster, tmp_path: Path) -> None:
     data = tmp_path / "n3"
     shutil.copytree(stopped.data_dir(3), data)
@@ -156,6 +151,7 @@ def test_deleted_newest_segment_is_refused(stopped: LocalCluster, tmp_path: Path
     except subprocess.TimeoutExpired:
         pytest.fail("traft serve started on a log missing its newest segment")
     assert result.returncode == 1
+    assert "newest segment" in result.stdout + result.stderr
 
 
 def test_torn_tail_is_repaired_and_the_node_rejoins(stopped: LocalCluster) -> None:
