@@ -73,6 +73,7 @@ def summarize(latencies: list[float], elapsed: float, errors: int, window: int) 
 async def load(node: Node, window: int, seconds: float) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
+    kinds: dict[str, int] = {}
     clock = time.perf_counter
     deadline = clock() + seconds
 
@@ -84,8 +85,9 @@ async def load(node: Node, window: int, seconds: float) -> dict[str, Any]:
             start = clock()
             try:
                 await submit(b"+1", timeout=10)
-            except NodeError:
+            except NodeError as exc:
                 errors += 1
+                kinds[type(exc).__name__] = kinds.get(type(exc).__name__, 0) + 1
                 await trio.sleep(0.01)
                 continue
             record(clock() - start)
@@ -94,7 +96,9 @@ async def load(node: Node, window: int, seconds: float) -> dict[str, Any]:
     async with trio.open_nursery() as nursery:
         for _ in range(window):
             nursery.start_soon(worker)
-    return summarize(latencies, clock() - start, errors, window)
+    result = summarize(latencies, clock() - start, errors, window)
+    result["error_kinds"] = kinds
+    return result
 
 
 def main() -> None:
