@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -70,7 +71,8 @@ def summarize(latencies: list[float], elapsed: float, errors: int, window: int) 
     }
 
 
-async def load(node: Node, window: int, seconds: float) -> dict[str, Any]:
+async def load_tasks(node: Node, window: int, seconds: float) -> dict[str, Any]:
+    """``window`` trio tasks, each awaiting ``Node.submit`` in a loop."""
     latencies: list[float] = []
     errors = 0
     kinds: dict[str, int] = {}
@@ -88,7 +90,7 @@ async def load(node: Node, window: int, seconds: float) -> dict[str, Any]:
             except NodeError as exc:
                 errors += 1
                 kinds[type(exc).__name__] = kinds.get(type(exc).__name__, 0) + 1
-                await trio.sleep(0.01)
+                await trio.sleep(0.5)  # no leader here: back off, do not spin
                 continue
             record(clock() - start)
 
@@ -101,6 +103,57 @@ async def load(node: Node, window: int, seconds: float) -> dict[str, Any]:
     return result
 
 
+async def load_callbacks(node: Node, window: int, seconds: float) -> dict[str, Any]:
+    """``window`` proposals kept in flight with ``Node.submit_nowait``.
+
+    The same shape as the PySyncObj load: each completion callback records
+    the latency and proposes the next increment.
+    """
+    latencies: list[float] = []
+    kinds: dict[str, int] = {}
+    clock = time.perf_counter
+    deadline = clock() + seconds
+    outstanding = window
+    finished = trio.Event()
+    record = latencies.append
+    submit_nowait = node.submit_nowait
+
+    def issue() -> None:
+        nonlocal outstanding
+        start = clock()
+
+        def callback(result: Any, error: BaseException | None) -> None:
+            now = clock()
+            if error is None:
+                record(now - start)
+            else:
+                kinds[type(error).__name__] = kinds.get(type(error).__name__, 0) + 1
+            if now < deadline and error is None:
+                issue()
+            else:
+                done()
+
+        try:
+            submit_nowait(b"+1", callback, timeout=10)
+        except (NodeError, trio.WouldBlock) as exc:
+            kinds[type(exc).__name__] = kinds.get(type(exc).__name__, 0) + 1
+            done()
+
+    def done() -> None:
+        nonlocal outstanding
+        outstanding -= 1
+        if outstanding == 0:
+            finished.set()
+
+    start = clock()
+    for _ in range(window):
+        issue()
+    await finished.wait()
+    result = summarize(latencies, clock() - start, sum(kinds.values()), window)
+    result["error_kinds"] = kinds
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--id", type=int, required=True)
@@ -108,7 +161,17 @@ def main() -> None:
     parser.add_argument("--dir", required=True)
     parser.add_argument("--window", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--inline-fsync", action="store_true", help="persist_in_thread=False (for comparison)"
+    )
+    parser.add_argument(
+        "--api",
+        choices=("submit_nowait", "submit"),
+        default="submit_nowait",
+        help="callbacks (like the PySyncObj load) or a trio task per operation",
+    )
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     ports = [int(p) for p in args.ports.split(",")]
     members = {
         i: Member(i, ("127.0.0.1", ports[i - 1]), ("127.0.0.1", ports[i + 2])) for i in (1, 2, 3)
@@ -116,12 +179,19 @@ def main() -> None:
     config = ClusterConfig(
         cluster_id="bench",
         members=members,
-        timing=Timing(tick_ms=10, election_timeout_ms=500, heartbeat_ms=50),
+        # Elections in [1000, 2000) ms: PySyncObj's defaults draw from [400, 1400).
+        timing=Timing(tick_ms=10, election_timeout_ms=1000, heartbeat_ms=50),
         snapshot=SnapshotPolicy(entries=200_000, keep_entries=20_000),
     )
 
     async def run() -> None:
-        node = Node(args.id, config, Path(args.dir) / f"n{args.id}", Counter())
+        node = Node(
+            args.id,
+            config,
+            Path(args.dir) / f"n{args.id}",
+            Counter(),
+            persist_in_thread=not args.inline_fsync,
+        )
         async with node:
             emit(event="up", pid=os.getpid(), id=args.id)
             while True:
@@ -133,6 +203,7 @@ def main() -> None:
             emit(event="leader", id=args.id)
             await trio.sleep(0.5)
             emit(event="start", window=args.window)
+            load = load_callbacks if args.api == "submit_nowait" else load_tasks
             result = await load(node, args.window, args.seconds)
             emit(event="result", **result)
             await trio.sleep_forever()

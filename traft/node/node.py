@@ -101,11 +101,12 @@ class _Waiter:
     tick expires the deadline (see ``Node._expire``).
     """
 
-    __slots__ = ("done", "task", "result", "error", "term", "index", "deadline", "what")
+    __slots__ = ("done", "task", "callback", "result", "error", "term", "index", "deadline", "what")
 
     def __init__(self) -> None:
         self.done = False
         self.task: trio.lowlevel.Task | None = None
+        self.callback: Callable[[Any, BaseException | None], None] | None = None
         self.result: Any = None
         self.error: BaseException | None = None
         self.term = 0
@@ -130,6 +131,13 @@ class _Waiter:
         if task is not None:
             self.task = None
             trio.lowlevel.reschedule(task)
+        callback = self.callback
+        if callback is not None:
+            self.callback = None
+            try:
+                callback(self.result, self.error)
+            except Exception:
+                log.exception("a submit_nowait callback failed")
 
     async def wait(self) -> None:
         """Park until resolved or failed (or the caller is cancelled)."""
@@ -860,15 +868,18 @@ class Node:
         if self._stopping or not self.started.is_set() or self._stopped.is_set():
             raise NodeStopped("node is not running")
 
+    def _add_deadline(self, waiter: _Waiter, timeout: float, what: str) -> None:
+        # The main loop fails the waiter at its deadline (``_expire``).
+        waiter.deadline = trio.current_time() + timeout
+        waiter.what = what
+        queue = self._deadlines.get(timeout)
+        if queue is None:
+            queue = self._deadlines[timeout] = collections.deque()
+        queue.append(waiter)
+
     async def _wait(self, waiter: _Waiter, timeout: float, what: str) -> Any:
         if not waiter.done:
-            # The main loop fails the waiter at its deadline (``_expire``).
-            waiter.deadline = trio.current_time() + timeout
-            waiter.what = what
-            queue = self._deadlines.get(timeout)
-            if queue is None:
-                queue = self._deadlines[timeout] = collections.deque()
-            queue.append(waiter)
+            self._add_deadline(waiter, timeout, what)
             await waiter.wait()
         if waiter.error is not None:
             raise waiter.error
@@ -895,19 +906,59 @@ class Node:
         if raft.role is not Role.LEADER:
             raise self._not_leader()
         proposal = _Proposal(command)
-        pending = self._to_propose
-        if len(pending) < MAX_PENDING_PROPOSALS:
-            # The fast path: the main loop takes the whole list at once; only
-            # the first proposal of a batch needs to wake it.
-            if not pending:
-                try:
-                    self._inbox_send.send_nowait(_PROPOSE)
-                except trio.WouldBlock:
-                    pass  # the inbox is full: the main loop is awake already
-            pending.append(proposal)
+        if len(self._to_propose) < MAX_PENDING_PROPOSALS:
+            self._queue_proposal(proposal)
         else:
             await self._inbox_send.send(("propose", proposal))
         return await self._wait(proposal, timeout, "proposal")
+
+    def submit_nowait(
+        self,
+        command: bytes,
+        callback: Callable[[Any, BaseException | None], None],
+        *,
+        timeout: float = 5.0,
+    ) -> None:
+        """Start replicating ``command``; ``callback(result, error)`` gets the outcome.
+
+        The callback-style twin of :meth:`submit` for callers with many
+        proposals in flight (no task per proposal). It must be called from
+        the node's trio thread; the callback runs there too, inside the
+        node's main loop, exactly once: with ``(result, None)`` when the
+        entry is applied, or ``(None, error)`` with one of the errors
+        :meth:`submit` raises. It must not block; it may call
+        ``submit_nowait`` again.
+
+        Raises:
+            NotLeaderError, NoLeaderError, NodeStopped, ValueError: as for :meth:`submit`.
+            trio.WouldBlock: too many proposals are waiting for the main loop already.
+        """
+        self._check_running()
+        if len(command) > self._max_command:
+            raise ValueError(
+                f"command of {len(command)} bytes exceeds the limit of {self._max_command}"
+            )
+        raft = self.raft
+        assert raft is not None
+        if raft.role is not Role.LEADER:
+            raise self._not_leader()
+        if len(self._to_propose) >= MAX_PENDING_PROPOSALS:
+            raise trio.WouldBlock
+        proposal = _Proposal(command)
+        proposal.callback = callback
+        self._add_deadline(proposal, timeout, "proposal")
+        self._queue_proposal(proposal)
+
+    def _queue_proposal(self, proposal: _Proposal) -> None:
+        # The main loop takes the whole list at once; only the first
+        # proposal of a batch needs to wake it.
+        pending = self._to_propose
+        if not pending:
+            try:
+                self._inbox_send.send_nowait(_PROPOSE)
+            except trio.WouldBlock:
+                pass  # the inbox is full: the main loop is awake already
+        pending.append(proposal)
 
     async def read(self, query: Callable[[Any], T], *, timeout: float = 5.0) -> T:
         """Run ``query(state_machine)`` linearizably (ReadIndex) and return its result.
