@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 _ID = struct.Struct(">Q")
 _ENTRY_TYPES = tuple(EntryType)
+_new = tuple.__new__  # Entry(...) adds a Python-level __new__ call per entry
 
 
 def to_record(entry: Entry) -> storage.Record:
@@ -35,7 +36,7 @@ def to_record(entry: Entry) -> storage.Record:
 def to_entry(record: storage.Record) -> Entry:
     data = record.data
     (entry_id,) = _ID.unpack_from(data)
-    return Entry(record.term, record.index, entry_id, _ENTRY_TYPES[record.type], data[8:])
+    return _new(Entry, (record.term, record.index, entry_id, _ENTRY_TYPES[record.type], data[8:]))
 
 
 class Durable:

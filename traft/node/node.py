@@ -550,7 +550,7 @@ class Node:
         raft = self.raft
         assert raft is not None
         try:
-            responses = raft.recv_entries([p.command for p in batch])
+            term, index = raft.recv_entries_batch([p.command for p in batch])
         except NotLeader:
             error = self._not_leader()
             for p in batch:
@@ -558,15 +558,16 @@ class Node:
             return
         self.counters.proposals += len(batch)
         proposals = self._proposals
-        for p, resp in zip(batch, responses, strict=True):
-            p.term = resp.term
-            p.index = resp.index
-            stale = proposals.get(resp.index)
+        for p in batch:
+            p.term = term
+            p.index = index
+            stale = proposals.get(index)
             if stale is not None:
                 # A leader's log holds every committed entry: an older proposal
                 # whose index we now reuse was popped and can never commit.
                 stale.fail(ProposalLost("the proposal was replaced by a new leader's entry"))
-            proposals[resp.index] = p
+            proposals[index] = p
+            index += 1
 
     def _start_read(self, read: _Read) -> None:
         raft = self.raft
