@@ -75,6 +75,11 @@ T = TypeVar("T")
 # Per-entry bytes of msgpack framing in an AppendEntries, counted against the datagram.
 ENTRY_OVERHEAD = 48
 INBOX_SIZE = 8192
+# Proposals one Ready cycle takes at most. Smaller batches pipeline: the
+# followers persist one while the leader persists the next. Measured with
+# scripts/bench at 5,000 and 20,000 in flight: 2,000 gave 25-26k ops/s
+# against 14-21k uncapped (and 500 was worse again).
+MAX_BATCH = 2000
 # Proposals queued for the main loop before callers block on the inbox instead.
 MAX_PENDING_PROPOSALS = 65536
 
@@ -472,8 +477,12 @@ class Node:
     async def _main_loop(self) -> None:
         inbox = self._inbox
         while True:
-            item = await inbox.receive()
-            self._handle(item)
+            if self._to_propose:
+                # Proposals left over from a capped batch: go round again at once.
+                await trio.lowlevel.checkpoint()
+            else:
+                item = await inbox.receive()
+                self._handle(item)
             while True:
                 try:
                     item = inbox.receive_nowait()
@@ -546,7 +555,12 @@ class Node:
         batch = self._to_propose
         if not batch:
             return
-        self._to_propose = []
+        if len(batch) > MAX_BATCH:
+            # A capped batch lets the followers work on this one while the
+            # leader persists the next (pipelining instead of lockstep).
+            batch, self._to_propose = batch[:MAX_BATCH], batch[MAX_BATCH:]
+        else:
+            self._to_propose = []
         raft = self.raft
         assert raft is not None
         try:
