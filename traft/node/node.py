@@ -162,7 +162,16 @@ class _Proposal(_Waiter):
     __slots__ = ("command",)
 
     def __init__(self, command: bytes) -> None:
-        super().__init__()
+        # _Waiter.__init__ spelled out: one per proposal, 10 % of the leader's samples.
+        self.done = False
+        self.task = None
+        self.callback = None
+        self.result = None
+        self.error = None
+        self.term = 0
+        self.index = 0
+        self.deadline = math.inf
+        self.what = ""
         self.command = command
 
 
