@@ -18,6 +18,9 @@ Theory of operation (file formats in docs/storage-format.md):
   ``state`` file (see ``_recovery``): the intent is written durably first,
   then the segments are cut or deleted, so an interrupted operation is either
   invisible or finished by the next open.
+- Opening carries out the recovery plan (see ``_recovery``), then fdatasyncs
+  the newest segment and fsyncs the directory: whatever the log reports once
+  open is durable, even records a killed process appended without ``sync``.
 - A failed ``pwrite`` is undone (the segment is cut back to where the batch
   began, new segment files are removed), so a half record is never left for a
   later append to bury; the log stays usable. A failed ``fsync`` is different:
@@ -134,32 +137,31 @@ class SegmentLog:
             make_dirs(path)
             atomic_write(os.path.join(path, STATE_NAME), LogState(1).encode())
             return
-        for repair in plan.repairs():  # what a crash left; worth an operator's glance
-            logger.warning("%s: recovery: %s", path, repair)
-        changed_dir = False
+        for level, repair in plan.repairs_by_level():
+            logger.log(level, "%s: recovery: %s", path, repair)
         for name in plan.leftovers:
             remove_file(os.path.join(path, name))
-            changed_dir = True
-        for item in plan.stale:
-            remove_file(item if isinstance(item, str) else item.path)
-            changed_dir = True
+        for seg_path, _why in reversed(plan.doomed):  # newest first, as truncation does
+            remove_file(seg_path)
         for scan in plan.dropped:
             remove_file(scan.path)
-            changed_dir = True
         for scan in plan.segments:
             segment = _Segment(scan.path, scan.first_index, scan.offsets, scan.end)
             if scan.torn is not None:
-                fd = self._fd(segment)
-                _fileio.ops.ftruncate(fd, scan.end)
-                _fileio.ops.fdatasync(fd)
+                _fileio.ops.ftruncate(self._fd(segment), scan.end)
             self._segments.append(segment)
             self._seg_firsts.append(scan.first_index)
             for start, term in zip(scan.run_starts, scan.run_terms, strict=True):
                 if not self._run_terms or self._run_terms[-1] != term:
                     self._run_starts.append(start)
                     self._run_terms.append(term)
-        if changed_dir:
-            fsync_dir(path)
+        # What a killed process wrote may still be only in the page cache, and
+        # whatever this log now reports (say, to a leader asking whether we
+        # hold an entry) must survive a power cut: sync the newest segment
+        # (older ones were sealed) and the directory before trusting them.
+        if self._segments:
+            _fileio.ops.fdatasync(self._fd(self._segments[-1]))
+        fsync_dir(path)
         self._first_index = plan.first_index
         self._last_index = self._segments[-1].stop_index - 1 if self._segments else 0
         self._last_index = max(self._last_index, plan.first_index - 1)

@@ -48,7 +48,8 @@ class MetaStore:
 
         Raises:
             CorruptLogError: the file exists but is damaged.
-            WriteError: a leftover temporary file could not be removed.
+            WriteError: a leftover temporary file could not be removed, or the
+                directory could not be synced.
         """
         path = os.path.abspath(path)
         tmp = path + ".tmp"
@@ -66,6 +67,13 @@ class MetaStore:
         except OSError as exc:
             raise CorruptLogError(path, 0, f"cannot read meta file: {exc}") from exc
         term, voted_for = decode_meta(path, raw)
+        # A save killed after its rename but before the directory fsync left a
+        # pair that is visible but not yet durable; make it durable before
+        # anyone acts on it (a vote read back must never be lost).
+        try:
+            fsync_dir(os.path.dirname(path))
+        except OSError as exc:
+            raise write_error(path, "syncing the meta directory", exc) from exc
         return cls(path, term, voted_for)
 
     @property

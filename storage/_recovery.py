@@ -14,13 +14,16 @@ Theory of operation: a log directory holds the segment files and one small
 returns a :class:`LogPlan`: the live segments, and the repairs a crash may
 have left owed: leftover temporary files, segments wholly before the first
 index (an interrupted compaction), a torn tail or torn new segment to cut, a
-truncation to finish. ``SegmentLog.open`` carries the plan out; ``traft log
+truncation to finish (every segment after its point is deleted unread: a
+power cut may have kept those deletions undone while the cut of the segment
+before them stuck). ``SegmentLog.open`` carries the plan out; ``traft log
 inspect`` and ``verify`` only print it. Damage that is not one of these
 raises :class:`CorruptLogError` before anything is touched.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import zlib
@@ -91,7 +94,7 @@ class LogPlan:
         self.exists = os.path.isdir(path)
         self.state: LogState | None = None
         self.segments: list[SegmentScan] = []
-        self.stale: list[SegmentScan | str] = []
+        self.doomed: list[tuple[str, str]] = []  # (segment path, why it goes)
         self.dropped: list[SegmentScan] = []
         self.leftovers: list[str] = []
         self.first_index = 1
@@ -108,21 +111,28 @@ class LogPlan:
 
     def repairs(self) -> list[str]:
         """Human-readable list of what opening the log would change."""
-        out = [f"delete leftover temporary file {name}" for name in self.leftovers]
-        for item in self.stale:
-            name = item if isinstance(item, str) else item.path
-            out.append(f"delete {os.path.basename(name)}: wholly before first index (compacted)")
+        return [text for _level, text in self.repairs_by_level()]
+
+    def repairs_by_level(self) -> list[tuple[int, str]]:
+        """:meth:`repairs` with a logging level each: WARNING where bytes a
+        writer wrote are cut away (never acknowledged, but worth a look),
+        INFO for the routine completion of an interrupted operation."""
+        out = [(logging.INFO, f"delete leftover temporary file {name}") for name in self.leftovers]
+        for seg_path, why in self.doomed:
+            out.append((logging.INFO, f"delete {os.path.basename(seg_path)}: {why}"))
         for scan in self.dropped:
-            out.append(f"delete {os.path.basename(scan.path)}: {scan.torn}")
+            out.append((logging.WARNING, f"delete {os.path.basename(scan.path)}: {scan.torn}"))
         torn = self.torn
         if torn is not None:
-            out.append(f"cut {os.path.basename(torn.path)} to {torn.end} bytes: {torn.torn}")
+            text = f"cut {os.path.basename(torn.path)} to {torn.end} bytes: {torn.torn}"
+            out.append((logging.WARNING, text))
         if self.truncate_from:
-            out.append(f"finish interrupted truncation from index {self.truncate_from}")
+            text = f"finish interrupted truncation from index {self.truncate_from}"
+            out.append((logging.INFO, text))
         if self.state is None and not self.exists:
-            out.append("create an empty log")
+            out.append((logging.INFO, "create an empty log"))
         elif self.state is None:
-            out.append("write the initial state file")
+            out.append((logging.INFO, "write the initial state file"))
         return out
 
 
@@ -157,13 +167,19 @@ def plan_log(path: str) -> LogPlan:
     state = plan.state = read_state(state_path)
     first = plan.first_index = state.first_index
 
+    # Segments after a pending truncation point go, whatever they hold: the
+    # interrupted truncation may already have cut the one before them.
+    cut = state.truncate_from
+    if cut:
+        while len(found) > 1 and found[-1][0] > cut:
+            plan.doomed.append((found.pop()[1], f"after interrupted truncation from {cut}"))
     # Segments that end before the first index need not be scanned: the next
     # segment's name proves it. The last one is always scanned.
     live: list[SegmentScan] = []
     for k, (index, seg_path) in enumerate(found):
         is_last = k == len(found) - 1
         if not is_last and found[k + 1][0] <= first:
-            plan.stale.append(seg_path)
+            plan.doomed.append((seg_path, "wholly before the first index (compacted)"))
             continue
         scan = scan_segment(seg_path, index, is_last)
         if scan.drop_file:
@@ -189,8 +205,9 @@ def plan_log(path: str) -> LogPlan:
     # Segments holding only compacted records go, except an empty segment
     # waiting at the first index (it is where the next record goes).
     while live and live[0].last_index < first and live[0].first_index < first:
-        plan.stale.append(live.pop(0))
+        plan.doomed.append((live.pop(0).path, "wholly before the first index (compacted)"))
     plan.segments = live
+    plan.doomed.sort()
     last = live[-1].last_index if live else first - 1
     if state.truncate_from:
         plan.truncate_from = state.truncate_from

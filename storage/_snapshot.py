@@ -99,13 +99,14 @@ class SnapshotStore:
     def open(cls, path: str, keep: int = 2) -> SnapshotStore:
         """Open the snapshot directory ``path`` (created on the first save).
 
-        Deletes temporary files left by a crash during a save, and checks the
-        header, trailer and size of every snapshot.
+        Deletes temporary files left by a crash during a save, fsyncs the
+        directory, and checks the header, trailer and size of every snapshot.
 
         Raises:
             ValueError: ``keep`` is less than 1.
             CorruptLogError: a snapshot file is damaged.
-            WriteError: a leftover temporary file could not be deleted.
+            WriteError: a leftover temporary file could not be deleted, or the
+                directory could not be synced.
         """
         if keep < 1:
             raise ValueError("keep must be at least 1")
@@ -114,13 +115,15 @@ class SnapshotStore:
         if os.path.isdir(path):
             leftovers = [name for name in os.listdir(path) if name.endswith(".snap.tmp")]
             infos = read_infos(path)
-            if leftovers:
-                try:
-                    for name in leftovers:
-                        remove_file(os.path.join(path, name))
-                    fsync_dir(path)
-                except OSError as exc:
-                    raise write_error(path, "removing leftover snapshot", exc) from exc
+            # Also makes durable a snapshot whose save was killed between its
+            # rename and the directory fsync: the log may be compacted on the
+            # strength of it.
+            try:
+                for name in leftovers:
+                    remove_file(os.path.join(path, name))
+                fsync_dir(path)
+            except OSError as exc:
+                raise write_error(path, "syncing the snapshot directory", exc) from exc
         return cls(path, keep, infos)
 
     @property

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "member": ("traft.kv.cli.member", "Add or remove a cluster member (client)"),
     "put": ("traft.kv.cli.put", "Set a key, or compare-and-set with --prev (client)"),
     "serve": ("traft.kv.serve", "Run one node of the replicated key-value and ticket service"),
+    "sim": ("traft.sim.cli", "Run the deterministic chaos simulator and check Raft's invariants"),
     "status": ("traft.kv.cli.status", "Show every node's role, term, commit and log (client)"),
     "ticket": ("traft.kv.cli.ticket", "Take a unique, increasing ticket number (client)"),
 }

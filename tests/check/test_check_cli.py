@@ -50,13 +50,17 @@ def test_quiet_prints_only_the_verdict(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_undecided_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # 40 concurrent writes of unknown outcome, then a read of a value none wrote.
+    # Concurrent unknown writes, reads of each, then a read of a value none wrote.
     lines = [
         f'{{"process": {i}, "call": 0, "return": null, "op": "write", "value": {i}, "outcome": "unknown"}}'
-        for i in range(40)
+        for i in range(20)
+    ]
+    lines += [
+        f'{{"process": {100 + i}, "call": 1, "return": 100, "op": "read", "outcome": "ok", "result": {i}}}'
+        for i in range(20)
     ]
     lines.append(
-        '{"process": 99, "call": 1, "return": 2, "op": "read", "outcome": "ok", "result": -1}'
+        '{"process": 999, "call": 200, "return": 201, "op": "read", "outcome": "ok", "result": -1}'
     )
     path = _file(tmp_path, "\n".join(lines) + "\n")
     assert main(["check", path, "--model", "register", "--timeout", "0.2"]) == 2
@@ -119,3 +123,11 @@ def test_command_line_entry_point_has_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "line 1: not JSON" in proc.stderr
+
+
+def test_reads_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(NOT_LINEARIZABLE))
+    assert main(["check", "-", "--model", "register", "-q"]) == 1
+    assert capsys.readouterr().out.startswith("-: NOT linearizable")

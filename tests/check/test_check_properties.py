@@ -184,7 +184,10 @@ def _brute_force(ops: list[Operation], model: str) -> bool:
     """Is there an order of the completed operations plus some of the unknown
     ones, respecting real time, that the sequential object accepts?"""
     completed = [o for o in ops if o.outcome is Outcome.OK]
-    unknown = [o for o in ops if o.outcome is Outcome.UNKNOWN and o.kind in ("write", "cas")]
+    # Unknown reads change nothing; an unknown ticket could only raise the counter.
+    unknown = [
+        o for o in ops if o.outcome is Outcome.UNKNOWN and o.kind not in ("read", "get", "ticket")
+    ]
     for size in range(len(unknown) + 1):
         for chosen in itertools.combinations(unknown, size):
             for order in itertools.permutations(completed + list(chosen)):
@@ -216,8 +219,15 @@ def _accepted(order: tuple[Operation, ...], model: str) -> bool:
         elif o.kind == "read":
             if o.result != value:
                 return False
-        elif o.kind == "write":
+        elif o.kind == "get":
+            if not (o.result == value or (value is None and o.result == "")):
+                return False
+        elif o.kind in ("write", "put"):
             value = o.arg
+        elif o.kind == "delete":
+            value = None
+        elif o.kind == "append":
+            value = (value or "") + str(o.arg)
         elif o.outcome is Outcome.UNKNOWN:
             if value == o.prev:
                 value = o.arg
@@ -232,7 +242,8 @@ def _accepted(order: tuple[Operation, ...], model: str) -> bool:
 
 @st.composite
 def random_histories(draw: Any) -> tuple[str, list[Operation]]:
-    model = draw(st.sampled_from(["register", "tickets"]))
+    model = draw(st.sampled_from(["register", "kv", "tickets"]))
+    kv_appends = draw(st.booleans())
     ops = []
     for process in range(draw(st.integers(0, 6))):
         call = draw(st.integers(0, 12))
@@ -241,6 +252,18 @@ def random_histories(draw: Any) -> tuple[str, list[Operation]]:
         value = st.integers(0, 2)
         if model == "tickets":
             kind, arg, prev, result = "ticket", None, None, draw(st.integers(0, 4))
+        elif model == "kv":
+            kinds = ["get", "put", "delete", "cas"] + (["append"] if kv_appends else [])
+            kind = draw(st.sampled_from(kinds))
+            text = st.sampled_from(["a", "b", ""])
+            arg = draw(text) if kind in ("put", "append", "cas") else None
+            prev = draw(st.none() | text) if kind == "cas" else None
+            if kind == "get":
+                result = draw(st.none() | st.sampled_from(["a", "b", "", "ab", "ba"]))
+            elif kind == "cas":
+                result = draw(st.booleans())
+            else:
+                result = None
         else:
             kind = draw(st.sampled_from(["read", "write", "cas"]))
             arg = draw(value) if kind != "read" else None
@@ -259,6 +282,7 @@ def random_histories(draw: Any) -> tuple[str, list[Operation]]:
                 call=call,
                 ret=ret,
                 kind=kind,
+                key="k" if model == "kv" else None,
                 arg=arg,
                 prev=prev,
                 result=result,

@@ -46,3 +46,24 @@ def elect(raft: Raft) -> Ready:
             raft.recv(peer, RequestVoteResponse(term=raft.term, vote_granted=True))
     assert raft.role is Role.LEADER
     return drain(raft)
+
+
+def elect_and_commit(raft: Raft) -> Ready:
+    """Make ``raft`` leader and commit its no-op (every peer acknowledges it)."""
+    from traft.core import AppendEntriesResponse
+
+    elect(raft)
+    for peer in raft.voters():
+        if peer != raft.id:
+            raft.recv(
+                peer,
+                AppendEntriesResponse(
+                    term=raft.term,
+                    success=True,
+                    current_index=raft.current_index,
+                    commit_index=0,
+                    seq=0,
+                ),
+            )
+    assert raft.commit_index == raft.current_index
+    return drain(raft)

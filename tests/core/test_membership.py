@@ -19,7 +19,7 @@ from traft.core import (
 from traft.core.entry import Entry
 from traft.sim import Cluster
 
-from .helpers import drain, elect, make
+from .helpers import drain, elect, elect_and_commit, make
 from .test_paper import ae
 
 
@@ -69,7 +69,7 @@ def test_node_joins_catches_up_and_is_promoted() -> None:
 def test_one_voting_change_at_a_time() -> None:
     """Seed: only one voting change may be in progress."""
     raft = make(1, ids=(1, 2, 3, 4, 5))
-    elect(raft)
+    elect_and_commit(raft)
     raft.propose_membership(EntryType.REMOVE_NODE, 5)
     with pytest.raises(OneVotingChangeOnly):
         raft.propose_membership(EntryType.REMOVE_NODE, 4)

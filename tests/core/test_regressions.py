@@ -19,7 +19,7 @@ from traft.core import (
 )
 from traft.sim import Cluster
 
-from .helpers import drain, elect, make, sent
+from .helpers import drain, elect, elect_and_commit, make, sent
 from .test_paper import ae, entry
 
 MEMBERS = Membership((NodeConfig(1, True), NodeConfig(2, True), NodeConfig(3, True)))
@@ -161,7 +161,7 @@ def test_r09_new_leader_serves_no_read_before_its_no_op_commits() -> None:
 
 def test_r10_remove_then_readd_of_same_node_cannot_race() -> None:
     raft = make(1, ids=(1, 2, 3, 4))
-    elect(raft)
+    elect_and_commit(raft)
     raft.propose_membership(EntryType.REMOVE_NODE, 4)
     with pytest.raises(OneVotingChangeOnly):
         raft.propose_membership(EntryType.ADD_NONVOTING_NODE, 4)

@@ -145,3 +145,129 @@ def fast_scratch_root() -> str | None:
         return None
     shm = "/dev/shm"
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+
+
+class PowerLossOps(FaultyOps):
+    """FaultyOps that also knows what a power cut would take away.
+
+    It keeps, for every file the code touches, its content as of the last
+    fsync of that file, and for every directory the names created, renamed
+    or deleted since that directory's last fsync. :meth:`power_loss` then
+    rewinds the disk to exactly what was made durable: the strictest model
+    a POSIX file system allows (nothing survives without an fsync, and the
+    names in a directory need an fsync of the directory). Files are assumed
+    durable as they were when first touched.
+    """
+
+    def __init__(self, crash_at: int | None = None) -> None:
+        super().__init__(crash_at=crash_at)
+        self.paths: dict[int, str] = {}
+        self.durable: dict[str, bytes | None] = {}  # last fsynced content; None = absent
+        self.dirty: set[str] = set()
+        self.pending: dict[str, list[tuple[str, str, str, bytes | None]]] = {}
+
+    def _know(self, path: str) -> None:
+        if path not in self.durable:
+            try:
+                with open(path, "rb") as f:
+                    self.durable[path] = f.read()
+            except FileNotFoundError:
+                self.durable[path] = None
+
+    def _dir_op(self, op: str, a: str, b: str = "", saved: bytes | None = None) -> None:
+        self.pending.setdefault(os.path.dirname(a), []).append((op, a, b, saved))
+
+    def open(self, path: str, flags: int, mode: int = 0o644) -> int:
+        path = os.path.realpath(path)
+        self._know(path)
+        existed = os.path.exists(path)
+        fd = super().open(path, flags, mode)
+        self.paths[fd] = path
+        if flags & os.O_CREAT and not existed:
+            self._dir_op("create", path)
+        if flags & os.O_TRUNC:
+            self.dirty.add(path)
+        return fd
+
+    def _path(self, fd: int) -> str:
+        """The file behind ``fd``, also for descriptors opened before we were installed."""
+        if fd not in self.paths:
+            self.paths[fd] = os.readlink(f"/proc/self/fd/{fd}")
+            self._know(self.paths[fd])
+        return self.paths[fd]
+
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
+        self.dirty.add(self._path(fd))  # before: a crashing pwrite may write part
+        return super().pwrite(fd, data, offset)
+
+    def ftruncate(self, fd: int, length: int) -> None:
+        self.dirty.add(self._path(fd))
+        super().ftruncate(fd, length)
+
+    def _synced(self, fd: int) -> None:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        if os.path.isdir(target):
+            self.pending.pop(target, None)
+        else:
+            path = self._path(fd)
+            with open(path, "rb") as f:
+                self.durable[path] = f.read()
+            self.dirty.discard(path)
+
+    def fsync(self, fd: int) -> None:
+        super().fsync(fd)
+        self._synced(fd)
+
+    def fdatasync(self, fd: int) -> None:
+        super().fdatasync(fd)
+        self._synced(fd)
+
+    def rename(self, src: str, dst: str) -> None:
+        src, dst = os.path.realpath(src), os.path.realpath(dst)
+        self._know(src)
+        self._know(dst)
+        super().rename(src, dst)
+        self._dir_op("rename", src, dst, self.durable[dst])
+        self.durable[dst] = self.durable[src]
+        self.durable[src] = None
+        if src in self.dirty:
+            self.dirty.discard(src)
+            self.dirty.add(dst)
+
+    def unlink(self, path: str) -> None:
+        path = os.path.realpath(path)
+        self._know(path)
+        super().unlink(path)
+        self._dir_op("unlink", path, "", self.durable[path])
+        self.durable[path] = None
+        self.dirty.discard(path)
+
+    def revive(self) -> None:
+        """A new process starts: calls go through again (and are still tracked)."""
+        self.crashed = False
+        self.crash_at = None
+
+    def power_loss(self) -> None:
+        """Put the disk back to what was durable (call once the 'process' is dead)."""
+        for ops in self.pending.values():
+            for op, a, b, saved in reversed(ops):
+                if op == "create":
+                    self.durable[a] = None
+                    self.dirty.add(a)
+                elif op == "rename":
+                    self.durable[a] = self.durable[b]
+                    self.durable[b] = saved
+                    self.dirty.update((a, b))
+                else:  # unlink
+                    self.durable[a] = saved
+                    self.dirty.add(a)
+        for path in sorted(self.dirty):
+            content = self.durable.get(path)
+            if content is None:
+                if os.path.exists(path):
+                    os.unlink(path)
+            else:
+                with open(path, "wb") as f:
+                    f.write(content)
+        self.pending.clear()
+        self.dirty.clear()

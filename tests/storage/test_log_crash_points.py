@@ -1,4 +1,4 @@
-"""A crash at every step of truncate, compact, recovery, meta save and snapshot save.
+"""A crash at every step of truncate, compact, append, recovery, meta and snapshot saves.
 
 Each test runs an operation once per crash point N: the N-th mutating system
 call (see ``storage_faults``) "kills the process", the directory is reopened
@@ -6,9 +6,16 @@ with real system calls, and what it holds must be the state before the
 operation or the state after it, nothing else. The loop ends when the
 operation runs to completion with no crash left to inject.
 
-These crashes model ``kill -9``: what was written before the crash point is
-in the page cache and survives. Power loss additionally drops what was not
-fsynced; the ordering arguments for that case are in docs/storage-format.md.
+Every test runs under two models of the crash:
+
+- ``kill``: ``kill -9``. What was written before the crash point is in the
+  page cache and survives.
+- ``power-loss``: additionally, everything that was not fsynced is lost: file
+  contents go back to their last fsync and names created, renamed or deleted
+  since their directory's last fsync are undone (``PowerLossOps``). This is
+  what checks the order of writes, fsyncs and renames. After a run that
+  completed, the power is cut too: what an operation returned from must
+  already be durable.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from storage_faults import FaultyOps, SimulatedCrash, install
+import pytest
+from storage_faults import FaultyOps, PowerLossOps, SimulatedCrash, install
 
 from storage import MetaStore, Record, SegmentLog, Snapshot, SnapshotStore
 from storage._fileio import FileOps
@@ -44,8 +52,19 @@ def view(path: Path) -> LogView:
         return (log.first_index, log.last_index, tuple(records))
 
 
+@pytest.fixture(params=["kill", "power-loss"])
+def power_loss(request: pytest.FixtureRequest) -> bool:
+    """Which crash model a test runs under (see the module docstring)."""
+    return bool(request.param == "power-loss")
+
+
+def crash_ops(crash_at: int, power_loss: bool) -> FaultyOps:
+    return PowerLossOps(crash_at) if power_loss else FaultyOps(crash_at=crash_at)
+
+
 def crash_every_step(
     fast_tmp_path: Path,
+    power_loss: bool,
     setup: Callable[[Path], object],
     operation: Callable[[object], None],
     release: Callable[[object], None],
@@ -57,7 +76,8 @@ def crash_every_step(
     for crash_at in range(500):
         path = fast_tmp_path / f"case{crash_at}"
         subject = setup(path)
-        install(FaultyOps(crash_at=crash_at))
+        ops = crash_ops(crash_at, power_loss)
+        install(ops)
         try:
             operation(subject)
             completed = True
@@ -66,6 +86,8 @@ def crash_every_step(
         finally:
             install(FileOps())
             release(subject)
+        if isinstance(ops, PowerLossOps):
+            ops.power_loss()
         seen = observe(path)
         assert seen in (old, new), f"crash at call {crash_at}: {seen!r}"
         if completed:
@@ -97,11 +119,12 @@ def expected_after(first: int, last: int, records: list[Record]) -> LogView:
     return (first, last, tuple(r for r in records if first <= r.index <= last))
 
 
-def test_crash_inside_truncate_from(fast_tmp_path: Path) -> None:
+def test_crash_inside_truncate_from(fast_tmp_path: Path, power_loss: bool) -> None:
     old = build(fast_tmp_path / "reference")
     records = list(old[2])
     steps = crash_every_step(
         fast_tmp_path,
+        power_loss,
         open_log,
         lambda log: log.truncate_from(13),  # type: ignore[attr-defined]
         release_log,
@@ -112,11 +135,12 @@ def test_crash_inside_truncate_from(fast_tmp_path: Path) -> None:
     assert steps >= 5
 
 
-def test_crash_inside_compact_upto(fast_tmp_path: Path) -> None:
+def test_crash_inside_compact_upto(fast_tmp_path: Path, power_loss: bool) -> None:
     old = build(fast_tmp_path / "reference")
     records = list(old[2])
     crash_every_step(
         fast_tmp_path,
+        power_loss,
         open_log,
         lambda log: log.compact_upto(23),  # type: ignore[attr-defined]
         release_log,
@@ -126,10 +150,11 @@ def test_crash_inside_compact_upto(fast_tmp_path: Path) -> None:
     )
 
 
-def test_crash_inside_compact_upto_past_the_end(fast_tmp_path: Path) -> None:
+def test_crash_inside_compact_upto_past_the_end(fast_tmp_path: Path, power_loss: bool) -> None:
     old = build(fast_tmp_path / "reference")
     crash_every_step(
         fast_tmp_path,
+        power_loss,
         open_log,
         lambda log: log.compact_upto(70),  # type: ignore[attr-defined]
         release_log,
@@ -139,14 +164,15 @@ def test_crash_inside_compact_upto_past_the_end(fast_tmp_path: Path) -> None:
     )
 
 
-def test_crash_inside_append_and_sync_keeps_a_prefix(fast_tmp_path: Path) -> None:
+def test_crash_inside_append_and_sync_keeps_a_prefix(fast_tmp_path: Path, power_loss: bool) -> None:
     """Appends are not atomic across a crash, but what survives is a prefix."""
     old = build(fast_tmp_path / "reference")
     batch = [rec(i, 7) for i in range(41, 61)]  # spans several segments
     for crash_at in range(100):
         path = fast_tmp_path / f"case{crash_at}"
         log = open_log(path)
-        install(FaultyOps(crash_at=crash_at))
+        ops = crash_ops(crash_at, power_loss)
+        install(ops)
         try:
             log.append(batch)
             log.sync()
@@ -156,6 +182,8 @@ def test_crash_inside_append_and_sync_keeps_a_prefix(fast_tmp_path: Path) -> Non
         finally:
             install(FileOps())
             log._release()
+        if isinstance(ops, PowerLossOps):
+            ops.power_loss()
         first, last, records = view(path)
         assert first == 1 and last >= 40
         assert records == old[2] + tuple(batch[: last - 40])
@@ -178,7 +206,9 @@ def damaged_log(path: Path) -> Path:
     return path
 
 
-def test_crash_inside_recovery_is_recovered_by_the_next_open(fast_tmp_path: Path) -> None:
+def test_crash_inside_recovery_is_recovered_by_the_next_open(
+    fast_tmp_path: Path, power_loss: bool
+) -> None:
     reference = fast_tmp_path / "reference"
     damaged_log(reference)
     new = view(reference)
@@ -197,6 +227,7 @@ def test_crash_inside_recovery_is_recovered_by_the_next_open(fast_tmp_path: Path
     # itself opens as the recovered one: so every crash point must read as new.
     crash_every_step(
         fast_tmp_path,
+        power_loss,
         damaged_log,
         recover,
         release,
@@ -206,7 +237,7 @@ def test_crash_inside_recovery_is_recovered_by_the_next_open(fast_tmp_path: Path
     )
 
 
-def test_crash_inside_meta_save(fast_tmp_path: Path) -> None:
+def test_crash_inside_meta_save(fast_tmp_path: Path, power_loss: bool) -> None:
     def setup(path: Path) -> MetaStore:
         path.mkdir()
         meta = MetaStore.open(str(path / "meta"))
@@ -219,6 +250,7 @@ def test_crash_inside_meta_save(fast_tmp_path: Path) -> None:
 
     crash_every_step(
         fast_tmp_path,
+        power_loss,
         setup,
         lambda meta: meta.save(5, None),  # type: ignore[attr-defined]
         lambda _meta: None,
@@ -228,7 +260,7 @@ def test_crash_inside_meta_save(fast_tmp_path: Path) -> None:
     )
 
 
-def test_crash_inside_snapshot_save(fast_tmp_path: Path) -> None:
+def test_crash_inside_snapshot_save(fast_tmp_path: Path, power_loss: bool) -> None:
     first = Snapshot(3, 10, b"members-a", b"A" * 5000)
     second = Snapshot(4, 20, b"members-b", b"B" * 70_000)
 
@@ -251,5 +283,91 @@ def test_crash_inside_snapshot_save(fast_tmp_path: Path) -> None:
     # A crash after the rename but before the old snapshot is pruned leaves
     # both; the newest is what counts, and the next commit prunes the other.
     crash_every_step(
-        fast_tmp_path, setup, save, lambda _store: None, observe, (first, False), (second, False)
+        fast_tmp_path,
+        power_loss,
+        setup,
+        save,
+        lambda _store: None,
+        observe,
+        (first, False),
+        (second, False),
+    )
+
+
+def reopen_then_cut_power(
+    fast_tmp_path: Path,
+    setup: Callable[[Path], object],
+    operation: Callable[[object], None],
+    release: Callable[[object], None],
+    observe: Callable[[Path], object],
+) -> None:
+    """Whatever a store reports when reopened after a kill must survive a power cut."""
+    for crash_at in range(500):
+        path = fast_tmp_path / f"reopen{crash_at}"
+        subject = setup(path)
+        ops = PowerLossOps(crash_at)
+        install(ops)
+        try:
+            operation(subject)
+            completed = True
+        except SimulatedCrash:
+            completed = False
+        finally:
+            release(subject)
+        ops.revive()  # the node restarts and reads its state back...
+        reported = observe(path)
+        ops.power_loss()  # ...and then the power goes
+        install(FileOps())
+        assert observe(path) == reported, f"crash at call {crash_at}"
+        if completed:
+            return
+    raise AssertionError("never completed")
+
+
+def test_what_open_reports_after_a_kill_is_durable_log(fast_tmp_path: Path) -> None:
+    """A leader may ask whether we hold an entry that was never synced before the
+    kill; once open has reported it, it must not be lost."""
+
+    def append_no_sync(log: object) -> None:
+        assert isinstance(log, SegmentLog)
+        log.append([rec(i, 7) for i in range(41, 61)])
+
+    reopen_then_cut_power(fast_tmp_path, open_log, append_no_sync, release_log, view)
+
+
+def test_what_open_reports_after_a_kill_is_durable_meta(fast_tmp_path: Path) -> None:
+    def setup(path: Path) -> MetaStore:
+        path.mkdir()
+        meta = MetaStore.open(str(path / "meta"))
+        meta.save(4, 1)
+        return meta
+
+    def observe(path: Path) -> tuple[int, int | None]:
+        meta = MetaStore.open(str(path / "meta"))
+        return (meta.term, meta.voted_for)
+
+    reopen_then_cut_power(
+        fast_tmp_path,
+        setup,
+        lambda meta: meta.save(5, 2),  # type: ignore[attr-defined]
+        lambda _meta: None,
+        observe,
+    )
+
+
+def test_what_open_reports_after_a_kill_is_durable_snapshot(fast_tmp_path: Path) -> None:
+    def setup(path: Path) -> SnapshotStore:
+        store = SnapshotStore.open(str(path))
+        store.save(Snapshot(1, 5, b"m", b"old"))
+        return store
+
+    def observe(path: Path) -> Snapshot | None:
+        return SnapshotStore.open(str(path)).latest()
+
+    reopen_then_cut_power(
+        fast_tmp_path,
+        setup,
+        lambda store: store.save(Snapshot(2, 9, b"m", b"new")),  # type: ignore[attr-defined]
+        lambda _store: None,
+        observe,
     )

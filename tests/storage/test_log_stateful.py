@@ -3,9 +3,12 @@
 The model is the list of live records and the first index. Rules append
 batches (with term changes and records of every size, across tiny segments),
 sync, truncate, compact (including past the end), read ranges, reopen after
-a clean close, and reopen after abandoning the object without sync or close
-(a process crash: everything written is still in the page cache). After
-every step the log's bounds, terms and contents must match the model.
+a clean close, reopen after abandoning the object without sync or close (a
+process crash: everything written is still in the page cache), and cut the
+power (``PowerLossOps`` rewinds the disk to what was fsynced): then every
+record synced, or made durable by a truncation, must survive, and what
+remains of the rest must be a prefix. After every step the log's bounds,
+terms and contents must match the model.
 
 ``HYPOTHESIS_PROFILE=ci`` runs more examples.
 """
@@ -19,9 +22,10 @@ import tempfile
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from storage_faults import fast_scratch_root
+from storage_faults import PowerLossOps, fast_scratch_root, install
 
 from storage import Record, SegmentLog
+from storage._fileio import FileOps
 
 CI = os.environ.get("HYPOTHESIS_PROFILE") == "ci"
 SEGMENT_BYTES = 160
@@ -32,9 +36,12 @@ class LogMachine(RuleBasedStateMachine):
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="traft-log-", dir=fast_scratch_root())
         self.path = os.path.join(self.dir, "log")
+        self.ops = PowerLossOps()
+        install(self.ops)
         self.log = SegmentLog.open(self.path, segment_bytes=SEGMENT_BYTES)
         self.first = 1
         self.records: list[Record] = []  # the live records, first..last
+        self.durable = 0  # records up to this index survive a power cut
         self.term = 1
 
     @property
@@ -59,12 +66,15 @@ class LogMachine(RuleBasedStateMachine):
     @rule()
     def sync(self) -> None:
         self.log.sync()
+        self.durable = self.last
 
     @rule(data=st.data())
     def truncate_from(self, data: st.DataObject) -> None:
         index = data.draw(st.integers(self.first, self.last + 2), label="truncate_from")
         self.log.truncate_from(index)
-        del self.records[max(0, index - self.first) :]
+        if index <= self.last:
+            del self.records[max(0, index - self.first) :]
+            self.durable = self.last  # the cut segment was synced whole
 
     @rule(data=st.data())
     def compact_upto(self, data: st.DataObject) -> None:
@@ -73,6 +83,7 @@ class LogMachine(RuleBasedStateMachine):
         if index >= self.first:
             if index >= self.last:
                 self.records = []
+                self.durable = index
             else:
                 del self.records[: index + 1 - self.first]
             self.first = index + 1
@@ -97,12 +108,26 @@ class LogMachine(RuleBasedStateMachine):
     @rule()
     def reopen(self) -> None:
         self.log.close()
+        self.durable = self.last
         self.log = SegmentLog.open(self.path, segment_bytes=SEGMENT_BYTES)
+
+    @rule()
+    def power_cut(self) -> None:
+        self.log._release()
+        self.ops.power_loss()
+        self.ops = PowerLossOps()
+        install(self.ops)
+        self.log = SegmentLog.open(self.path, segment_bytes=SEGMENT_BYTES)
+        assert self.log.first_index == self.first  # compaction is durable on return
+        assert max(self.durable, self.first - 1) <= self.log.last_index <= self.last
+        del self.records[self.log.last_index + 1 - self.first :]
+        self.durable = self.last
 
     @rule()
     def crash_and_reopen(self) -> None:
         self.log._release()  # no sync, no close: the process died
         self.log = SegmentLog.open(self.path, segment_bytes=SEGMENT_BYTES)
+        self.durable = self.last  # what open reports, it has made durable
 
     @invariant()
     def matches_the_model(self) -> None:
@@ -114,6 +139,7 @@ class LogMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.log._release()
+        install(FileOps())
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

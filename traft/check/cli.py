@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from traft.check.formats import FORMATS, read_history
+from traft.check.formats import FORMATS, parse_history, read_history
 from traft.check.history import HistoryError
 from traft.check.linearizability import Verdict, check_history
 from traft.check.models import MODELS
@@ -39,7 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "log, a compare-and-set register), edn-kv (Jepsen kv EDN maps, one per line).\n"
         "exit status: 0 linearizable, 1 not linearizable, 2 undecided or unreadable input."
     )
-    parser.add_argument("file", metavar="FILE", help="the history to check")
+    parser.add_argument("file", metavar="FILE", help="the history to check ('-' for stdin)")
     parser.add_argument(
         "--model",
         required=True,
@@ -66,13 +66,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Carry out ``traft check``; returns the exit status."""
     try:
-        ops = read_history(args.file, args.format)
+        if args.file == "-":
+            ops = parse_history(sys.stdin.read(), args.format)
+        else:
+            ops = read_history(args.file, args.format)
         result = check_history(ops, args.model, timeout_s=args.timeout)
     except OSError as exc:
         print(f"traft check: error: {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_UNDECIDED
     except HistoryError as exc:
         print(f"traft check: error: {args.file}: {exc}", file=sys.stderr)
+        return EXIT_UNDECIDED
+    except UnicodeDecodeError as exc:  # from stdin; files are decoded in read_history
+        print(f"traft check: error: {args.file}: not UTF-8 text ({exc.reason})", file=sys.stderr)
         return EXIT_UNDECIDED
     summary = (
         f"{result.operations} operations, {result.partitions} "

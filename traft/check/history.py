@@ -204,7 +204,7 @@ class History:
 
     def _now(self) -> float:
         self._events += 1
-        return self._clock() if self._clock is not None else float(self._events)
+        return self._clock() if self._clock is not None else self._events
 
     def invoke(
         self,

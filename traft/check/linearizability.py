@@ -29,7 +29,7 @@ and reached the same model state have the same future, so a cache of visited
 first. Sets are Python ints used as bitsets; states are hashable values. This
 is also how Porcupine (Athalye, MIT licence) checks Jepsen histories.
 
-Two more reductions, both sound:
+More reductions, all exact (they never change a verdict):
 
 - *Per-key partitioning*. Operations on different keys act on independent
   objects, and linearizability is local (Herlihy & Wing, Theorem 1): the
@@ -41,6 +41,22 @@ Two more reductions, both sound:
   and the search succeeds as soon as every *completed* operation is lifted:
   the unknown ones still in the list are those that never took effect.
   Unknown operations that cannot change the state (reads) are dropped first.
+- *No-op unknowns*. An unknown operation is never linearized at a point where
+  it would leave the state unchanged (a cas whose ``prev`` does not match, a
+  delete of an absent key): dropping it from such a linearization leaves a
+  valid one. Without this rule every subset of such operations would be a
+  separate cache entry.
+- *Interchangeable unknowns*. Unknown operations with equal effects (say, two
+  timed-out ``put(x, 1)``) can take each other's places, so only the
+  earliest-called unused one of each class is a candidate (``_search``).
+- *Unread values* (``models.py``). Written values that no operation compares
+  the state with are one value as far as the model can tell, so the register
+  and kv models merge them, and with them their cache entries.
+
+Limits. Refuting a long history on one key with many unknown operations
+whose values *are* read can still take exponential time: each one may or may
+not have taken effect before each point. The time budget then gives
+``UNKNOWN``. Spreading operations over more keys keeps each search small.
 
 Equal times: calls sort before returns, so operations that touch at an
 instant count as concurrent; the checker never invents an order that the
@@ -62,7 +78,7 @@ from collections.abc import Hashable, Iterable
 import attrs
 
 from traft.check.history import HistoryError, Operation, Outcome
-from traft.check.models import REFUSED, Model, Transition, get_model
+from traft.check.models import REFUSED, Compiled, Model, Transition, get_model
 
 __all__ = [
     "CheckResult",
@@ -202,10 +218,11 @@ def check_history(
     timed_out: list[str | None] = []
     for key in sorted(parts, key=lambda k: (k is not None, k or "")):
         part = parts[key]
-        status, explored, deepest = _search(part, spec, deadline)
+        compiled = spec.compile(part)
+        status, explored, deepest = _search(part, compiled, spec.initial_state(), deadline)
         states += explored
         if status is _Status.VIOLATION:
-            violation = _violation(key, part, spec, deepest)
+            violation = _violation(key, part, compiled, spec, deepest)
             return CheckResult(
                 verdict=Verdict.NOT_LINEARIZABLE,
                 explanation=violation.explain(),
@@ -230,7 +247,7 @@ def check_history(
     else:
         explanation = (
             f"Linearizable: {total} operations in {len(parts)} "
-            f"partition{'s' if len(parts) != 1 else ''}, {states} states visited."
+            f"partition{'s' if len(parts) != 1 else ''}, {states} state{'s' if states != 1 else ''} visited."
         )
         verdict = Verdict.LINEARIZABLE
     return CheckResult(
@@ -249,9 +266,18 @@ def _never(state: Hashable) -> Hashable:
 
 
 def _search(
-    ops: list[Operation], model: Model, deadline: float | None
+    ops: list[Operation], compiled: list[Compiled], initial: Hashable, deadline: float | None
 ) -> tuple[_Status, int, _Deepest]:
-    """Wing & Gong's search with Lowe's cache over one partition."""
+    """Wing & Gong's search with Lowe's cache over one partition.
+
+    An unknown-outcome operation is never linearized where it would leave the
+    state as it is: dropping it from such a linearization leaves a valid one.
+    Unknown-outcome operations with the same effect are interchangeable: if a
+    linearization uses some of them, it can use the earliest-called ones
+    instead, each in the place of one of the others (the k-th place used is
+    after k of their calls). So one of them is a candidate only once the
+    previous one of its class, in call order, is linearized.
+    """
     deepest = _Deepest()
     # Events (time, 0 = call / 1 = return, op index): calls first at equal times.
     events: list[tuple[float, int, int]] = []
@@ -275,18 +301,24 @@ def _search(
     bit = [0] * (m + 2)
     match = [0] * (m + 2)  # call node -> its return node, 0 for unknown outcomes
     transitions: list[Transition] = [_never] * (m + 2)  # set for call nodes
+    after = [0] * (m + 2)  # unknown call node -> bit of the previous one of its class
     call_node = [0] * len(ops)
+    last_of_class: dict[Hashable, int] = {}
     for node, (_, kind, i) in enumerate(events, start=1):
         op_of[node] = i
         if kind == 0:
             is_call[node] = True
             bit[node] = 1 << i
-            transitions[node] = model.transition(ops[i])
+            transitions[node] = compiled[i].step
             call_node[i] = node
+            if ops[i].outcome is not Outcome.OK:
+                effect = compiled[i].effect
+                after[node] = last_of_class.get(effect, 0)
+                last_of_class[effect] = bit[node]
         else:
             match[call_node[i]] = node
 
-    state: Hashable = model.initial_state()
+    state: Hashable = initial
     linearized = 0
     stack: list[tuple[int, Hashable]] = []
     seen: set[tuple[int, Hashable]] = set()
@@ -301,7 +333,15 @@ def _search(
             if deadline is not None and time.monotonic() > deadline:
                 return _Status.TIMEOUT, len(seen), deepest
         if is_call[k]:
+            if after[k] and not linearized & after[k]:
+                k = nxt[k]  # an earlier interchangeable operation is unused
+                continue
             new_state = transitions[k](state)
+            if not match[k] and new_state == state:
+                # An unknown operation that changes nothing: leaving it out of
+                # the linearization is as good, and saves its place for later.
+                k = nxt[k]
+                continue
             if new_state is not refused:
                 grown = linearized | bit[k]
                 memo = (grown, new_state)
@@ -349,18 +389,30 @@ def _search(
         k = nxt[k]
 
 
-def _violation(key: str | None, ops: list[Operation], model: Model, deepest: _Deepest) -> Violation:
+def _violation(
+    key: str | None,
+    ops: list[Operation],
+    compiled: list[Compiled],
+    model: Model,
+    deepest: _Deepest,
+) -> Violation:
     """Turn the deepest point of a failed search into a :class:`Violation`."""
     if deepest.blocked < 0:  # pragma: no cover - a failed search always meets a return
         raise HistoryError("internal error: failed search without a blocking operation")
     blocked = ops[deepest.blocked]
     assert blocked.ret is not None
+    # The prefix is linearizable with the concrete transitions too (UNREAD
+    # stands for values nothing tells apart), so replay it to name the state.
+    state = model.initial_state()
+    for i in deepest.prefix:
+        state = model.transition(ops[i])(state)
+    assert state is not REFUSED
     done = set(deepest.prefix)
     open_ops: list[tuple[Operation, bool]] = []
     for i, op in enumerate(ops):
         if i in done or op.call > blocked.ret:
             continue
-        accepted = model.transition(op)(deepest.state) is not REFUSED
+        accepted = compiled[i].step(deepest.state) is not REFUSED
         open_ops.append((op, accepted))
     # The blocked operation first, then the others in call order.
     open_ops.sort(key=lambda item: (item[0] is not blocked, item[0].call))
@@ -368,7 +420,7 @@ def _violation(key: str | None, ops: list[Operation], model: Model, deepest: _De
         key=key,
         operations=len(ops),
         prefix=tuple(ops[i] for i in deepest.prefix),
-        state=model.describe_state(deepest.state),
+        state=model.describe_state(state),
         blocked=blocked,
         open_ops=tuple(open_ops),
     )

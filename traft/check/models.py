@@ -20,6 +20,19 @@ Rules this file keeps:
   unknown outcome that took effect could only raise the counter, which can
   only refuse later tickets, so "it never happened" is always at least as good.
 
+Two exact reductions, also kept here (``Model.compile``):
+
+- *Unread values.* A written value that no operation of the partition ever
+  compares the state with (no read returns it, no cas expects it, no append
+  builds on it) is indistinguishable from any other such value: each
+  operation behaves the same on all of them. So the register and kv models
+  write one sentinel, :data:`UNREAD`, in its place, and states that differ
+  only in which unread value they hold become one state for the cache.
+- *Interchangeable unknown operations.* Each compiled operation carries an
+  *effect* key; operations of unknown outcome with equal effects can stand
+  in for one another, so the checker only ever uses the earliest-called one
+  still unused (see ``linearizability.py``).
+
 The per-key split (objects are independent, so a history is linearizable iff
 each key's sub-history is: Herlihy & Wing's locality) is done by the checker
 on ``Operation.key``; a model describes one object.
@@ -28,14 +41,16 @@ on ``Operation.key``; a model describes one object.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Hashable
-from typing import ClassVar, Final
+from collections.abc import Callable, Hashable, Sequence
+from typing import ClassVar, Final, NamedTuple
 
 from traft.check.history import HistoryError, Operation, Outcome, Value
 
 __all__ = [
     "MODELS",
     "REFUSED",
+    "UNREAD",
+    "Compiled",
     "KVModel",
     "Model",
     "RegisterModel",
@@ -59,6 +74,25 @@ REFUSED: Final = _Refused()
 Transition = Callable[[Hashable], Hashable]
 
 
+class _Unread:
+    """The type of :data:`UNREAD`."""
+
+    def __repr__(self) -> str:
+        return "UNREAD"
+
+
+#: Stands for every written value that no operation of the partition reads.
+UNREAD: Final = _Unread()
+
+
+class Compiled(NamedTuple):
+    """An operation compiled for the search."""
+
+    step: Transition
+    effect: Hashable
+    """Unknown-outcome operations with equal effects are interchangeable."""
+
+
 class Model(abc.ABC):
     """A sequential specification of one object."""
 
@@ -78,6 +112,18 @@ class Model(abc.ABC):
             HistoryError: the operation is not one this model knows, or its
                 arguments have the wrong type.
         """
+
+    def compile(self, ops: Sequence[Operation]) -> list[Compiled]:
+        """Compile the operations of one partition for the search.
+
+        The default compiles each on its own, with effect ``(kind, arg,
+        prev)``: whatever the model, two unknown-outcome operations that
+        agree on these do the same thing.
+
+        Raises:
+            HistoryError: as :meth:`transition`.
+        """
+        return [Compiled(self.transition(op), (op.kind, op.arg, op.prev)) for op in ops]
 
     @abc.abstractmethod
     def describe_state(self, state: Hashable) -> str:
@@ -106,15 +152,15 @@ def _read(expected: Value) -> Transition:
     return step
 
 
-def _write(value: Value) -> Transition:
+def _write(value: Hashable) -> Transition:
     def step(state: Hashable) -> Hashable:
         return value
 
     return step
 
 
-def _cas(op: Operation) -> Transition:
-    prev, new = op.prev, op.arg
+def _cas(op: Operation, new: Hashable) -> Transition:
+    prev = op.prev
     if op.outcome is Outcome.UNKNOWN:
 
         def maybe_swap(state: Hashable) -> Hashable:
@@ -134,6 +180,34 @@ def _cas(op: Operation) -> Transition:
     return mismatch
 
 
+def _compile_writes(
+    model: RegisterModel | KVModel, ops: Sequence[Operation], observed: set[Value] | None
+) -> list[Compiled]:
+    """Compile ``ops``, writing :data:`UNREAD` for values outside ``observed``.
+
+    ``observed`` holds every value some operation compares the state with;
+    ``None`` turns the reduction off.
+    """
+    compiled = []
+    for op in ops:
+        written: Hashable = op.arg
+        if observed is not None and op.arg is not None and op.arg not in observed:
+            written = UNREAD
+        if op.kind in ("write", "put", "delete", "cas"):
+            value = None if op.kind == "delete" else written
+            step = _cas(op, value) if op.kind == "cas" else _write(value)
+            model.relevant(op)
+            kind = "cas" if op.kind == "cas" else "write"
+            compiled.append(Compiled(step, (kind, value, op.prev)))
+        else:
+            compiled.append(Compiled(model.transition(op), (op.kind, op.arg, op.prev)))
+    return compiled
+
+
+def _describe_value(value: Hashable) -> str:
+    return "a value no operation reads" if value is UNREAD else repr(value)
+
+
 class RegisterModel(Model):
     """A single register: ``read``, ``write``, ``cas``; it starts empty (nil)."""
 
@@ -150,10 +224,21 @@ class RegisterModel(Model):
             return _read(op.result)
         if op.kind == "write":
             return _write(op.arg)
-        return _cas(op)
+        return _cas(op, op.arg)
+
+    def compile(self, ops: Sequence[Operation]) -> list[Compiled]:
+        observed: set[Value] = set()
+        for op in ops:
+            if op.kind == "read" and op.outcome is Outcome.OK:
+                observed.add(op.result)
+            elif op.kind == "cas":
+                observed.add(op.prev)
+        return _compile_writes(self, ops, observed)
 
     def describe_state(self, state: Hashable) -> str:
-        return "the register is empty" if state is None else f"the register holds {state!r}"
+        if state is None:
+            return "the register is empty"
+        return f"the register holds {_describe_value(state)}"
 
 
 class KVModel(Model):
@@ -203,10 +288,23 @@ class KVModel(Model):
                 return REFUSED
 
             return append
-        return _cas(op)
+        return _cas(op, op.arg)
+
+    def compile(self, ops: Sequence[Operation]) -> list[Compiled]:
+        if any(op.kind == "append" for op in ops):
+            return _compile_writes(self, ops, None)  # appends build on every value
+        observed: set[Value] = set()
+        for op in ops:
+            if op.kind == "get" and op.outcome is Outcome.OK:
+                observed.add(op.result)
+            elif op.kind == "cas":
+                observed.add(op.prev)
+        return _compile_writes(self, ops, observed)
 
     def describe_state(self, state: Hashable) -> str:
-        return "the key is absent" if state is None else f"the key holds {state!r}"
+        if state is None:
+            return "the key is absent"
+        return f"the key holds {_describe_value(state)}"
 
 
 class TicketsModel(Model):

@@ -56,7 +56,7 @@ class MembershipError(RaftError):
 
 
 class LeaderNotReady(RaftError):
-    """A new leader cannot serve reads until an entry of its term has committed."""
+    """A new leader cannot serve reads or change membership until an entry of its term commits."""
 
     def __init__(self) -> None:
         super().__init__("the leader has not yet committed an entry of its term")

@@ -318,7 +318,11 @@ class LeaderMixin:
         node = self._conf.nodes.get(pr.node_id)
         if node is None or node.voting:
             return
-        if pr.match_index + 1 >= self._log.last_index and not self.voting_change_in_progress():
+        if (
+            pr.match_index + 1 >= self._log.last_index
+            and not self.voting_change_in_progress()
+            and self._log.term_at(self.commit_index) == self.term
+        ):
             pr.sufficient_logs_reported = True
             self._events.append(NodeHasSufficientLogs(pr.node_id))
 

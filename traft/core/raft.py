@@ -271,22 +271,22 @@ class Raft(LeaderMixin):
         """What became of a proposal (the seed's raft_msg_entry_response_committed).
 
         COMMITTED when the entry at its index is committed and has its term;
-        LOST when another entry took its index, or when its index was
-        compacted and its term can no longer be checked (a driver that needs
-        the answer after compaction follows ``Ready.committed`` instead;
-        retrying with a session key is always safe); PENDING otherwise.
+        LOST when another entry is committed at its index, or when its index
+        was compacted and its term can no longer be checked (a driver that
+        needs the answer after compaction follows ``Ready.committed``
+        instead; retrying with a session key is always safe); PENDING
+        otherwise. An entry that was popped here, or replaced by an entry of
+        a later term that is not committed, is PENDING: another server may
+        still hold it, win an election and commit it (§5.4.2).
         """
         term = self._log.term_at(resp.index)
         if term is None:
             if resp.index > self._log.last_index:
-                # Popped from our log, or never arrived.
-                return EntryStatus.LOST if self.term > resp.term else EntryStatus.PENDING
+                return EntryStatus.PENDING  # popped from our log, or never arrived
             return EntryStatus.LOST
-        if term != resp.term:
-            return EntryStatus.LOST
-        if resp.index <= self.commit_index:
-            return EntryStatus.COMMITTED
-        return EntryStatus.PENDING
+        if resp.index > self.commit_index:
+            return EntryStatus.PENDING
+        return EntryStatus.COMMITTED if term == resp.term else EntryStatus.LOST
 
     # -- time -------------------------------------------------------------------
 
@@ -623,6 +623,8 @@ class Raft(LeaderMixin):
             NotLeader: this server is not the leader.
             OneVotingChangeOnly: a voting change, or any change of the same
                 node, is still uncommitted.
+            LeaderNotReady: promoting or removing before an entry of this
+                term has committed.
             NodeUnknown: promoting or removing a node that is not a member.
             MembershipError: adding a node that is already a member, promoting a
                 voter, removing the last voter, or ``kind`` is not a membership type.
@@ -649,6 +651,13 @@ class Raft(LeaderMixin):
                     raise MembershipError(f"node {node_id} is the last voting member")
             if self.voting_change_in_progress():
                 raise OneVotingChangeOnly()
+            if self._log.term_at(self.commit_index) != self.term:
+                # Ongaro, raft-dev 2015 ("bug in single-server membership
+                # changes"): until an entry of its term commits, a new leader
+                # may not know of a change a previous leader appended; its own
+                # change would then make two configurations whose quorums
+                # need not overlap.
+                raise LeaderNotReady()
         entry = Entry(
             self.term,
             self._log.last_index + 1,

@@ -586,9 +586,10 @@ class Node:
             p.index = index
             stale = proposals.get(index)
             if stale is not None:
-                # A leader's log holds every committed entry: an older proposal
-                # whose index we now reuse was popped and can never commit.
-                stale.fail(ProposalLost("the proposal was replaced by a new leader's entry"))
+                # An older proposal whose index we now reuse was popped from
+                # our log. Another server may still hold it and commit it
+                # (§5.4.2), so its outcome is unknown, not lost.
+                stale.fail(ProposalTimeout("outcome unknown: the entry left this node's log"))
             proposals[index] = p
             index += 1
 

@@ -11,7 +11,16 @@ run is a pure function of its inputs and seed.
 
 The state machine is a hash chain over applied entry ids: two servers that
 applied the same entries in the same order have the same ``state``; a
-snapshot carries the chain value at its index.
+snapshot carries the chain value at its index. Beside it each server keeps a
+:class:`~traft.sim.kv.KVStore` that applies the simulator's client commands.
+
+Hooks let an observer (the invariant checker, the client workload) see every
+step without the cluster knowing about them: ``on_persist`` sees each Ready
+once it is durable and before anything is sent, ``observers`` see it after it
+was sent and applied (before ``advance``), ``on_apply`` sees each applied
+entry with the key-value result, and ``on_snapshot``/``on_crash``/
+``on_restart`` see the rest. With ``eager`` set, a server is processed until
+it has nothing left to do, so the core and the driver agree at every step.
 """
 
 from __future__ import annotations
@@ -39,9 +48,11 @@ from traft.core import (
     SnapshotMeta,
 )
 from traft.core.messages import Message
+from traft.sim.kv import KVStore
 from traft.sim.network import Network
 
 _MASK = (1 << 64) - 1
+_NORMAL = EntryType.NORMAL
 
 
 def chain(state: int, entry_id: int) -> int:
@@ -60,6 +71,7 @@ class MemoryDisk:
     base_term: int = 0
     snapshot: SnapshotMeta | None = None
     snapshot_state: int = 0
+    snapshot_kv: KVStore = attrs.Factory(KVStore)
     fsyncs: int = 0
 
     def persist(self, rd: Ready) -> None:
@@ -102,6 +114,7 @@ class SnapshotTransfer:
     term: int
     meta: SnapshotMeta
     state: int
+    kv: KVStore = attrs.Factory(KVStore)
 
 
 SimMessage = Message | SnapshotTransfer
@@ -117,11 +130,16 @@ class SimServer:
         self.disk = MemoryDisk()
         self.raft = Raft(node_id, config, rng)
         self.state = 0
+        self.kv = KVStore()
         self.applied: list[Entry] = []
         self.keep_applied = True
         self.applied_index = 0
         self.alive = True
         self.removed = False
+        self.crash_in_ready = False
+        self.led_last_cycle = False
+        self.promote: list[int] = []
+        self.keep_events = True
         self.events: list[object] = []
 
     def restart(self) -> None:
@@ -140,6 +158,7 @@ class SimServer:
             base_term=disk.base_term,
         )
         self.state = disk.snapshot_state
+        self.kv = disk.snapshot_kv.copy()
         self.applied_index = disk.snapshot.index if disk.snapshot else 0
         self.applied = [e for e in self.applied if e.index <= self.applied_index]
         self.alive = True
@@ -172,10 +191,19 @@ class Cluster:
         self.auto_promote = auto_promote
         self.now_ms = 0
         ids = sorted(ids)
-        self.founding = Membership(tuple(NodeConfig(i, True) for i in ids))
+        self.bootstrap = bootstrap = Membership(tuple(NodeConfig(i, True) for i in ids))
         for node_id in ids:
-            self._new_server(node_id, self.founding)
+            self._new_server(node_id, bootstrap)
         self.observers: list[Callable[[SimServer, Ready], None]] = []
+        self.on_persist: list[Callable[[SimServer, Ready], None]] = []
+        self.on_apply: list[Callable[[SimServer, Entry, bool | None], None]] = []
+        self.on_snapshot: list[Callable[[SimServer, SnapshotMeta, bool], None]] = []
+        self.on_crash: list[Callable[[SimServer], None]] = []
+        self.on_restart: list[Callable[[SimServer], None]] = []
+        self.on_event: list[Callable[[SimServer, object], None]] = []
+        self.eager = False
+        # Time to make a Ready durable, drawn per Ready that writes; None: instant.
+        self.fsync_ms: tuple[int, int] | None = None
 
     def _new_server(self, node_id: int, bootstrap: Membership) -> SimServer:
         server = SimServer(node_id, self.config, random.Random(self.rng.getrandbits(64)))
@@ -191,10 +219,12 @@ class Cluster:
     def add_server(self, node_id: int) -> SimServer:
         """Create an empty server that joins through a membership change.
 
-        Like every server it starts from the founding configuration; the
-        membership entries in the log (or a snapshot) bring it up to date.
+        It starts from the bootstrap configuration, as every server did: the
+        bootstrap members were added outside the log, so the log alone does
+        not name them, and a server that knew only the log would count
+        itself as the only voter once promoted.
         """
-        return self._new_server(node_id, self.founding)
+        return self._new_server(node_id, self.bootstrap)
 
     # -- queries ------------------------------------------------------------------
 
@@ -218,50 +248,108 @@ class Cluster:
     # -- driving ------------------------------------------------------------------
 
     def process(self, node_id: int) -> bool:
-        """Run one Ready cycle of a server; returns whether it had work."""
+        """Run one Ready cycle of a server; returns whether it had work.
+
+        With ``eager`` set, cycles run until the server has nothing left to do.
+        """
         server = self.servers[node_id]
         if not server.alive:
             return False
+        worked = self._cycle(server)
+        if worked and self.eager:
+            # Only a leader finds more to do after advance(): its own fsync
+            # may have committed entries. A follower's work comes with input.
+            while server.alive and server.led_last_cycle and self._cycle(server):
+                pass
+        return worked
+
+    def _cycle(self, server: SimServer) -> bool:
         raft = server.raft
         if not raft.has_ready():
             return False
+        node_id = server.id
         rd = raft.ready()
         server.disk.persist(rd)
+        for hook in self.on_persist:
+            hook(server, rd)
+        if server.crash_in_ready:
+            # Crash after the fsync, before anything was sent or applied.
+            server.crash_in_ready = False
+            self.crash(node_id)
+            return True
+        send = self.network.send
+        extra = 0
+        fsync = self.fsync_ms
+        if (
+            fsync is not None
+            and rd.messages
+            and (
+                rd.hard_state is not None
+                or rd.entries
+                or rd.truncate_from is not None
+                or rd.compact_upto is not None
+            )
+        ):
+            # One fsync for the whole Ready; its messages leave after it.
+            extra = self.network.rng.randint(*fsync)
         for to_id, msg in rd.messages:
-            self.network.send(node_id, to_id, msg)
-        for entry in rd.committed:
-            if entry.index <= server.applied_index:
-                continue
-            assert entry.index == server.applied_index + 1, "apply gap"
-            server.state = chain(server.state, entry.id)
-            server.applied_index = entry.index
-            if server.keep_applied:
-                server.applied.append(entry)
+            send(node_id, to_id, msg, extra)
+        if rd.committed:
+            kv = server.kv
+            on_apply = self.on_apply
+            for entry in rd.committed:
+                if entry.index <= server.applied_index:
+                    continue
+                assert entry.index == server.applied_index + 1, "apply gap"
+                server.state = chain(server.state, entry.id)
+                server.applied_index = entry.index
+                if server.keep_applied:
+                    server.applied.append(entry)
+                result = kv.apply(entry.data) if entry.type == _NORMAL else None
+                for apply_hook in on_apply:
+                    apply_hook(server, entry, result)
         for event in rd.events:
             self._on_event(server, event)
         for observer in self.observers:
             observer(server, rd)
+        server.led_last_cycle = raft.role is Role.LEADER
         raft.advance(rd)
+        if server.promote:
+            self._promote(server)
         return True
 
+    def _promote(self, server: SimServer) -> None:
+        raft = server.raft
+        for node_id in server.promote:
+            if raft.role is Role.LEADER:
+                # A refused promotion (a voting change in flight) is retried
+                # when the next leader reports the node caught up.
+                with contextlib.suppress(RaftError):
+                    raft.propose_membership(EntryType.ADD_NODE, node_id)
+        server.promote.clear()
+        self._cycle(server)
+
     def _on_event(self, server: SimServer, event: object) -> None:
-        server.events.append(event)
+        if server.keep_events:
+            server.events.append(event)
         raft = server.raft
         if isinstance(event, SendSnapshot):
             snap = server.disk.snapshot
             if snap is not None:
-                transfer = SnapshotTransfer(raft.term, snap, server.disk.snapshot_state)
+                disk = server.disk
+                transfer = SnapshotTransfer(raft.term, snap, disk.snapshot_state, disk.snapshot_kv)
                 self.network.send(server.id, event.node_id, transfer)
         elif isinstance(event, NodeHasSufficientLogs):
-            if self.auto_promote and raft.role is Role.LEADER:
-                # A refused promotion (a voting change in flight) is retried
-                # when the next leader reports the node caught up.
-                with contextlib.suppress(RaftError):
-                    raft.propose_membership(EntryType.ADD_NODE, event.node_id)
+            if self.auto_promote:
+                # Proposed after advance(): between ready() and advance() the
+                # core takes no input (the Ready contract).
+                server.promote.append(event.node_id)
         elif isinstance(event, RemovedSelf):
             server.removed = True
         elif isinstance(event, MembershipChanged):
             pass
+        for hook in self.on_event:
+            hook(server, event)
 
     def settle(self, limit: int = 100_000) -> int:
         """Process and deliver until nothing is left in flight; returns steps taken."""
@@ -304,9 +392,13 @@ class Cluster:
             return
         server.disk.snapshot = meta
         server.disk.snapshot_state = transfer.state
+        server.disk.snapshot_kv = transfer.kv
         server.state = transfer.state
+        server.kv = transfer.kv.copy()
         server.applied_index = meta.index
         raft.end_load_snapshot()
+        for hook in self.on_snapshot:
+            hook(server, meta, True)
 
     def take_snapshot(self, node_id: int, keep_entries: int = 0) -> SnapshotMeta | None:
         """Snapshot a server at its applied index and compact its log."""
@@ -321,13 +413,17 @@ class Cluster:
         meta = raft.begin_snapshot()
         server.disk.snapshot = meta
         server.disk.snapshot_state = server.state
+        server.disk.snapshot_kv = server.kv.copy()
         raft.end_snapshot(keep_entries=keep_entries)
+        for hook in self.on_snapshot:
+            hook(server, meta, False)
         self.process(node_id)
         return meta
 
     def tick(self, ms: int) -> None:
         """Advance every live server's clock by ``ms`` and process its output."""
         self.now_ms += ms
+        self.network.now_ms = self.now_ms
         for server in self.alive():
             server.raft.periodic(ms)
             self.process(server.id)
@@ -336,11 +432,21 @@ class Cluster:
         """Stop a server; everything not on its disk is lost."""
         server = self.servers[node_id]
         server.alive = False
+        server.crash_in_ready = False
         self.network.forget(node_id)
+        for hook in self.on_crash:
+            hook(server)
+
+    def crash_in_ready(self, node_id: int) -> None:
+        """Crash a server during its next Ready: after the fsync, before sending."""
+        self.servers[node_id].crash_in_ready = True
 
     def restart(self, node_id: int) -> None:
         """Start a crashed server again from its disk."""
-        self.servers[node_id].restart()
+        server = self.servers[node_id]
+        server.restart()
+        for hook in self.on_restart:
+            hook(server)
 
     def run(self, ms: int, step_ms: int = 10) -> None:
         """Let ``ms`` of virtual time pass, delivering every message promptly."""

@@ -1,0 +1,662 @@
+"""Raft's invariants, checked incrementally while a simulated cluster runs.
+
+Theory of operation. The :class:`InvariantChecker` watches a
+:class:`~traft.sim.cluster.Cluster` through its hooks and never trusts the
+core: it rebuilds what it needs from what a driver sees.
+
+* A *shadow log* per server (:class:`ShadowLog`) is built only from the
+  Ready values the driver persisted (``truncate_from``, ``compact_upto``,
+  ``entries``) and the snapshots it stored. It is what the server has
+  acknowledged as durable, independent of both the core and the simulated
+  disk.
+* A global record of every ``(index, term)`` ever appended anywhere, with
+  the entry id and the term of the entry before it. Two logs that agree on
+  ``(index, term)`` must then agree on everything before it (log matching,
+  §5.3) — checked entry by entry as entries are appended, so the cost is per
+  entry, not per log.
+* A global record of committed entries (as each server's commit index
+  covers them) and of applied entries (``Ready.committed``), with the hash
+  chain after each index, so every server's state machine and every
+  snapshot can be compared in O(1).
+
+Checks run at three moments: when a Ready is durable (``on_persist``: the
+shadow log, term and vote, popped and compacted entries, id order, log
+matching), when entries are applied (state-machine safety, durability of
+the newest committed entry), and after every step of a server
+(:meth:`InvariantChecker.after_step`: election safety, terms, current
+index validity, log accuracy against the shadow, leader completeness, the
+state machine's hash). :meth:`InvariantChecker.check_all` repeats the
+per-server checks over whole logs, for tests and the end of a run. The
+first broken invariant raises :class:`InvariantViolation` with its name.
+
+The invariants (names as reported):
+
+``election_safety``        at most one leader per term (§5.2).
+``log_matching``           same (index, term) means the same entry and the
+                           same history before it (§5.3).
+``state_machine_safety``   every server applies the same entry at an index,
+                           and its state (and every snapshot) matches (§5.4.3).
+``current_index_validity`` the last index holds an entry; commit and applied
+                           indexes lie within the log.
+``entry_id_monotonicity``  client entries appear in a log in the order they
+                           were proposed (ids from a counter increase).
+``no_committed_popped``    a committed entry is never truncated, and only
+                           entries covered by a durable snapshot are compacted.
+``log_accuracy``           the core's log equals the shadow log.
+``leader_completeness``    a leader holds every entry committed before its
+                           term (§5.4).
+``durability``             a restarted server holds exactly what it
+                           persisted, and the newest committed entry is
+                           durable on servers that meet every quorum of the
+                           committed configuration.
+``terms_monotonic``        a server's term never decreases, across restarts.
+``vote_once``              a server votes for at most one candidate per term.
+
+Checked elsewhere: ``entry_status`` (by :mod:`traft.sim.clients`: what
+``Raft.entry_status`` says about a proposal is never wrong), ``liveness``
+(by the run loop) and ``linearizability`` (``traft.check`` on the history).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from traft.core import Entry, EntryType, HardState, Ready, Role, SnapshotMeta
+from traft.core.entry import membership_change
+from traft.sim.cluster import chain
+
+if TYPE_CHECKING:
+    from traft.sim.cluster import Cluster, SimServer
+
+__all__ = ["INVARIANTS", "InvariantChecker", "InvariantViolation", "ShadowLog"]
+
+INVARIANTS = (
+    "election_safety",
+    "log_matching",
+    "state_machine_safety",
+    "current_index_validity",
+    "entry_id_monotonicity",
+    "no_committed_popped",
+    "log_accuracy",
+    "leader_completeness",
+    "durability",
+    "terms_monotonic",
+    "vote_once",
+    "entry_status",
+    "liveness",
+    "linearizability",
+)
+
+_NORMAL = EntryType.NORMAL
+_LEADER = Role.LEADER
+
+
+class InvariantViolation(Exception):
+    """An invariant does not hold; ``name`` is one of :data:`INVARIANTS`."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        self.name = name
+        self.detail = detail
+        super().__init__(f"{name}: {detail}")
+
+
+class ShadowLog:
+    """A server's log as the driver persisted it, rebuilt from Ready values only."""
+
+    __slots__ = ("base_index", "base_term", "entries", "snapshot", "hard_state")
+
+    def __init__(self) -> None:
+        self.base_index = 0
+        self.base_term = 0
+        self.entries: list[Entry] = []
+        self.snapshot: tuple[int, int] | None = None
+        self.hard_state = HardState(0, None)
+
+    @property
+    def last_index(self) -> int:
+        return self.base_index + len(self.entries)
+
+    def term_at(self, index: int) -> int | None:
+        offset = index - self.base_index
+        if offset == 0:
+            return self.base_term
+        if 0 < offset <= len(self.entries):
+            return self.entries[offset - 1].term
+        return None
+
+    def get(self, index: int) -> Entry | None:
+        offset = index - self.base_index - 1
+        if 0 <= offset < len(self.entries):
+            return self.entries[offset]
+        return None
+
+
+class _Track:
+    """What the checker remembers about one server."""
+
+    __slots__ = ("shadow", "term", "voted_for", "commit", "dirty_from", "led", "changes")
+
+    def __init__(self) -> None:
+        self.shadow = ShadowLog()
+        self.term = 0
+        self.voted_for: int | None = None
+        self.commit = 0
+        self.dirty_from: int | None = 1
+        self.led = 0  # the last term in which leader completeness was checked
+        self.changes = 0
+
+
+class InvariantChecker:
+    """Checks every invariant of :data:`INVARIANTS` except liveness and linearizability.
+
+    Args:
+        voters: the bootstrap voting members (for the committed configuration).
+        monotonic_ids: client entries carry ids from an increasing counter,
+            so ``entry_id_monotonicity`` applies to NORMAL entries.
+    """
+
+    def __init__(self, voters: Iterable[int], *, monotonic_ids: bool = True) -> None:
+        self.monotonic_ids = monotonic_ids
+        self.checks = 0
+        self._tracks: dict[int, _Track] = {}
+        self._leader_of: dict[int, int] = {}
+        self._pairs: dict[tuple[int, int], tuple[int, int]] = {}
+        # Index -> (entry id, entry term, term in which it was first seen committed).
+        self._committed: dict[int, tuple[int, int, int]] = {}
+        self._max_committed = 0
+        self._applied_ids: list[int] = []
+        self._chain_at: list[int] = [0]
+        self._voters: set[int] = set(voters)
+        self._nonvoters: set[int] = set()
+        self._leaders: set[int] = set()
+        self._servers: dict[int, SimServer] = {}
+
+    # -- wiring -----------------------------------------------------------------
+
+    def attach(self, cluster: Cluster) -> None:
+        """Register the checker's hooks on ``cluster``."""
+        cluster.on_persist.append(self.on_persist)
+        cluster.on_apply.append(self.on_apply)
+        cluster.on_snapshot.append(self.on_snapshot)
+        cluster.on_crash.append(self.on_crash)
+        cluster.on_restart.append(self.on_restart)
+        for server in cluster.servers.values():
+            self.track(server)
+
+    def track(self, server: SimServer) -> None:
+        """Start watching a server (call for servers added after :meth:`attach`)."""
+        if server.id not in self._tracks:
+            self._tracks[server.id] = _Track()
+            self._servers[server.id] = server
+
+    def _track(self, server: SimServer) -> _Track:
+        track = self._tracks.get(server.id)
+        if track is None:
+            self.track(server)
+            track = self._tracks[server.id]
+        return track
+
+    @property
+    def committed_index(self) -> int:
+        """The highest index applied anywhere (everything up to it is committed)."""
+        return len(self._applied_ids)
+
+    def committed_id(self, index: int) -> int | None:
+        """The id of the entry known committed at ``index``, or None if not known yet."""
+        if 0 < index <= len(self._applied_ids):
+            return self._applied_ids[index - 1]
+        known = self._committed.get(index)
+        return None if known is None else known[0]
+
+    @property
+    def committed_voters(self) -> set[int]:
+        """Voters of the configuration as of :attr:`committed_index`."""
+        return set(self._voters)
+
+    # -- hooks --------------------------------------------------------------------
+
+    def on_persist(self, server: SimServer, rd: Ready) -> None:
+        """A Ready is durable: update the shadow log and check what it changed."""
+        track = self._track(server)
+        shadow = track.shadow
+        hs = rd.hard_state
+        if hs is not None:
+            self.checks += 2
+            old = shadow.hard_state
+            if hs.term < old.term:
+                raise InvariantViolation(
+                    "terms_monotonic",
+                    f"server {server.id} persisted term {hs.term} after {old.term}",
+                )
+            if hs.term == old.term and old.voted_for is not None and hs.voted_for != old.voted_for:
+                raise InvariantViolation(
+                    "vote_once",
+                    f"server {server.id} voted for {old.voted_for} then {hs.voted_for} "
+                    f"in term {hs.term}",
+                )
+            shadow.hard_state = hs
+        if rd.truncate_from is not None:
+            # Entries also covered by this Ready's compaction (a snapshot being
+            # installed over a disagreeing log) are compacted, not popped.
+            covered = rd.compact_upto if rd.compact_upto is not None else 0
+            self._pop(server.id, track, rd.truncate_from, covered)
+        if rd.compact_upto is not None:
+            self._compact(server.id, track, rd.compact_upto)
+        if rd.entries:
+            self._append(server.id, track, rd.entries)
+
+    def _pop(self, node_id: int, track: _Track, index: int, covered: int) -> None:
+        self.checks += 1
+        shadow = track.shadow
+        snap = shadow.snapshot
+        if snap is None or covered > snap[0]:
+            covered = 0
+        if index <= shadow.base_index:
+            raise InvariantViolation(
+                "no_committed_popped",
+                f"server {node_id} pops from {index}, at or below its compacted index "
+                f"{shadow.base_index}",
+            )
+        committed = self._committed
+        applied = self._applied_ids
+        for entry in shadow.entries[max(index, covered + 1) - shadow.base_index - 1 :]:
+            known = committed.get(entry.index)
+            if known is not None and known[0] == entry.id:
+                raise InvariantViolation(
+                    "no_committed_popped",
+                    f"server {node_id} pops committed entry {entry.index} (term {entry.term})",
+                )
+            if entry.index <= len(applied) and applied[entry.index - 1] == entry.id:
+                raise InvariantViolation(
+                    "no_committed_popped",
+                    f"server {node_id} pops applied entry {entry.index} (term {entry.term})",
+                )
+        del shadow.entries[index - shadow.base_index - 1 :]
+        self._dirty(track, index)
+
+    def _compact(self, node_id: int, track: _Track, upto: int) -> None:
+        self.checks += 1
+        shadow = track.shadow
+        snap = shadow.snapshot
+        if snap is None or upto > snap[0]:
+            raise InvariantViolation(
+                "no_committed_popped",
+                f"server {node_id} compacts up to {upto} without a durable snapshot there "
+                f"(snapshot {snap})",
+            )
+        if upto <= shadow.base_index:
+            return
+        drop = upto - shadow.base_index
+        if drop >= len(shadow.entries):
+            shadow.base_term = snap[1] if snap[0] == upto else -1
+            shadow.entries.clear()
+        else:
+            shadow.base_term = shadow.entries[drop - 1].term
+            del shadow.entries[:drop]
+        shadow.base_index = upto
+        self._dirty(track, upto)
+
+    def _append(self, node_id: int, track: _Track, entries: list[Entry]) -> None:
+        shadow = track.shadow
+        first = entries[0].index
+        self.checks += 2
+        if first != shadow.last_index + 1:
+            raise InvariantViolation(
+                "log_accuracy",
+                f"server {node_id} appends at {first} but its log ends at {shadow.last_index}",
+            )
+        prev_term = shadow.base_term if not shadow.entries else shadow.entries[-1].term
+        last_id = self._last_normal_id(shadow) if self.monotonic_ids else -1
+        pairs = self._pairs
+        for entry in entries:
+            key = (entry.index, entry.term)
+            seen = pairs.get(key)
+            if seen is None:
+                pairs[key] = (entry.id, prev_term)
+            elif seen != (entry.id, prev_term):
+                raise InvariantViolation(
+                    "log_matching",
+                    f"server {node_id} has entry {entry.index} of term {entry.term} with id "
+                    f"{entry.id} after a term-{prev_term} entry; elsewhere it is id {seen[0]} "
+                    f"after a term-{seen[1]} entry",
+                )
+            if entry.term < prev_term:
+                raise InvariantViolation(
+                    "log_matching",
+                    f"server {node_id}: term {entry.term} at {entry.index} follows term {prev_term}",
+                )
+            prev_term = entry.term
+            if last_id >= 0 and entry.type == _NORMAL:
+                if entry.id <= last_id:
+                    raise InvariantViolation(
+                        "entry_id_monotonicity",
+                        f"server {node_id}: entry {entry.index} has id {entry.id}, not above "
+                        f"the id {last_id} of an earlier client entry",
+                    )
+                last_id = entry.id
+        shadow.entries.extend(entries)
+        self._dirty(track, first)
+
+    @staticmethod
+    def _last_normal_id(shadow: ShadowLog) -> int:
+        entries = shadow.entries
+        for k in range(len(entries) - 1, -1, -1):
+            if entries[k].type == _NORMAL:
+                return entries[k].id
+        return 0
+
+    @staticmethod
+    def _dirty(track: _Track, index: int) -> None:
+        track.changes += 1
+        if track.dirty_from is None or index < track.dirty_from:
+            track.dirty_from = index
+
+    def on_apply(self, server: SimServer, entry: Entry, result: object) -> None:
+        """A server applied ``entry``: it must be the entry everyone applies there."""
+        self.checks += 1
+        applied = self._applied_ids
+        index = entry.index
+        known = self._committed.get(index)
+        if known is not None and known[0] != entry.id:
+            raise InvariantViolation(
+                "state_machine_safety",
+                f"server {server.id} applies entry {index} id {entry.id}, but id {known[0]} "
+                "was committed there",
+            )
+        if index <= len(applied):
+            if applied[index - 1] != entry.id:
+                raise InvariantViolation(
+                    "state_machine_safety",
+                    f"server {server.id} applies id {entry.id} at {index}; another server "
+                    f"applied id {applied[index - 1]}",
+                )
+            return
+        if index != len(applied) + 1:
+            raise InvariantViolation(
+                "state_machine_safety",
+                f"server {server.id} applies entry {index} but nothing was ever applied at "
+                f"{len(applied) + 1}",
+            )
+        applied.append(entry.id)
+        self._chain_at.append(chain(self._chain_at[-1], entry.id))
+        if entry.type != _NORMAL and entry.type != EntryType.NO_OP:
+            self._committed_membership(entry)
+        self._check_durable(index, entry.id)
+
+    def _committed_membership(self, entry: Entry) -> None:
+        try:
+            node_id, _ = membership_change(entry)
+        except ValueError:
+            return
+        if entry.type == EntryType.ADD_NONVOTING_NODE:
+            if node_id not in self._voters:
+                self._nonvoters.add(node_id)
+        elif entry.type == EntryType.ADD_NODE:
+            self._nonvoters.discard(node_id)
+            self._voters.add(node_id)
+        else:
+            self._voters.discard(node_id)
+            self._nonvoters.discard(node_id)
+
+    def _check_durable(self, index: int, entry_id: int) -> None:
+        # Every quorum of the committed configuration must meet a server
+        # whose durable state holds the newest committed entry (§5.4; with
+        # single-server changes, quorums of consecutive configurations meet).
+        self.checks += 1
+        voters = self._voters
+        holders = 0
+        for node_id in voters:
+            track = self._tracks.get(node_id)
+            if track is None:
+                continue
+            shadow = track.shadow
+            if shadow.base_index >= index:
+                holders += 1
+            else:
+                entry = shadow.get(index)
+                if entry is not None and entry.id == entry_id:
+                    holders += 1
+        needed = len(voters) - (len(voters) // 2 + 1) + 1
+        if holders < needed:
+            raise InvariantViolation(
+                "durability",
+                f"committed entry {index} is durable on {holders} of voters {sorted(voters)}; "
+                f"a quorum of them could elect a leader without it",
+            )
+
+    def on_snapshot(self, server: SimServer, meta: SnapshotMeta, loaded: bool) -> None:
+        """A snapshot was stored (taken locally, or loaded from the leader)."""
+        self.checks += 1
+        track = self._track(server)
+        track.shadow.snapshot = (meta.index, meta.term)
+        chain_at = self._chain_at
+        if meta.index >= len(chain_at):
+            raise InvariantViolation(
+                "state_machine_safety",
+                f"server {server.id} stores a snapshot at {meta.index}, beyond every applied "
+                f"entry ({len(chain_at) - 1})",
+            )
+        if server.disk.snapshot_state != chain_at[meta.index]:
+            raise InvariantViolation(
+                "state_machine_safety",
+                f"server {server.id}'s snapshot at {meta.index} holds a different state",
+            )
+        if meta.index > track.commit:
+            track.commit = meta.index
+        if loaded:
+            self._dirty(track, meta.index)
+
+    def on_crash(self, server: SimServer) -> None:
+        self._leaders.discard(server.id)
+
+    def on_restart(self, server: SimServer) -> None:
+        """A server restarted from its disk: it must hold exactly what it persisted."""
+        self.checks += 2
+        track = self._track(server)
+        shadow = track.shadow
+        raft = server.raft
+        hs = shadow.hard_state
+        if (raft.term, raft.voted_for) != (hs.term, hs.voted_for):
+            raise InvariantViolation(
+                "durability",
+                f"server {server.id} restarted with term {raft.term} vote {raft.voted_for}; "
+                f"it persisted term {hs.term} vote {hs.voted_for}",
+            )
+        snap = raft.snapshot
+        got = None if snap is None else (snap.index, snap.term)
+        if got != shadow.snapshot:
+            raise InvariantViolation(
+                "durability",
+                f"server {server.id} restarted with snapshot {got}; it stored {shadow.snapshot}",
+            )
+        self._compare_logs(server, track, 0, "durability")
+        track.commit = raft.commit_index
+        track.dirty_from = None
+        if raft.term < track.term:
+            raise InvariantViolation(
+                "terms_monotonic",
+                f"server {server.id} restarted in term {raft.term} after term {track.term}",
+            )
+
+    # -- per-step checks ------------------------------------------------------------
+
+    def after_step(self, server: SimServer) -> None:
+        """Check one server after it took input and processed its Ready values."""
+        if not server.alive:
+            return
+        track = self._tracks.get(server.id)
+        if track is None:
+            track = self._track(server)
+        raft = server.raft
+        node_id = server.id
+        term = raft.term
+        self.checks += 6
+        # terms_monotonic and vote_once, in memory.
+        if term != track.term:
+            if term < track.term:
+                raise InvariantViolation(
+                    "terms_monotonic", f"server {node_id} went from term {track.term} to {term}"
+                )
+            track.term = term
+            track.voted_for = raft.voted_for
+        elif raft.voted_for != track.voted_for:
+            if track.voted_for is not None:
+                raise InvariantViolation(
+                    "vote_once",
+                    f"server {node_id} voted for {track.voted_for} then {raft.voted_for} "
+                    f"in term {term}",
+                )
+            track.voted_for = raft.voted_for
+        # election_safety.
+        if raft.role is _LEADER:
+            leader = self._leader_of.setdefault(term, node_id)
+            if leader != node_id:
+                raise InvariantViolation(
+                    "election_safety", f"servers {leader} and {node_id} both lead term {term}"
+                )
+            self._leaders.add(node_id)
+            if track.led != term:
+                track.led = term
+                self._check_completeness(server, term)
+        elif self._leaders:
+            self._leaders.discard(node_id)
+        # current_index_validity.
+        log = raft.log
+        base = log.base_index
+        last = log.last_index
+        entry = log.get(last) if last > base else None
+        if (
+            raft.current_index != last
+            or last < base
+            or (last > base and (entry is None or entry.index != last))
+        ):
+            raise InvariantViolation(
+                "current_index_validity",
+                f"server {node_id}: current index {raft.current_index}, log {base}..{last}, "
+                f"entry there {entry}",
+            )
+        commit = raft.commit_index
+        if not raft.last_applied <= commit <= last:
+            raise InvariantViolation(
+                "current_index_validity",
+                f"server {node_id}: applied {raft.last_applied}, commit {commit}, last {last}",
+            )
+        # log_accuracy: the whole log after a persisted change, else its ends.
+        if track.dirty_from is not None:
+            self._compare_logs(server, track, track.dirty_from)
+            track.dirty_from = None
+        else:
+            shadow = track.shadow
+            if last != shadow.last_index or base != shadow.base_index:
+                self._compare_logs(server, track, 0)
+            if entry is not None:
+                theirs = shadow.entries[-1]
+                if entry is not theirs and entry != theirs:
+                    self._compare_logs(server, track, last)
+        # Commit observed: record newly committed entries.
+        if commit > track.commit:
+            self._record_commits(server, track.commit + 1, commit, term)
+            track.commit = commit
+        # state_machine_safety: the state machine's hash at its applied index.
+        applied = server.applied_index
+        if applied and (applied >= len(self._chain_at) or server.state != self._chain_at[applied]):
+            raise InvariantViolation(
+                "state_machine_safety",
+                f"server {node_id}'s state after applying {applied} differs from the others'",
+            )
+
+    def _compare_logs(
+        self, server: SimServer, track: _Track, start: int, name: str = "log_accuracy"
+    ) -> None:
+        shadow = track.shadow
+        log = server.raft.log
+        if (log.base_index, log.last_index) != (shadow.base_index, shadow.last_index) or (
+            shadow.base_term >= 0 and log.base_term != shadow.base_term
+        ):
+            raise InvariantViolation(
+                name,
+                f"server {server.id}: log {log.base_index}..{log.last_index} "
+                f"(base term {log.base_term}), persisted {shadow.base_index}..{shadow.last_index} "
+                f"(base term {shadow.base_term})",
+            )
+        lo = max(start, shadow.base_index + 1)
+        mine = log.slice(lo, log.last_index + 1)
+        theirs = shadow.entries[lo - shadow.base_index - 1 :]
+        if mine != theirs:
+            for a, b in zip(mine, theirs, strict=True):
+                if a != b:
+                    raise InvariantViolation(
+                        name,
+                        f"server {server.id}: entry {a.index} is {a}, persisted {b}",
+                    )
+
+    def _record_commits(self, server: SimServer, lo: int, hi: int, term: int) -> None:
+        log = server.raft.log
+        committed = self._committed
+        leaders = self._leaders
+        for entry in log.slice(lo, hi + 1):
+            known = committed.get(entry.index)
+            if known is None:
+                committed[entry.index] = (entry.id, entry.term, term)
+                if entry.index > self._max_committed:
+                    self._max_committed = entry.index
+                for leader_id in leaders:
+                    other = self._servers[leader_id].raft
+                    if other.role is _LEADER and other.term > term:
+                        self._completeness_at(leader_id, other, entry.index, entry.id)
+            elif known[0] == entry.id:
+                if term < known[2]:
+                    committed[entry.index] = (entry.id, entry.term, term)
+            else:
+                raise InvariantViolation(
+                    "state_machine_safety",
+                    f"server {server.id} committed id {entry.id} at {entry.index}; id {known[0]} "
+                    "was committed there before",
+                )
+
+    def _check_completeness(self, server: SimServer, term: int) -> None:
+        # Every entry committed in an earlier term must be in the new leader's
+        # log (or under its snapshot).
+        raft = server.raft
+        committed = self._committed
+        for index in range(raft.log.base_index + 1, self._max_committed + 1):
+            known = committed.get(index)
+            if known is not None and known[2] < term:
+                self._completeness_at(server.id, raft, index, known[0])
+
+    def _completeness_at(self, node_id: int, raft: object, index: int, entry_id: int) -> None:
+        self.checks += 1
+        log = raft.log  # type: ignore[attr-defined]
+        if index <= log.base_index:
+            return
+        entry = log.get(index)
+        if entry is None or entry.id != entry_id:
+            raise InvariantViolation(
+                "leader_completeness",
+                f"leader {node_id} (term {raft.term}) lacks committed entry {index}",  # type: ignore[attr-defined]
+            )
+
+    # -- whole-state check ------------------------------------------------------------
+
+    def check_all(self, servers: Iterable[SimServer]) -> None:
+        """Check every server from scratch (whole logs, pairwise log matching)."""
+        live = [s for s in servers if s.alive]
+        for server in live:
+            track = self._track(server)
+            track.dirty_from = 1
+            track.led = -1
+            self.after_step(server)
+        for server in live:
+            raft = server.raft
+            log = raft.log
+            for entry in log.slice(log.first_index, log.last_index + 1):
+                prev = log.term_at(entry.index - 1)
+                seen = self._pairs.get((entry.index, entry.term))
+                self.checks += 1
+                if seen is None or (prev is not None and seen != (entry.id, prev)):
+                    raise InvariantViolation(
+                        "log_matching",
+                        f"server {server.id}: entry {entry.index} term {entry.term} disagrees "
+                        "with the entries recorded elsewhere",
+                    )
