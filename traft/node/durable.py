@@ -90,9 +90,18 @@ class Durable:
         out: list[Entry] = []
         lo = index + 1
         step = 65536
+        # to_entry inlined: recovery of 1M entries spent a quarter of its time in the calls.
+        new = _new
+        types = _ENTRY_TYPES
+        unpack = _ID.unpack_from
         while lo <= log_.last_index:
             hi = min(lo + step, log_.last_index + 1)
-            out.extend(to_entry(r) for r in log_.read(lo, hi))
+            out.extend(
+                [
+                    new(Entry, (r.term, r.index, unpack(r.data)[0], types[r.type], r.data[8:]))
+                    for r in log_.read(lo, hi)
+                ]
+            )
             lo = hi
         return out
 
