@@ -14,6 +14,7 @@ half a second, keeps ``--window`` counter increments in flight through
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -170,7 +171,15 @@ def main() -> None:
         default="submit_nowait",
         help="callbacks (like the PySyncObj load) or a trio task per operation",
     )
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=0,
+        help="gc.set_threshold(N, 10, 10) in the node processes (0: Python's default)",
+    )
     args = parser.parse_args()
+    if args.gc_threshold:
+        gc.set_threshold(args.gc_threshold, 10, 10)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     ports = [int(p) for p in args.ports.split(",")]
     members = {
