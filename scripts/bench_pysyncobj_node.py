@@ -14,6 +14,7 @@ never fsyncs it); otherwise its defaults (in-memory log, batching on).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -48,7 +49,10 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--journal", action="store_true")
+    parser.add_argument("--gc-threshold", type=int, default=0)
     args = parser.parse_args()
+    if args.gc_threshold:
+        gc.set_threshold(args.gc_threshold, 10, 10)
     ports = [int(p) for p in args.ports.split(",")[:3]]
     addrs = [f"127.0.0.1:{p}" for p in ports]
     me = addrs[args.id - 1]
