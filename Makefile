@@ -27,8 +27,12 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# traft against PySyncObj side by side; BENCH_ARGS=--quick for the 2-minute version.
+bench: $(STAMP)
+	$(BIN)/python scripts/bench $(BENCH_ARGS)
+
 bench-core: $(STAMP)
 	$(BIN)/python scripts/bench_core.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-pysyncobj build dist *.egg-info .mypy_cache .pytest_cache .ruff_cache .hypothesis

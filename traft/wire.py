@@ -117,6 +117,8 @@ def _structure_entries(value: Any, _: type) -> tuple[Entry, ...]:
     if type(value) is not list:
         raise MalformedMessage("entries must be an array")
     types = _ENTRY_TYPES
+    n_types = len(types)
+    new = tuple.__new__  # Entry(...) would add a Python-level __new__ call per entry
     out = []
     for item in value:
         if type(item) is not list or len(item) != 5:
@@ -129,10 +131,11 @@ def _structure_entries(value: Any, _: type) -> tuple[Entry, ...]:
             or type(kind) is not int
             or type(data) is not bytes
             or not 0 <= id_ < _MAX
-            or not 0 <= kind < len(types)
+            or not 0 <= kind < n_types
         ):
             raise MalformedMessage("an entry has a field of the wrong type")
-        out.append(Entry(term, index, id_, types[kind], data))
+        item[3] = types[kind]
+        out.append(new(Entry, item))
     return tuple(out)
 
 

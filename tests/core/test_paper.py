@@ -375,3 +375,22 @@ def test_leader_completeness_in_simulated_failover() -> None:
     second = c.leader()
     assert second is not None and second != first
     assert [c[second].log.get(i) for i in committed] == snapshot
+
+
+def test_recv_entries_batch_numbers_entries_like_recv_entries() -> None:
+    import random as _random
+
+    from traft.core import Config, Raft
+
+    def leader() -> Raft:
+        raft = Raft(1, Config(), _random.Random(7))
+        raft.add_node(1, is_self=True)
+        raft.campaign()
+        assert raft.is_leader
+        return raft
+
+    a, b = leader(), leader()
+    responses = a.recv_entries([b"x", b"y", b"z"])
+    term, first = b.recv_entries_batch([b"x", b"y", b"z"])
+    assert [(r.term, r.index) for r in responses] == [(term, first + k) for k in range(3)]
+    assert a.log.slice(first, first + 3) == b.log.slice(first, first + 3)

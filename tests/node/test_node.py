@@ -14,7 +14,7 @@ import net
 from traft.core import SnapshotMeta
 from traft.node.config import ClusterConfig, Member, SnapshotPolicy, Timing
 from traft.node.durable import Durable
-from traft.node.errors import NotLeaderError
+from traft.node.errors import NotLeaderError, ProposalTimeout
 from traft.node.node import Node
 
 
@@ -304,3 +304,46 @@ async def test_restart_after_a_crash_between_snapshot_save_and_log_compaction(
         async with make() as node:
             await lead(node)
             assert await node.submit(b"1") == 108
+
+
+async def test_submit_nowait_calls_back_once_per_command(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with harness(tmp_path) as h:
+        for i in (1, 2, 3):
+            await h.start(i)
+        leader = await h.leader()
+        outcomes: list[tuple[object, BaseException | None]] = []
+        all_done = trio.Event()
+
+        def callback(result: object, error: BaseException | None) -> None:
+            outcomes.append((result, error))
+            if len(outcomes) == 100:
+                all_done.set()
+
+        for _ in range(100):
+            leader.submit_nowait(b"1", callback, timeout=5.0)
+        with trio.fail_after(10):
+            await all_done.wait()
+        assert [r for r, _ in outcomes] == list(range(1, 101))
+        assert all(e is None for _, e in outcomes)
+        follower = next(n for n in h.nodes.values() if n is not leader)
+        with pytest.raises(NotLeaderError):
+            follower.submit_nowait(b"1", callback)
+
+
+async def test_submit_times_out_when_no_majority_answers(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with harness(tmp_path) as h:
+        for i in (1, 2, 3):
+            await h.start(i)
+        leader = await h.leader()
+        for i in list(h.nodes):
+            if h.nodes[i] is not leader:
+                h.kill(i)
+        errors: list[BaseException | None] = []
+        leader.submit_nowait(b"1", lambda _, e: errors.append(e), timeout=0.2)
+        with trio.fail_after(5), pytest.raises(ProposalTimeout):
+            await leader.submit(b"1", timeout=0.2)
+        assert len(errors) == 1 and isinstance(errors[0], ProposalTimeout)
