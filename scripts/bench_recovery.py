@@ -42,7 +42,8 @@ from traft.core import (  # noqa: E402
 )
 from traft.node.config import ClusterConfig, Member  # noqa: E402
 from traft.node.durable import Durable  # noqa: E402
-from traft.node.node import Node, member_context  # noqa: E402
+from traft.node.members import member_context  # noqa: E402
+from traft.node.node import Node  # noqa: E402
 
 KEEP = 10_000
 

@@ -14,10 +14,12 @@ Theory of operation. :class:`Node` supervises four tasks in one nursery:
   waits for the disk, new input queues up and becomes the next batch: that
   is the group commit.
 
-Callers (``submit``, ``read``, membership calls) put a request in the inbox
-and wait on its own ``trio.Event``; the main loop answers when the entry is
-applied (same index *and* term: otherwise the proposal was lost to a new
-leader) or when a ReadIndex round confirms a read.
+Callers (``submit``, ``read``, membership calls) hand the main loop a
+waiter (:mod:`traft.node.waiters`) and park on it; the main loop answers
+when the entry is applied (same index *and* term: otherwise the proposal was
+lost to a new leader) or when a ReadIndex round confirms a read, and its
+tick fails waiters whose deadline passed. Membership changes live in
+:mod:`traft.node.members`, snapshots in :mod:`traft.node.snapshots`.
 """
 
 from __future__ import annotations
@@ -46,7 +48,6 @@ from traft.core import (
     NodeHasSufficientLogs,
     NotLeader,
     Raft,
-    RaftError,
     ReadLost,
     ReadReady,
     RemovedSelf,
@@ -54,19 +55,21 @@ from traft.core import (
     RoleChanged,
     SendSnapshot,
 )
-from traft.node.config import Address, ClusterConfig, format_address, parse_address
+from traft.node.config import Address, ClusterConfig, format_address
 from traft.node.durable import Durable
 from traft.node.errors import (
-    MemberChangeError,
     NodeStopped,
     NoLeaderError,
     NotLeaderError,
     ProposalLost,
     ProposalTimeout,
 )
+from traft.node.members import MembershipMixin, member_context, parse_context
 from traft.node.metrics import NodeCounters, make_registry
+from traft.node.snapshots import SnapshotMixin
 from traft.node.statemachine import StateMachine
 from traft.node.transfer import SnapshotReceiver, SnapshotSender
+from traft.node.waiters import MemberChange, Proposal, Read, Waiter
 from traft.wire import MalformedMessage, SnapshotAck, SnapshotChunk, WireMessage, decode, encode
 
 log = logging.getLogger(__name__)
@@ -84,121 +87,11 @@ MAX_BATCH = 2000
 MAX_PENDING_PROPOSALS = 65536
 
 
-def member_context(peer: Address, http: Address) -> bytes:
-    """The context a membership entry carries: the node's two addresses."""
-    return f"{format_address(peer)}|{format_address(http)}".encode()
-
-
-def parse_context(context: bytes) -> tuple[Address, Address] | None:
-    try:
-        peer, http = context.decode().split("|")
-        return parse_address(peer, "peer"), parse_address(http, "http")
-    except ValueError:
-        return None
-
-
-class _Waiter:
-    """A caller waiting for the main loop.
-
-    Cheaper than a ``trio.Event`` plus a cancel scope per call (the profile of
-    20,000 proposals in flight spent half the leader's CPU there): the caller
-    parks its own task, the main loop reschedules it, and the main loop's
-    tick expires the deadline (see ``Node._expire``).
-    """
-
-    __slots__ = ("done", "task", "callback", "result", "error", "term", "index", "deadline", "what")
-
-    def __init__(self) -> None:
-        self.done = False
-        self.task: trio.lowlevel.Task | None = None
-        self.callback: Callable[[Any, BaseException | None], None] | None = None
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.term = 0
-        self.index = 0
-        self.deadline = math.inf
-        self.what = ""
-
-    def resolve(self, result: Any) -> None:
-        if not self.done:
-            self.done = True
-            self.result = result
-            self._wake()
-
-    def fail(self, error: BaseException) -> None:
-        if not self.done:
-            self.done = True
-            self.error = error
-            self._wake()
-
-    def _wake(self) -> None:
-        task = self.task
-        if task is not None:
-            self.task = None
-            trio.lowlevel.reschedule(task)
-        callback = self.callback
-        if callback is not None:
-            self.callback = None
-            try:
-                callback(self.result, self.error)
-            except Exception:
-                log.exception("a submit_nowait callback failed")
-
-    async def wait(self) -> None:
-        """Park until resolved or failed (or the caller is cancelled)."""
-        if self.done:
-            await trio.lowlevel.checkpoint()
-            return
-        self.task = trio.lowlevel.current_task()
-
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            self.task = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
-
-
-class _Proposal(_Waiter):
-    __slots__ = ("command",)
-
-    def __init__(self, command: bytes) -> None:
-        # _Waiter.__init__ spelled out: one per proposal, 10 % of the leader's samples.
-        self.done = False
-        self.task = None
-        self.callback = None
-        self.result = None
-        self.error = None
-        self.term = 0
-        self.index = 0
-        self.deadline = math.inf
-        self.what = ""
-        self.command = command
-
-
-class _Read(_Waiter):
-    __slots__ = ("query",)
-
-    def __init__(self, query: Callable[[Any], Any]) -> None:
-        super().__init__()
-        self.query = query
-
-
-class _MemberChange(_Waiter):
-    __slots__ = ("kind", "node_id", "context", "promote")
-
-    def __init__(self, kind: EntryType, node_id: int, context: bytes, promote: bool) -> None:
-        super().__init__()
-        self.kind = kind
-        self.node_id = node_id
-        self.context = context
-        self.promote = promote
-
-
 _TICK = ("tick",)
 _PROPOSE = ("wake",)
 
 
-class Node:
+class Node(MembershipMixin, SnapshotMixin):
     """One member of a traft cluster, running a user's state machine.
 
     Args:
@@ -249,14 +142,14 @@ class Node:
         self._stopped = trio.Event()
         self._stopping = False
         self._inbox_send, self._inbox = trio.open_memory_channel[tuple[Any, ...]](INBOX_SIZE)
-        self._proposals: dict[int, _Waiter] = {}
-        self._to_propose: list[_Proposal] = []
+        self._proposals: dict[int, Waiter] = {}
+        self._to_propose: list[Proposal] = []
         # Waiters by timeout; each deque is in deadline order (see _expire).
-        self._deadlines: dict[float, collections.deque[_Waiter]] = {}
-        self._reads_deferred: list[_Read] = []
-        self._reads_waiting: list[_Read] = []
+        self._deadlines: dict[float, collections.deque[Waiter]] = {}
+        self._reads_deferred: list[Read] = []
+        self._reads_waiting: list[Read] = []
         self._promote: set[int] = set()
-        self._member_waiters: list[_MemberChange] = []
+        self._member_waiters: list[MemberChange] = []
         self._senders: dict[int, SnapshotSender] = {}
         self._receiver: SnapshotReceiver | None = None
         self._nursery: trio.Nursery | None = None
@@ -604,7 +497,7 @@ class Node:
             proposals[index] = p
             index += 1
 
-    def _start_read(self, read: _Read) -> None:
+    def _start_read(self, read: Read) -> None:
         raft = self.raft
         assert raft is not None
         try:
@@ -624,34 +517,6 @@ class Node:
             for node_id in sorted(self._promote):
                 self._try_promote(node_id)
 
-    def _start_member_change(self, change: _MemberChange) -> None:
-        raft = self.raft
-        assert raft is not None
-        try:
-            resp = raft.propose_membership(change.kind, change.node_id, change.context)
-        except NotLeader:
-            change.fail(self._not_leader())
-            return
-        except RaftError as exc:
-            change.fail(MemberChangeError(str(exc)))
-            return
-        change.index = resp.index
-        change.term = resp.term
-        self._member_waiters.append(change)
-
-    def _try_promote(self, node_id: int) -> None:
-        raft = self.raft
-        assert raft is not None
-        node = raft.node(node_id)
-        if raft.role is not Role.LEADER or node is None or node.voting:
-            self._promote.discard(node_id)
-            return
-        try:
-            raft.propose_membership(EntryType.ADD_NODE, node_id, node.context)
-            self._promote.discard(node_id)
-        except RaftError:
-            pass  # another change in flight: try again on the next tick
-
     # -- snapshots in flight ------------------------------------------------------------------
 
     def _send_wire(self, to: int, msg: WireMessage) -> None:
@@ -661,65 +526,6 @@ class Node:
             endpoint.send(to, encode(msg))
         except net.PayloadTooLarge:
             log.error("node %d: message to %d too large for one datagram; dropped", self.id, to)
-
-    def _on_chunk(self, from_id: int, chunk: SnapshotChunk) -> None:
-        raft = self.raft
-        receiver = self._receiver
-        assert raft is not None and receiver is not None
-        if chunk.term < raft.term:
-            return
-        if chunk.index <= raft.commit_index or raft.role is Role.LEADER:
-            # Nothing to install: tell the sender to stop.
-            ack = SnapshotAck(term=raft.term, index=chunk.index, received=chunk.total, done=True)
-            self._send_wire(from_id, ack)
-            return
-        ack, info = receiver.on_chunk(chunk)
-        self._send_wire(from_id, ack)
-        if info is None:
-            return
-        meta_membership = Membership.from_bytes(info.membership)
-        if not raft.begin_load_snapshot(info.term, info.index, meta_membership):
-            return
-        assert self._durable is not None
-        with self._durable.snapshots.reader(info) as reader:
-            self.state_machine.restore(reader.chunks())
-        raft.end_load_snapshot()
-        self._applied = self._snapshot_index = info.index
-        self.counters.snapshots_installed += 1
-        for node in meta_membership.nodes:
-            self._route(node.node_id, node)
-        log.info("node %d: installed snapshot %d (term %d)", self.id, info.index, info.term)
-
-    def _start_sender(self, node_id: int) -> None:
-        raft = self.raft
-        durable = self._durable
-        assert raft is not None and durable is not None and self._nursery is not None
-        running = self._senders.get(node_id)
-        if running is not None and not running.done:
-            return
-        info = durable.snapshots.latest_info()
-        if info is None:
-            return
-        assert self.endpoint is not None
-        sender = SnapshotSender(
-            peer_id=node_id,
-            leader_id=self.id,
-            term=raft.term,
-            info=info,
-            store=durable.snapshots,
-            send=self._send_wire,
-            chunk_size=max(self.endpoint.max_payload - len(info.membership) - 512, 512),
-        )
-        self._senders[node_id] = sender
-        self.counters.snapshots_sent += 1
-
-        async def run() -> None:
-            try:
-                await sender.run()
-            finally:
-                sender.done = True
-
-        self._nursery.start_soon(run)
 
     # -- the Ready cycle ---------------------------------------------------------------------------
 
@@ -788,12 +594,12 @@ class Node:
         assert raft is not None
         if isinstance(event, ReadReady):
             read = event.ctx
-            assert isinstance(read, _Read)
+            assert isinstance(read, Read)
             read.index = event.index
             self._reads_waiting.append(read)
         elif isinstance(event, ReadLost):
             read = event.ctx
-            assert isinstance(read, _Read)
+            assert isinstance(read, Read)
             read.fail(self._not_leader())
         elif isinstance(event, MembershipChanged):
             self._route(event.node_id, event.node)
@@ -832,79 +638,13 @@ class Node:
                 waiting.append(read)
         self._reads_waiting = waiting
 
-    def _check_member_waiters(self) -> None:
-        raft = self.raft
-        assert raft is not None
-        pending = []
-        for change in self._member_waiters:
-            if change.done:
-                continue
-            term = raft.log.term_at(change.index)
-            if (term is not None and term != change.term) or (
-                term is None and change.index > raft.current_index
-            ):
-                change.fail(
-                    ProposalLost("the membership change was replaced by a new leader's entry")
-                )
-                continue
-            if self._applied < change.index:
-                pending.append(change)
-                continue
-            if change.promote:
-                # Added as non-voting; done once the promotion (ADD_NODE,
-                # proposed when the node caught up) has committed too.
-                node = raft.node(change.node_id)
-                if node is None:
-                    change.fail(
-                        MemberChangeError(f"node {change.node_id} left before it was promoted")
-                    )
-                    continue
-                if not node.voting or raft.voting_change_in_progress():
-                    if raft.role is not Role.LEADER:
-                        change.fail(self._not_leader())
-                    else:
-                        pending.append(change)
-                    continue
-            change.resolve(None)
-        self._member_waiters = pending
-
-    async def _maybe_snapshot(self) -> None:
-        raft = self.raft
-        durable = self._durable
-        assert raft is not None and durable is not None
-        policy = self.cluster.snapshot
-        due = raft.last_applied - self._snapshot_index
-        if due <= 0 or raft.snapshot_in_progress:
-            return
-        if due < policy.entries and durable.bytes_written < policy.bytes:
-            return
-        meta = raft.begin_snapshot()
-        start = trio.current_time()
-        if self._persist_in_thread:
-            await trio.to_thread.run_sync(
-                durable.save_snapshot, meta, self.state_machine.snapshot()
-            )
-        else:
-            durable.save_snapshot(meta, self.state_machine.snapshot())
-        raft.end_snapshot(keep_entries=policy.keep_entries)
-        durable.bytes_written = 0
-        self._snapshot_index = meta.index
-        self.counters.snapshots_taken += 1
-        log.info(
-            "node %d: snapshot at %d (term %d) in %.0f ms",
-            self.id,
-            meta.index,
-            meta.term,
-            (trio.current_time() - start) * 1000,
-        )
-
     # -- the public API ----------------------------------------------------------------------------
 
     def _check_running(self) -> None:
         if self._stopping or not self.started.is_set() or self._stopped.is_set():
             raise NodeStopped("node is not running")
 
-    def _add_deadline(self, waiter: _Waiter, timeout: float, what: str) -> None:
+    def _add_deadline(self, waiter: Waiter, timeout: float, what: str) -> None:
         # The main loop fails the waiter at its deadline (``_expire``).
         waiter.deadline = trio.current_time() + timeout
         waiter.what = what
@@ -913,7 +653,7 @@ class Node:
             queue = self._deadlines[timeout] = collections.deque()
         queue.append(waiter)
 
-    async def _wait(self, waiter: _Waiter, timeout: float, what: str) -> Any:
+    async def _wait(self, waiter: Waiter, timeout: float, what: str) -> Any:
         if not waiter.done:
             self._add_deadline(waiter, timeout, what)
             await waiter.wait()
@@ -941,7 +681,7 @@ class Node:
         assert raft is not None
         if raft.role is not Role.LEADER:
             raise self._not_leader()
-        proposal = _Proposal(command)
+        proposal = Proposal(command)
         if len(self._to_propose) < MAX_PENDING_PROPOSALS:
             self._queue_proposal(proposal)
         else:
@@ -980,12 +720,12 @@ class Node:
             raise self._not_leader()
         if len(self._to_propose) >= MAX_PENDING_PROPOSALS:
             raise trio.WouldBlock
-        proposal = _Proposal(command)
+        proposal = Proposal(command)
         proposal.callback = callback
         self._add_deadline(proposal, timeout, "proposal")
         self._queue_proposal(proposal)
 
-    def _queue_proposal(self, proposal: _Proposal) -> None:
+    def _queue_proposal(self, proposal: Proposal) -> None:
         # The main loop takes the whole list at once; only the first
         # proposal of a batch needs to wake it.
         pending = self._to_propose
@@ -1007,37 +747,10 @@ class Node:
         assert raft is not None
         if raft.role is not Role.LEADER:
             raise self._not_leader()
-        read = _Read(query)
+        read = Read(query)
         await self._inbox_send.send(("read", read))
         result: T = await self._wait(read, timeout, "read")
         return result
-
-    async def add_member(
-        self, node_id: int, peer: Address, http: Address, *, timeout: float = 30.0
-    ) -> None:
-        """Add a node: non-voting first, promoted to voting once it has caught up.
-
-        Raises:
-            MemberChangeError: the change was refused (already a member, a change in flight, ...).
-            NotLeaderError, NoLeaderError, ProposalLost, ProposalTimeout, NodeStopped.
-        """
-        self._check_running()
-        change = _MemberChange(
-            EntryType.ADD_NONVOTING_NODE, node_id, member_context(peer, http), True
-        )
-        await self._inbox_send.send(("member", change))
-        await self._wait(change, timeout, "membership change")
-
-    async def remove_member(self, node_id: int, *, timeout: float = 30.0) -> None:
-        """Remove a node (the leader included) through the log.
-
-        Raises:
-            MemberChangeError, NotLeaderError, NoLeaderError, ProposalLost, ProposalTimeout, NodeStopped.
-        """
-        self._check_running()
-        change = _MemberChange(EntryType.REMOVE_NODE, node_id, b"", False)
-        await self._inbox_send.send(("member", change))
-        await self._wait(change, timeout, "membership change")
 
     def status(self) -> dict[str, Any]:
         """A JSON-ready summary of this node's view of the cluster."""
