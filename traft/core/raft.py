@@ -9,7 +9,8 @@ out by :meth:`Raft.ready`; the driver persists, sends and applies, then calls
 :meth:`Raft.advance`. Same inputs and seed give the same Ready values.
 
 Role-specific message handling lives in :mod:`traft.core.leader` (the
-replication and commit side) and in this module (elections, following).
+replication and commit side) and in this module (elections, following);
+snapshot taking and loading in :mod:`traft.core.snapshots`.
 Input from peers never raises; misuse by the local caller raises a
 :class:`~traft.core.errors.RaftError`.
 """
@@ -25,11 +26,8 @@ from traft.core.errors import (
     LeaderNotReady,
     MembershipError,
     NodeUnknown,
-    NoSnapshotInProgress,
-    NothingToSnapshot,
     NotLeader,
     OneVotingChangeOnly,
-    SnapshotInProgress,
 )
 from traft.core.leader import LeaderMixin
 from traft.core.log import RaftLog
@@ -54,6 +52,7 @@ from traft.core.ready import (
     RoleChanged,
     SnapshotMeta,
 )
+from traft.core.snapshots import SnapshotMixin
 
 _NORMAL = EntryType.NORMAL
 # Entry(...) goes through a Python-level __new__; tuple.__new__ skips it (hot path).
@@ -61,7 +60,7 @@ _new = tuple.__new__
 _MEMBERSHIP_MIN = int(EntryType.ADD_NONVOTING_NODE)
 
 
-class Raft(LeaderMixin):
+class Raft(LeaderMixin, SnapshotMixin):
     """One Raft server's consensus state (the seed's ``raft_server_t``).
 
     Args:
@@ -709,107 +708,6 @@ class Raft(LeaderMixin):
         if self._log.term_at(self.commit_index) != self.term:
             raise LeaderNotReady()
         self._register_read(ctx)
-
-    # -- snapshots --------------------------------------------------------------
-
-    def begin_snapshot(self) -> SnapshotMeta:
-        """Start a snapshot of the applied state (the seed's raft_begin_snapshot).
-
-        Returns the snapshot's metadata; the driver saves its state machine as
-        of ``last_applied`` with it, then calls :meth:`end_snapshot`.
-
-        Raises:
-            SnapshotInProgress: a snapshot is being taken or loaded.
-            NothingToSnapshot: nothing was applied since the last snapshot.
-        """
-        if self._snapshotting is not None or self._loading:
-            raise SnapshotInProgress()
-        index = self.last_applied
-        if index <= self._log.base_index or (self.snapshot and index <= self.snapshot.index):
-            raise NothingToSnapshot()
-        term = self._log.term_at(index)
-        assert term is not None, "applied entry missing from the log"
-        meta = SnapshotMeta(index, term, self._conf.membership_at(index))
-        self._snapshotting = meta
-        return meta
-
-    def end_snapshot(self, *, keep_entries: int = 0) -> SnapshotMeta:
-        """Finish the snapshot and compact the log (the seed's raft_end_snapshot).
-
-        ``keep_entries`` entries before the snapshot's index stay in the log so
-        followers slightly behind can still catch up without a snapshot.
-
-        Raises:
-            NoSnapshotInProgress: :meth:`begin_snapshot` was not called.
-        """
-        meta = self._snapshotting
-        if meta is None:
-            raise NoSnapshotInProgress("snapshot")
-        self._snapshotting = None
-        self.snapshot = meta
-        upto = meta.index - max(keep_entries, 0)
-        if upto > self._log.base_index:
-            term = self._log.term_at(upto)
-            assert term is not None
-            self._log.compact_upto(upto, term)
-            self._compact_upto = upto
-        return meta
-
-    def begin_load_snapshot(self, term: int, index: int, membership: Membership) -> bool:
-        """Start installing a snapshot received from the leader (§7).
-
-        Returns False, changing nothing, when the snapshot is not newer than
-        what this server has committed. Otherwise the log keeps the entries
-        after ``index`` if the entry at ``index`` has ``term``, and is
-        discarded otherwise; the configuration becomes ``membership``. The
-        driver restores its state machine, then calls :meth:`end_load_snapshot`.
-
-        Raises:
-            SnapshotInProgress: a snapshot is being taken or loaded.
-        """
-        if self._snapshotting is not None or self._loading:
-            raise SnapshotInProgress()
-        if index <= self.commit_index:
-            return False
-        if self.role is Role.LEADER:
-            return False  # a leader's log already holds every committed entry
-        log = self._log
-        if log.term_at(index) != term and log.last_index > self.commit_index:
-            # The log disagrees with the snapshot: drop its uncommitted tail;
-            # the committed part is covered by the snapshot and compacted below.
-            self._truncate(max(self.commit_index, log.base_index) + 1)
-        log.compact_upto(index, term)
-        self._compact_upto = index
-        self._handed_index = max(self._handed_index, index)
-        self._unsent_from = max(self._unsent_from, index + 1)
-        self._stable_index = max(self._stable_index, index)
-        self.commit_index = self.last_applied = self._applying_to = index
-        self._removed_at = None
-        old = self._conf.nodes
-        self._conf = Configuration(membership)
-        for entry in log.slice(index + 1, log.last_index + 1):
-            if entry.type >= _MEMBERSHIP_MIN:
-                self._apply_membership(entry, announce=False)
-        for node_id in sorted(set(old) | set(self._conf.nodes)):
-            if old.get(node_id) != self._conf.nodes.get(node_id):
-                self._events.append(MembershipChanged(node_id, self._conf.nodes.get(node_id)))
-        self.snapshot = SnapshotMeta(index, term, membership)
-        self._loading = True
-        return True
-
-    def end_load_snapshot(self) -> None:
-        """Finish installing a snapshot (the seed's raft_end_load_snapshot).
-
-        Raises:
-            NoSnapshotInProgress: :meth:`begin_load_snapshot` did not start one.
-        """
-        if not self._loading:
-            raise NoSnapshotInProgress("snapshot load")
-        self._loading = False
-
-    @property
-    def snapshot_in_progress(self) -> bool:
-        return self._snapshotting is not None or self._loading
 
     # -- output -----------------------------------------------------------------
 
