@@ -245,3 +245,44 @@ def test_refused_candidates_do_not_hold_back_the_best_candidate() -> None:
         if c[2].role is Role.LEADER:
             break
     assert c[2].role is Role.LEADER
+
+
+def test_a_server_that_cannot_campaign_forgets_a_silent_leader() -> None:
+    """A server that could not campaign believed in its old leader forever.
+
+    Check-quorum makes a follower ignore RequestVotes while its leader is
+    fresh: known, and heard from within an election timeout. The core
+    measured that with the election timer, which restarts every time it
+    fires; a server that cannot campaign (a non-voter, or a new server that
+    others have already promoted but that has not received its promotion)
+    never cleared its leader, so every restart made the dead leader look
+    fresh again and it kept ignoring the candidates that needed its vote:
+    no leader for seconds (the simulator's liveness invariant, 4 servers,
+    seed 60429 of a membership-heavy soak). Now such a server forgets its
+    leader when a whole election timeout passes without hearing from it.
+    """
+    h = Harness([1, 2, 3], seed=4, auto_promote=False)
+    c = h.c
+    c[1].campaign()
+    c.process(1)
+    c.settle()
+    h.checker.track(c.add_server(4))
+    c[1].propose_membership(EntryType.ADD_NONVOTING_NODE, 4)
+    c.process(1)
+    c.run(200)
+    h.check()
+    assert c[4].leader_id == 1 and not c[4].node(4).voting  # type: ignore[union-attr]
+    c.crash(1)
+    c.network.isolate(4, {1, 2, 3})
+    for _ in range(60):  # 600 ms: several election timeouts of silence
+        c.tick(10)
+        c.settle()
+        h.check()
+    assert c[4].leader_id is None
+    c.network.heal()
+    for _ in range(60):
+        c.tick(10)
+        c.settle()
+        h.check()
+    assert c.leader() in (2, 3)
+    assert c[4].leader_id == c.leader()

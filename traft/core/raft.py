@@ -306,6 +306,12 @@ class Raft(LeaderMixin, SnapshotMixin):
             if self._can_campaign():
                 self._campaign()
             else:
+                # A whole election timeout without the leader: it is not known
+                # any more. Keeping it would make the leader look fresh again
+                # each time this timer restarts, and a server that cannot
+                # campaign (it may be a voter in everyone's eyes but its own)
+                # would go on ignoring RequestVotes (§4.2.3) with no leader.
+                self._set_leader(None)
                 self._timeout_ms = self._draw_timeout()
 
     def _can_campaign(self) -> bool:
