@@ -133,7 +133,26 @@ def inspect_data_dir(path: str, *, verify: bool = False) -> DataDirReport:
     _inspect_meta(report, os.path.join(path, META_NAME))
     _inspect_log(report, os.path.join(path, LOG_DIR))
     _inspect_snapshots(report, os.path.join(path, SNAP_DIR), verify)
+    _inspect_coverage(report)
     return report
+
+
+def _inspect_coverage(report: DataDirReport) -> None:
+    """Entries between the newest snapshot and the log's start must exist.
+
+    Each store can be sound while the directory is not: a deleted snapshot
+    leaves a log that starts after the newest remaining snapshot ends. A node
+    refuses to start on it; say so here too.
+    """
+    first, last = report.log_first_index, report.log_last_index
+    if first is None or last is None or report.problems:
+        return
+    covered = max((info.index for info in report.snapshots), default=0)
+    if last > covered and first > covered + 1:
+        report.problems.append(
+            f"{os.path.join(report.path, LOG_DIR)}: the log starts at {first} but the newest "
+            f"snapshot ends at {covered}: entries {covered + 1}..{first - 1} are missing"
+        )
 
 
 def _inspect_meta(report: DataDirReport, meta_path: str) -> None:

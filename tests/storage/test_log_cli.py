@@ -155,3 +155,18 @@ def test_inspect_limits_term_ranges_unless_asked(
 def test_log_command_requires_an_action(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["log"])
+
+
+def test_verify_names_entries_no_snapshot_covers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Found by tests/integration/test_disk_faults.py: with the newest snapshot deleted,
+    # every file was sound and verify said OK, while the node refused to start.
+    path = tmp_path / "node"
+    make_node_dir(path)
+    for name in os.listdir(path / "snap"):
+        os.remove(path / "snap" / name)
+    status, out = run(capsys, "log", "verify", str(path))
+    assert status == 1
+    assert "the log starts at 21 but the newest snapshot ends at 0" in out
+    assert "entries 1..20 are missing" in out
