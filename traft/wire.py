@@ -33,6 +33,7 @@ from traft.core import (
     RequestVote,
     RequestVoteResponse,
 )
+from traft.strict import register_strict_hooks
 
 _MAX = 1 << 63
 
@@ -95,24 +96,6 @@ for _cls in TAGS.values():
     attrs.resolve_types(_cls)
 
 
-def _strict_int(value: Any, _: type) -> int:
-    if type(value) is not int or not 0 <= value < _MAX:
-        raise MalformedMessage(f"expected a non-negative integer, got {value!r:.40}")
-    return value
-
-
-def _strict_bool(value: Any, _: type) -> bool:
-    if type(value) is not bool:
-        raise MalformedMessage(f"expected a boolean, got {value!r:.40}")
-    return value
-
-
-def _strict_bytes(value: Any, _: type) -> bytes:
-    if type(value) is not bytes:
-        raise MalformedMessage(f"expected bytes, got {type(value).__name__}")
-    return value
-
-
 def _structure_entries(value: Any, _: type) -> tuple[Entry, ...]:
     if type(value) is not list:
         raise MalformedMessage("entries must be an array")
@@ -141,9 +124,7 @@ def _structure_entries(value: Any, _: type) -> tuple[Entry, ...]:
 
 def _make_converter() -> cattrs.Converter:
     conv = make_converter(forbid_extra_keys=True)
-    conv.register_structure_hook(int, _strict_int)
-    conv.register_structure_hook(bool, _strict_bool)
-    conv.register_structure_hook(bytes, _strict_bytes)
+    register_strict_hooks(conv, MalformedMessage)
     conv.register_structure_hook_func(lambda t: t == _ENTRIES, _structure_entries)
     conv.register_unstructure_hook_func(lambda t: t == _ENTRIES, lambda v: v)
     return conv

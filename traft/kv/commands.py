@@ -28,13 +28,13 @@ import msgpack
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.preconf.msgpack import make_converter
 
+from traft.strict import register_strict_hooks
+
 MAX_KEY_BYTES: Final = 1024
 """The longest key, in bytes of UTF-8."""
 
 MAX_SESSION_BYTES: Final = 128
 """The longest idempotency key (session id), in bytes of UTF-8."""
-
-_MAX_INT: Final = 1 << 63
 
 
 class MalformedCommand(ValueError):
@@ -175,36 +175,9 @@ _FIELD_NAMES: Final = {
 # --- the converter ----------------------------------------------------------
 
 
-def _strict_int(value: Any, _: type) -> int:
-    if type(value) is not int or not 0 <= value < _MAX_INT:
-        raise MalformedCommand(f"expected a non-negative integer, got {value!r:.40}")
-    return value
-
-
-def _strict_bool(value: Any, _: type) -> bool:
-    if type(value) is not bool:
-        raise MalformedCommand(f"expected a boolean, got {value!r:.40}")
-    return value
-
-
-def _strict_bytes(value: Any, _: type) -> bytes:
-    if type(value) is not bytes:
-        raise MalformedCommand(f"expected bytes, got {type(value).__name__}")
-    return value
-
-
-def _strict_str(value: Any, _: type) -> str:
-    if type(value) is not str:
-        raise MalformedCommand(f"expected a string, got {type(value).__name__}")
-    return value
-
-
 def _make_converter() -> cattrs.Converter:
     conv = make_converter(forbid_extra_keys=True)
-    conv.register_structure_hook(int, _strict_int)
-    conv.register_structure_hook(bool, _strict_bool)
-    conv.register_structure_hook(bytes, _strict_bytes)
-    conv.register_structure_hook(str, _strict_str)
+    register_strict_hooks(conv, MalformedCommand)
     for cls in (*OP_TAGS.values(), *RESULT_TAGS.values()):
         attrs.resolve_types(cls)
         names: dict[str, Any] = {
