@@ -280,6 +280,15 @@ class Node(MembershipMixin, SnapshotMixin):
         self._receiver = SnapshotReceiver(self._durable.snapshots)
         for node in raft.membership().nodes:
             self._route(node.node_id, node)
+        if self._own_endpoint:
+            # Every node of cluster.toml is reachable at its configured address
+            # until the log says otherwise: a joining node knows only the founding
+            # members from its log, and must be able to answer a leader that
+            # joined later (a snapshot or a membership entry will tell it more).
+            known = {node.node_id for node in raft.membership().nodes}
+            for member in sorted(self.cluster.members.values(), key=lambda m: m.id):
+                if member.id != self.id and member.id not in known:
+                    endpoint.set_peer(member.id, member.peer)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
