@@ -190,3 +190,25 @@ def test_inactive_node_gets_no_messages_but_stays_a_member() -> None:
     assert {dst for dst, _ in drain(raft).messages} == {2, 3}
     with pytest.raises(Unknown):
         raft.set_node_active(42, False)
+
+
+def test_leader_removing_itself_learns_its_removal_from_the_next_leader() -> None:
+    """A leader that appends its own removal and loses leadership before it
+    commits must still learn that it was removed (docs/reliability.md)."""
+    c = Cluster([1, 2, 3], seed=41)
+    old = c.elect()
+    others = sorted({1, 2, 3} - {old})
+    c.network.block(old, others[1])  # the removal reaches one follower only
+    for _ in range(3):
+        c.propose(b"x")
+    c.run(200)
+    c[old].propose_membership(EntryType.REMOVE_NODE, old)
+    c.process(old)
+    c.settle()
+    c.crash(old)  # lose leadership before the removal commits
+    new = c.elect()
+    assert new != old and old not in c[new].voters()
+    c.network.heal()
+    c.restart(old)
+    c.run(3000)
+    assert c.servers[old].removed, "the old leader never learned of its removal"

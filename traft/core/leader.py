@@ -92,6 +92,13 @@ class LeaderMixin:
         for node_id in sorted(self._conf.nodes):
             if node_id != self.id:
                 self._progress[node_id] = Progress(node_id, log.last_index + 1)
+        # A node removed by an entry that is not committed yet (perhaps the
+        # previous leader removing itself) must still hear that its removal
+        # committed: replicate to it until it says so.
+        for node_id, index in self._conf.pending_removals():
+            if node_id != self.id:
+                pr = self._progress.setdefault(node_id, Progress(node_id, log.last_index + 1))
+                pr.removal_index = index
         self._rebuild_peers()
         # §8: a new leader commits a blank no-op entry of its own term, which
         # also settles every earlier entry (§5.4.2) and makes reads safe.

@@ -123,6 +123,14 @@ class Configuration:
         """Whether an entry above ``index`` changed ``node_id``."""
         return any(u.node_id == node_id and u.index > index for u in self._journal)
 
+    def pending_removals(self) -> list[tuple[int, int]]:
+        """``(node_id, index)`` of members removed by entries not yet committed."""
+        return sorted(
+            (u.node_id, u.index)
+            for u in self._journal
+            if u.before is not None and u.node_id not in self.nodes
+        )
+
     def voting_change_after(self, index: int) -> bool:
         """Whether a voting change with a log index above ``index`` is in force."""
         return any(u.voting_change and u.index > index for u in self._journal)
