@@ -717,6 +717,12 @@ class Raft(LeaderMixin, SnapshotMixin):
 
     # -- output -----------------------------------------------------------------
 
+    def _hard_state_changed(self) -> bool:
+        # Compared field by field: has_ready() runs once per input, and a
+        # HardState built only to compare showed up in the simulator's profile.
+        persisted = self._persisted_hs
+        return self.term != persisted.term or self.voted_for != persisted.voted_for
+
     def has_ready(self) -> bool:
         """Whether :meth:`ready` would return something to do."""
         return bool(
@@ -726,7 +732,7 @@ class Raft(LeaderMixin, SnapshotMixin):
             or self._truncate_from is not None
             or self._compact_upto is not None
             or (self.commit_index > self._applying_to and self._snapshotting is None)
-            or HardState(self.term, self.voted_for) != self._persisted_hs
+            or self._hard_state_changed()
             or (self.role is Role.LEADER and self._leader_has_sends())
         )
 
@@ -740,8 +746,7 @@ class Raft(LeaderMixin, SnapshotMixin):
             raise RuntimeError("ready() called again before advance()")
         if self.role is Role.LEADER:
             self._flush_appends()
-        hs = HardState(self.term, self.voted_for)
-        hard_state = hs if hs != self._persisted_hs else None
+        hard_state = HardState(self.term, self.voted_for) if self._hard_state_changed() else None
         log = self._log
         entries = (
             log.slice(self._unsent_from, log.last_index + 1)
