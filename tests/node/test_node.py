@@ -233,6 +233,19 @@ async def test_member_add_and_remove(tmp_path: Path, autojump_clock: trio.abc.Cl
             await h.nodes[victim].removed.wait()
 
 
+def solo_node(tmp: Path) -> Node:
+    """A one-node cluster on its own in-memory network, persisting inline."""
+    return Node(
+        1,
+        cluster_config(1),
+        tmp / "n1",
+        Counter(),
+        endpoint=net.MemoryNetwork(cluster_id=net.cluster_id_from("test")).endpoint(1),
+        rng=random.Random(1),
+        persist_in_thread=False,
+    )
+
+
 async def test_a_failing_task_leaves_async_with_node_with_its_own_error(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
@@ -241,15 +254,7 @@ async def test_a_failing_task_leaves_async_with_node_with_its_own_error(
     # cancelled, and __aexit__ awaited stop() in the cancelled scope: its
     # Cancelled skipped the exit of the nursery __aenter__ had opened, trio's
     # nursery stack broke and the real error was lost.
-    node = Node(
-        1,
-        cluster_config(1),
-        tmp_path / "n1",
-        Counter(),
-        endpoint=net.MemoryNetwork(cluster_id=net.cluster_id_from("test")).endpoint(1),
-        rng=random.Random(1),
-        persist_in_thread=False,
-    )
+    node = solo_node(tmp_path)
 
     async def failing_ticker() -> None:
         await trio.sleep(1)
@@ -273,15 +278,7 @@ async def test_restart_after_a_crash_between_snapshot_save_and_log_compaction(
     # storage log still expected the entry after its own end, so the first append
     # (snapshot index + 1) failed and the node task crashed, again on each restart.
     def make() -> Node:
-        return Node(
-            1,
-            cluster_config(1),
-            tmp_path / "n1",
-            Counter(),
-            endpoint=net.MemoryNetwork(cluster_id=net.cluster_id_from("test")).endpoint(1),
-            rng=random.Random(1),
-            persist_in_thread=False,
-        )
+        return solo_node(tmp_path)
 
     async def lead(node: Node) -> None:
         while node.raft is None or not node.raft.is_leader:
