@@ -32,7 +32,7 @@ MEMBERS = Membership((NodeConfig(1, True), NodeConfig(2, True), NodeConfig(3, Tr
 
 def test_r01_append_with_prev_zero_after_compaction_does_not_reappend() -> None:
     raft = make(1)
-    assert raft.begin_load_snapshot(1, 5, MEMBERS)
+    assert raft.begin_load_snapshot(1, 5, MEMBERS, leader_term=1, leader_id=2)
     raft.end_load_snapshot()
     drain(raft)
     raft.recv(2, ae(1, 0, 0, [entry(1, i) for i in range(1, 9)], commit=8))
@@ -119,7 +119,7 @@ def test_r06_commit_counts_voting_nodes_only() -> None:
 
 def test_r07_request_vote_uses_snapshot_term_when_log_is_empty() -> None:
     raft = make(1)
-    assert raft.begin_load_snapshot(4, 10, MEMBERS)
+    assert raft.begin_load_snapshot(4, 10, MEMBERS, leader_term=4, leader_id=2)
     raft.end_load_snapshot()
     drain(raft)
     raft.periodic(5000)
@@ -132,7 +132,7 @@ def test_r08_leader_finds_follower_that_compacted_ahead_of_it() -> None:
     # The follower loaded a snapshot at 10 (from an earlier leader); the new
     # leader has the full log and probes from its end.
     follower = make(2)
-    assert follower.begin_load_snapshot(1, 10, MEMBERS)
+    assert follower.begin_load_snapshot(1, 10, MEMBERS, leader_term=1, leader_id=3)
     follower.end_load_snapshot()
     drain(follower)
     follower.recv(1, ae(2, 12, 2, [], leader=1))
