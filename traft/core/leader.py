@@ -11,9 +11,11 @@ go out every ``request_timeout_ms``; each heartbeat round carries a new
 
 Commit rule (§5.3, §5.4.2): the commit index is the largest index stored on
 a majority of *voting* members, and only an entry of the current term is
-committed by counting replicas. The leader's own replica counts only once it
-is durable (``_stable_index``), because it may send before its fsync ends
-(thesis §10.2.1).
+committed by counting replicas. The leader's own replica counts only once
+``advance()`` reports it durable (``_stable_index``): entries proposed since
+the last Ready, or handed out in one not yet advanced, are in its log but not
+on its disk. The leader sends nothing before its own persist is durable
+(the Ready contract in :mod:`traft.core.ready`), like every other role.
 
 Membership (§6, seed semantics): a node removed by an entry the leader holds
 keeps receiving AppendEntries until it reports a commit index at or past its
