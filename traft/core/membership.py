@@ -5,7 +5,10 @@ as soon as it is appended to a server's log, committed or not, and is undone
 when it is popped. :class:`Configuration` keeps the current node table and an
 undo journal of uncommitted changes, one record per membership entry, so a
 truncation restores exactly the configuration in force before it. Records at
-or below the commit index can never be popped and are pruned.
+or below the commit index can never be popped; they are pruned once applied,
+not before: a snapshot is taken at the applied index, which may be behind the
+commit index, and its configuration must be the one in force there
+(:meth:`Configuration.membership_at`).
 
 A :class:`Membership` is the frozen form recorded in snapshots.
 """
@@ -111,7 +114,10 @@ class Configuration:
         return Membership(tuple(self.nodes[i] for i in sorted(self.nodes)))
 
     def membership_at(self, index: int) -> Membership:
-        """The configuration as it was right after entry ``index`` was appended."""
+        """The configuration as it was right after entry ``index`` was appended.
+
+        Exact for any ``index`` at or above the last pruned one (the applied index).
+        """
         nodes = dict(self.nodes)
         for undo in reversed(self._journal):
             if undo.index <= index:
@@ -123,12 +129,12 @@ class Configuration:
         """Whether an entry above ``index`` changed ``node_id``."""
         return any(u.node_id == node_id and u.index > index for u in self._journal)
 
-    def pending_removals(self) -> list[tuple[int, int]]:
-        """``(node_id, index)`` of members removed by entries not yet committed."""
+    def pending_removals(self, commit_index: int) -> list[tuple[int, int]]:
+        """``(node_id, index)`` of members removed by entries after ``commit_index``."""
         return sorted(
             (u.node_id, u.index)
             for u in self._journal
-            if u.before is not None and u.node_id not in self.nodes
+            if u.index > commit_index and u.before is not None and u.node_id not in self.nodes
         )
 
     def voting_change_after(self, index: int) -> bool:
@@ -191,7 +197,7 @@ class Configuration:
         return restored
 
     def prune_upto(self, index: int) -> None:
-        """Forget undo records for entries at or below ``index`` (they are committed)."""
+        """Forget undo records for entries at or below ``index`` (committed and applied)."""
         journal = self._journal
         keep = 0
         while keep < len(journal) and journal[keep].index <= index:

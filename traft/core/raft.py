@@ -172,7 +172,7 @@ class Raft(LeaderMixin, SnapshotMixin):
         for entry in entries:
             if entry.type >= _MEMBERSHIP_MIN:
                 raft._apply_membership(entry, announce=False)
-        raft._conf.prune_upto(raft.commit_index)
+        raft._conf.prune_upto(raft.last_applied)
         raft._stable_index = raft._handed_index = raft._log.last_index
         raft._unsent_from = raft._log.last_index + 1
         return raft
@@ -512,7 +512,6 @@ class Raft(LeaderMixin, SnapshotMixin):
         new_commit = min(msg.leader_commit, vouched)
         if new_commit > self.commit_index:
             self.commit_index = new_commit
-            self._conf.prune_upto(new_commit)
         self._msgs.append((from_id, self._ae_response(True, max(vouched, log.base_index), msg.seq)))
 
     def _reject_hint(self, msg: AppendEntries) -> int:
@@ -793,6 +792,9 @@ class Raft(LeaderMixin, SnapshotMixin):
                     self._maybe_commit()
         if rd.committed:
             self.last_applied = max(self.last_applied, rd.committed[-1].index)
+            # Undo records are kept until applied, not only committed: a
+            # snapshot at the applied index needs the configuration there.
+            self._conf.prune_upto(self.last_applied)
 
     # -- diagnostics ------------------------------------------------------------
 

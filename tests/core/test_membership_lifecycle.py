@@ -1,0 +1,86 @@
+"""Membership across its whole life: removal, snapshots, restarts (issue 10, bugs 4-6).
+
+A removed id is never reused (as in etcd): the configuration remembers the
+ids its log removed, snapshots carry them, and a leader refuses to add one
+again. A server that learns of its own removal from a snapshot is told so
+(``RemovedSelf``) like one that applied the removing entry. A snapshot's
+configuration is the one in force at its index, not a later one.
+"""
+
+from __future__ import annotations
+
+from traft.core import (
+    AppendEntriesResponse,
+    EntryType,
+    Raft,
+    SnapshotMeta,
+    membership_data,
+)
+from traft.core.entry import Entry
+
+from .helpers import drain, elect_and_commit, make
+from .test_paper import ae, entry
+
+
+def ack(raft: Raft, peer: int) -> None:
+    """``peer`` reports it holds the leader's whole log."""
+    raft.recv(
+        peer,
+        AppendEntriesResponse(
+            term=raft.term,
+            success=True,
+            current_index=raft.current_index,
+            commit_index=0,
+            seq=0,
+        ),
+    )
+
+
+def removed_and_snapshotted(victim: int = 3) -> tuple[Raft, SnapshotMeta]:
+    """Leader 1 of {1, 2, 3} removes ``victim``, commits it with 2 and snapshots."""
+    leader = make(1)
+    elect_and_commit(leader)
+    leader.propose_membership(EntryType.REMOVE_NODE, victim)
+    leader.recv_entries([b"after"])
+    drain(leader)
+    ack(leader, 2)
+    drain(leader)
+    assert leader.commit_index == leader.current_index == leader.last_applied
+    meta = leader.begin_snapshot()
+    leader.end_snapshot()
+    drain(leader)
+    return leader, meta
+
+
+# -- bug 6: a snapshot's configuration is the one at its index ------------------------
+
+
+def test_snapshot_membership_is_the_configuration_at_its_index() -> None:
+    raft = make(1)
+    log = [entry(1, 1), entry(1, 2), Entry(1, 3, 7, EntryType.REMOVE_NODE, membership_data(3))]
+    raft.recv(2, ae(1, 0, 0, [*log, entry(1, 4)], commit=2))
+    drain(raft)
+    assert raft.last_applied == 2
+    # The removal at 3 commits before it is applied, and a snapshot is taken at 2.
+    raft.recv(2, ae(1, 4, 1, [], commit=4))
+    assert raft.commit_index == 4
+    meta = raft.begin_snapshot()
+    assert meta.index == 2
+    assert meta.membership.voters == {1, 2, 3}
+    raft.end_snapshot()
+    # The next snapshot, once 3 and 4 are applied, has the removal.
+    drain(raft)
+    assert raft.begin_snapshot().membership.voters == {1, 2}
+
+
+def test_leader_snapshot_between_commit_and_apply_has_the_configuration_at_its_index() -> None:
+    raft = make(1)
+    elect_and_commit(raft)
+    applied = raft.last_applied
+    raft.propose_membership(EntryType.REMOVE_NODE, 3)
+    drain(raft)
+    ack(raft, 2)  # the removal commits; the next Ready would apply it
+    assert raft.commit_index > raft.last_applied == applied
+    meta = raft.begin_snapshot()
+    assert meta.index == applied
+    assert meta.membership.voters == {1, 2, 3}
