@@ -9,16 +9,24 @@ configuration is the one in force at its index, not a later one.
 
 from __future__ import annotations
 
+import random
+
+import pytest
+
 from traft.core import (
     AppendEntriesResponse,
     EntryType,
+    Membership,
+    MembershipError,
+    NodeConfig,
+    NodeIdRemoved,
     Raft,
     SnapshotMeta,
     membership_data,
 )
 from traft.core.entry import Entry
 
-from .helpers import drain, elect_and_commit, make
+from .helpers import CONFIG, drain, elect_and_commit, make
 from .test_paper import ae, entry
 
 
@@ -50,6 +58,66 @@ def removed_and_snapshotted(victim: int = 3) -> tuple[Raft, SnapshotMeta]:
     leader.end_snapshot()
     drain(leader)
     return leader, meta
+
+
+# -- bug 4: ids of removed nodes are never reused -------------------------------
+
+
+def test_leader_refuses_to_add_a_removed_id_again() -> None:
+    leader, _ = removed_and_snapshotted(3)
+    before = (leader.membership(), leader.current_index)
+    for kind in (EntryType.ADD_NONVOTING_NODE, EntryType.ADD_NODE):
+        with pytest.raises(NodeIdRemoved) as info:
+            leader.propose_membership(kind, 3, b"addr")
+        assert isinstance(info.value, MembershipError) and info.value.node_id == 3
+        assert "new id" in str(info.value)
+    assert (leader.membership(), leader.current_index) == before
+    # A fresh id is fine.
+    leader.propose_membership(EntryType.ADD_NONVOTING_NODE, 4, b"addr")
+
+
+def test_removed_ids_travel_in_snapshots_and_survive_restart_and_install() -> None:
+    _, meta = removed_and_snapshotted(3)
+    assert meta.membership.removed == frozenset({3})
+    assert meta.membership.voters == {1, 2}
+    assert Membership.from_bytes(meta.membership.to_bytes()) == meta.membership
+    # Restarted from that snapshot, server 2 still refuses once it leads.
+    restarted = Raft.restore(
+        2, CONFIG, random.Random(2), term=meta.term, voted_for=None, entries=[], snapshot=meta
+    )
+    assert restarted.membership().removed == frozenset({3})
+    elect_and_commit(restarted)
+    with pytest.raises(MembershipError, match="new id"):
+        restarted.propose_membership(EntryType.ADD_NONVOTING_NODE, 3)
+    # Installed from a leader, the same.
+    follower = make(2)
+    assert follower.begin_load_snapshot(meta.term, meta.index, meta.membership)
+    follower.end_load_snapshot()
+    drain(follower)
+    assert follower.membership().removed == frozenset({3})
+
+
+def test_popping_a_removal_forgets_the_removed_id() -> None:
+    raft = make(1)
+    raft.recv(2, ae(1, 0, 0, [Entry(1, 1, 7, EntryType.REMOVE_NODE, membership_data(3))]))
+    drain(raft)
+    assert raft.membership().removed == frozenset({3})
+    raft.recv(3, ae(2, 0, 0, [entry(2, 1)], leader=3))
+    drain(raft)
+    assert raft.membership().removed == frozenset()
+    node = raft.node(3)
+    assert node is not None and node.voting
+
+
+def test_membership_bytes_without_removed_ids_still_decode() -> None:
+    # The encoding before removed ids were recorded: a count, then the nodes.
+    old = Membership((NodeConfig(1, True, b"a"), NodeConfig(2, False)))
+    assert Membership.from_bytes(old.to_bytes()) == old
+    assert Membership.from_bytes(old.to_bytes()).removed == frozenset()
+    new = Membership((NodeConfig(1, True),), removed=frozenset({2, 5}))
+    assert Membership.from_bytes(new.to_bytes()) == new
+    with pytest.raises(ValueError):
+        Membership.from_bytes(new.to_bytes()[:-1])
 
 
 # -- bug 6: a snapshot's configuration is the one at its index ------------------------

@@ -25,6 +25,7 @@ from traft.core.entry import Entry, EntryResponse, EntryStatus, EntryType, membe
 from traft.core.errors import (
     LeaderNotReady,
     MembershipError,
+    NodeIdRemoved,
     NodeUnknown,
     NotLeader,
     OneVotingChangeOnly,
@@ -149,8 +150,7 @@ class Raft(LeaderMixin, SnapshotMixin):
         raft.voted_for = voted_for
         raft._persisted_hs = HardState(term, voted_for)
         start = membership if snapshot is None else snapshot.membership
-        for node in (start or Membership()).nodes:
-            raft._conf.set_node(node)
+        raft._conf = Configuration(start or Membership())
         if snapshot is not None:
             raft.snapshot = snapshot
             raft.commit_index = raft.last_applied = snapshot.index
@@ -645,6 +645,8 @@ class Raft(LeaderMixin, SnapshotMixin):
         ADD_NONVOTING_NODE adds a node that replicates but does not vote;
         ADD_NODE promotes it to voting once it has caught up; REMOVE_NODE
         removes a node, the leader included. Each takes effect when appended.
+        The id of a removed node is never reused: adding it again is refused
+        (bring the server back with an empty log under a new id).
 
         Raises:
             NotLeader: this server is not the leader.
@@ -652,6 +654,8 @@ class Raft(LeaderMixin, SnapshotMixin):
                 node, is still uncommitted.
             LeaderNotReady: promoting or removing before an entry of this
                 term has committed.
+            NodeIdRemoved: adding or promoting a node whose id was removed (a
+                MembershipError).
             NodeUnknown: promoting or removing a node that is not a member.
             MembershipError: adding a node that is already a member, promoting a
                 voter, removing the last voter, or ``kind`` is not a membership type.
@@ -665,6 +669,8 @@ class Raft(LeaderMixin, SnapshotMixin):
         if self._conf.change_pending(node_id, self.commit_index):
             # Removing and re-adding the same node must not race (seed regression).
             raise OneVotingChangeOnly()
+        if kind is not EntryType.REMOVE_NODE and node_id in self._conf.removed:
+            raise NodeIdRemoved(node_id)
         if kind is EntryType.ADD_NONVOTING_NODE:
             if current is not None:
                 raise MembershipError(f"node {node_id} is already a member")
