@@ -21,6 +21,7 @@ from traft.core import (
     NodeConfig,
     NodeIdRemoved,
     Raft,
+    RemovedSelf,
     SnapshotMeta,
     membership_data,
 )
@@ -118,6 +119,46 @@ def test_membership_bytes_without_removed_ids_still_decode() -> None:
     assert Membership.from_bytes(new.to_bytes()) == new
     with pytest.raises(ValueError):
         Membership.from_bytes(new.to_bytes()[:-1])
+
+
+# -- bug 5: a removal learnt from a snapshot is reported --------------------------
+
+
+def test_node_removed_while_away_learns_it_from_a_snapshot_once() -> None:
+    leader, meta = removed_and_snapshotted(3)
+    away = make(3)  # heard nothing since the founding configuration
+    assert away.begin_load_snapshot(meta.term, meta.index, meta.membership)
+    away.end_load_snapshot()
+    rd = drain(away)
+    assert [e for e in rd.events if isinstance(e, RemovedSelf)] == [RemovedSelf(meta.index)]
+    assert not away.is_member()
+    # A later snapshot does not tell it again.
+    leader.recv_entries([b"more"])
+    drain(leader)
+    ack(leader, 2)
+    drain(leader)
+    later = leader.begin_snapshot()
+    leader.end_snapshot()
+    assert away.begin_load_snapshot(later.term, later.index, later.membership)
+    away.end_load_snapshot()
+    assert not [e for e in drain(away).events if isinstance(e, RemovedSelf)]
+    # It never campaigns again.
+    away.periodic(10 * CONFIG.election_timeout_ms)
+    assert away.term == 0
+
+
+def test_node_restarted_from_a_snapshot_that_removed_it_is_told() -> None:
+    _, meta = removed_and_snapshotted(3)
+    raft = Raft.restore(3, CONFIG, random.Random(3), term=1, voted_for=1, entries=[], snapshot=meta)
+    assert RemovedSelf(meta.index) in drain(raft).events
+
+
+def test_joining_node_installing_a_snapshot_from_before_its_addition_is_not_removed() -> None:
+    _, meta = removed_and_snapshotted(3)
+    joiner = Raft(4, CONFIG, random.Random(4))
+    assert joiner.begin_load_snapshot(meta.term, meta.index, meta.membership)
+    joiner.end_load_snapshot()
+    assert not [e for e in drain(joiner).events if isinstance(e, RemovedSelf)]
 
 
 # -- bug 6: a snapshot's configuration is the one at its index ------------------------

@@ -103,3 +103,27 @@ async def test_readding_a_removed_id_is_refused_end_to_end(
             raft = h.nodes[i].raft
             assert raft is not None and raft.membership() == before
             assert raft.voters() == [1, 2, 3]
+
+
+# -- bug 5: a removal learnt through a snapshot stops the node ---------------------------
+
+
+async def test_node_removed_while_away_learns_it_from_a_snapshot(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with faulty_harness(tmp_path, snapshot_entries=20) as h:
+        for i in (1, 2, 3):
+            await h.start(i)
+        await h.submit(b"1")
+        leader = await h.leader()
+        away = next(i for i in (1, 2, 3) if i != leader.id)
+        h.kill(away)
+        await leader.remove_member(away)
+        for _ in range(60):
+            await h.submit(b"1")
+        assert leader.raft is not None and leader.raft.first_index > 10
+        node = await h.start(away)
+        with trio.fail_after(30):
+            await node.removed.wait()
+        assert node.counters.snapshots_installed == 1
+        assert node.raft is not None and not node.raft.is_member()

@@ -142,6 +142,9 @@ class Raft(LeaderMixin, SnapshotMixin):
             base_index, base_term: the index and term just before the first
                 entry when the log was compacted below the snapshot's index.
 
+        A server whose snapshot lists it among the removed ids gets
+        ``RemovedSelf(snapshot.index)`` in its first Ready.
+
         Raises:
             ValueError: the pieces do not fit together.
         """
@@ -173,6 +176,11 @@ class Raft(LeaderMixin, SnapshotMixin):
             if entry.type >= _MEMBERSHIP_MIN:
                 raft._apply_membership(entry, announce=False)
         raft._conf.prune_upto(raft.last_applied)
+        if snapshot is not None and raft._removed_at is None and node_id in raft._conf.removed:
+            # The snapshot says this server was removed: it is told again on
+            # every start, as the removing entry is no longer in its log.
+            raft._removed_at = snapshot.index
+            raft._events.append(RemovedSelf(snapshot.index))
         raft._stable_index = raft._handed_index = raft._log.last_index
         raft._unsent_from = raft._log.last_index + 1
         return raft
