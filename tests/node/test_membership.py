@@ -239,7 +239,7 @@ def test_a_membership_change_covered_by_a_snapshot_is_judged_by_its_configuratio
     members = Membership(
         (NodeConfig(1, True), NodeConfig(2, True), NodeConfig(4, False)), frozenset({3})
     )
-    assert raft.begin_load_snapshot(2, 10, members)
+    assert raft.begin_load_snapshot(2, 10, members, leader_term=2)
     raft.end_load_snapshot()
     node = MembershipMixin()
     node.raft = raft
