@@ -73,3 +73,13 @@ def write_error(path: str, action: str, exc: OSError) -> WriteError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFullError(path, message + " (disk full)", exc.errno)
     return WriteError(path, message, exc.errno)
+
+
+class DataDirLocked(StorageError):
+    """Another process (or another open in this one) holds the data directory."""
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        holder = f"pid {pid}" if pid is not None else "pid unknown"
+        super().__init__(f"{path}: the data directory is in use by another process ({holder})")
+        self.path = path
+        self.pid = pid

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import http.client
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,3 +135,43 @@ def test_sigterm_stops_cleanly(cluster: LocalCluster) -> None:
     assert cluster.exit_status(1) == 0
     log = cluster.log_path(1).read_text()
     assert "received SIGTERM; stopping" in log and "Traceback" not in log
+
+
+@pytest.mark.timeout(90)
+def test_a_second_serve_on_the_same_data_dir_exits_1_naming_the_holder(tmp_path: Path) -> None:
+    """Issue 10 bug 7: started twice on one --data-dir (other ports), both
+    processes served and acknowledged different writes at the same index."""
+    first = LocalCluster.create(tmp_path / "first", 1)
+    other_ports = LocalCluster.create(tmp_path / "second", 1)  # node 1 again, other ports
+    first.start(1)
+    try:
+        first.wait_up(30)
+        holder = first.pid(1)
+        data_dir = first.data_dir(1)
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "traft.cli",
+                "serve",
+                "--config",
+                str(other_ports.config_path),
+                "--id",
+                "1",
+                "--data-dir",
+                str(data_dir),
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert second.returncode == 1, second.stderr
+        errors = [line for line in second.stderr.splitlines() if "traft serve: error:" in line]
+        assert len(errors) == 1, second.stderr
+        assert str(data_dir) in errors[0] and f"pid {holder}" in errors[0], errors[0]
+        assert "Traceback" not in second.stderr
+        assert 1 in first.statuses(), "the first node must keep serving"
+    finally:
+        first.stop_all(timeout=5)
+        print(first.log_path(1).read_text()[-3000:])
