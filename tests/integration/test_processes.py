@@ -128,6 +128,52 @@ def test_member_add_and_remove(cluster: LocalCluster) -> None:
     put(client, "y", b"three nodes again")
 
 
+# Moments of a node's start-up, each marked by a line of its log (None: right
+# after the process was spawned, before Python has installed any handler).
+START_UP_MOMENTS = {
+    "at-spawn": None,
+    "storage-opened": "restored term",
+    "http-bound": "Running on http://",
+    "serving": "serving the HTTP API",
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("moment", [*START_UP_MOMENTS, "answering"])
+def test_sigterm_at_any_moment_of_start_up_stops_cleanly(tmp_path: Path, moment: str) -> None:
+    """Issue 10 bug 13: the node announced readiness before it installed its
+    SIGTERM handler, so a SIGTERM in between killed it by the default action
+    (exit status -15). Each case waits for its moment (an event, not a
+    delay), sends SIGTERM at once, and wants a clean stop."""
+    cluster = LocalCluster.create(tmp_path / "cluster", 1)
+    cluster.start(1)
+    log_path = cluster.log_path(1)
+    try:
+        marker = START_UP_MOMENTS.get(moment)
+        if moment == "answering":
+            cluster.wait_up(60)
+        elif marker is not None:
+            deadline = time.monotonic() + 60
+            while marker not in log_path.read_text():
+                assert time.monotonic() < deadline, f"never logged {marker!r}"
+                assert cluster.pid(1) is not None, log_path.read_text()
+                time.sleep(0.001)  # polling for the moment, not timing anything
+        assert cluster.signal(1, signal.SIGTERM)
+        assert cluster.wait_exit(1, 30)
+        status = cluster.exit_status(1)
+        log = log_path.read_text()
+        assert "Traceback" not in log, log
+        if moment == "at-spawn":
+            # Until the interpreter has loaded traft, SIGTERM's default action
+            # ends the process: nothing was opened yet, nothing to clean up.
+            assert status in (0, -signal.SIGTERM), log
+        else:
+            assert status == 0, f"exit status {status}\n{log}"
+            assert "received SIGTERM; stopping" in log, log
+    finally:
+        cluster.stop_all(timeout=5)
+
+
 def test_sigterm_stops_cleanly(cluster: LocalCluster) -> None:
     cluster.wait_for_leader(15)
     cluster.signal(1, signal.SIGTERM)
