@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from traft.core import (
+    AppendEntries,
     AppendEntriesResponse,
+    Entry,
     EntryType,
     HardState,
     LeaderNotReady,
     Membership,
     NodeConfig,
     OneVotingChangeOnly,
+    Raft,
     ReadReady,
     RemovedSelf,
     RequestVote,
     RequestVoteResponse,
+    SendSnapshot,
+    SnapshotMeta,
 )
+from traft.core.progress import ProgressState
 from traft.sim import Cluster
 
 from .helpers import drain, elect, elect_and_commit, make, sent
@@ -27,7 +35,7 @@ MEMBERS = Membership((NodeConfig(1, True), NodeConfig(2, True), NodeConfig(3, Tr
 
 def test_r01_append_with_prev_zero_after_compaction_does_not_reappend() -> None:
     raft = make(1)
-    assert raft.begin_load_snapshot(1, 5, MEMBERS)
+    assert raft.begin_load_snapshot(1, 5, MEMBERS, leader_term=1, leader_id=2)
     raft.end_load_snapshot()
     drain(raft)
     raft.recv(2, ae(1, 0, 0, [entry(1, i) for i in range(1, 9)], commit=8))
@@ -114,7 +122,7 @@ def test_r06_commit_counts_voting_nodes_only() -> None:
 
 def test_r07_request_vote_uses_snapshot_term_when_log_is_empty() -> None:
     raft = make(1)
-    assert raft.begin_load_snapshot(4, 10, MEMBERS)
+    assert raft.begin_load_snapshot(4, 10, MEMBERS, leader_term=4, leader_id=2)
     raft.end_load_snapshot()
     drain(raft)
     raft.periodic(5000)
@@ -127,7 +135,7 @@ def test_r08_leader_finds_follower_that_compacted_ahead_of_it() -> None:
     # The follower loaded a snapshot at 10 (from an earlier leader); the new
     # leader has the full log and probes from its end.
     follower = make(2)
-    assert follower.begin_load_snapshot(1, 10, MEMBERS)
+    assert follower.begin_load_snapshot(1, 10, MEMBERS, leader_term=1, leader_id=3)
     follower.end_load_snapshot()
     drain(follower)
     follower.recv(1, ae(2, 12, 2, [], leader=1))
@@ -210,3 +218,119 @@ def test_r13_leader_counts_itself_only_once_durable() -> None:
     assert raft2.commit_index == 1  # index 2 is on 2 of 5 until the leader's fsync
     raft2.advance(rd)
     assert raft2.commit_index == 1
+
+
+def test_r14_restore_refuses_a_log_that_contradicts_its_snapshot() -> None:
+    # Issue 10, bug 2: a crash between saving an installed snapshot (20, term 2)
+    # and dropping the old tail left entries of term 1 after it; restore took
+    # them, and the server then voted for candidates lacking the committed (20, 2).
+    snap = SnapshotMeta(20, 2, MEMBERS)
+    config = make(1).config
+
+    def restore(entries: list[Entry], **kw: int) -> Raft:
+        return Raft.restore(
+            1,
+            config,
+            random.Random(0),
+            term=2,
+            voted_for=None,
+            entries=entries,
+            snapshot=snap,
+            **kw,
+        )
+
+    with pytest.raises(ValueError, match="below"):
+        restore([entry(1, 21), entry(1, 22)])
+    with pytest.raises(ValueError, match="below"):
+        restore([entry(1, 21)], base_index=20, base_term=2)
+    with pytest.raises(ValueError, match="snapshot"):
+        # Compacted below the snapshot (keep_entries): the entry at 20 disagrees.
+        restore([entry(1, i) for i in range(16, 23)], base_index=15, base_term=1)
+    with pytest.raises(ValueError):
+        restore([entry(2, 21), entry(1, 22)])  # a term going backwards
+    raft = restore([entry(2, 21), entry(3, 22)])
+    assert (raft.current_index, raft.last_log_term) == (22, 3)
+    raft = restore([entry(1, 19), entry(2, 20), entry(2, 21)], base_index=18, base_term=1)
+    assert raft.log.term_at(20) == 2
+
+
+class _SnapshotChase:
+    """Leader 1, follower 2 faked (acknowledges everything), follower 3 a real core."""
+
+    def __init__(self) -> None:
+        self.leader = make(1, snapshot_resend_ms=1000)
+        self.follower = make(3)
+        self.follower_up = False
+        self.snapshots_asked: list[SendSnapshot] = []
+
+    def settle(self) -> None:
+        leader, follower = self.leader, self.follower
+        for _ in range(100):
+            if not (leader.has_ready() or follower.has_ready()):
+                return
+            rd = drain(leader)
+            self.snapshots_asked += [e for e in rd.events if isinstance(e, SendSnapshot)]
+            for m in sent(rd, to=2, kind=AppendEntries):
+                assert isinstance(m, AppendEntries)
+                index = m.prev_log_index + len(m.entries)
+                leader.recv(
+                    2,
+                    AppendEntriesResponse(
+                        term=m.term, success=True, current_index=index, commit_index=0, seq=m.seq
+                    ),
+                )
+            if self.follower_up:
+                for m in sent(rd, to=3):
+                    follower.recv(1, m)
+                for m in sent(drain(follower), to=1):
+                    leader.recv(3, m)
+        raise AssertionError("did not settle")
+
+    def heartbeats(self, n: int) -> None:
+        for _ in range(n):
+            self.leader.periodic(100)
+            self.settle()
+
+    def commit(self, n: int) -> None:
+        self.leader.recv_entries([b"x"] * n)
+        self.settle()
+        assert self.leader.last_applied == self.leader.current_index
+
+
+@pytest.mark.parametrize("resent", [False, True], ids=["in_flight", "resent_newer"])
+def test_r16_follower_returns_to_replication_after_a_snapshot_install(resent: bool) -> None:
+    # Issue 10, bug 3. While follower 3 loads snapshot 31, the leader snapshots
+    # again (at 41, still holding 30..). In SNAPSHOT state the heartbeat probed
+    # the leader's newest snapshot, not the one sent, and rejections were
+    # ignored: the follower got snapshot after snapshot and never replicated.
+    c = _SnapshotChase()
+    leader, follower = c.leader, c.follower
+    elect(leader)
+    c.heartbeats(1)  # follower 2 answers the probe and replicates from here on
+    c.commit(30)
+    first = leader.begin_snapshot()
+    leader.end_snapshot(keep_entries=5)
+    assert (first.index, leader.first_index) == (31, 27)
+    c.follower_up = True
+    c.heartbeats(1)
+    assert [(e.node_id, e.index) for e in c.snapshots_asked] == [(3, 31)]
+    # The transfer of 31 takes a while; the leader goes on and snapshots again.
+    c.commit(10)
+    leader.begin_snapshot()
+    leader.end_snapshot(keep_entries=12)
+    assert leader.first_index == 30
+    if resent:
+        c.heartbeats(10)  # past snapshot_resend_ms: the leader asks again, for 41
+        assert c.snapshots_asked[-1].index == 41
+    asked = len(c.snapshots_asked)
+    # Snapshot 31 arrives and is installed.
+    assert follower.begin_load_snapshot(
+        first.term, first.index, first.membership, leader_term=leader.term, leader_id=1
+    )
+    follower.end_load_snapshot()
+    c.settle()
+    c.heartbeats(15)
+    assert len(c.snapshots_asked) == asked, "sent another snapshot after the install"
+    assert leader.progress()[3].state is ProgressState.REPLICATE
+    assert follower.current_index == leader.current_index == 41
+    assert follower.commit_index == leader.commit_index

@@ -25,6 +25,7 @@ from traft.core.entry import Entry, EntryResponse, EntryStatus, EntryType, membe
 from traft.core.errors import (
     LeaderNotReady,
     MembershipError,
+    NodeIdRemoved,
     NodeUnknown,
     NotLeader,
     OneVotingChangeOnly,
@@ -146,16 +147,23 @@ class Raft(LeaderMixin, SnapshotMixin):
             base_index, base_term: the index and term just before the first
                 entry when the log was compacted below the snapshot's index.
 
+        A server whose snapshot lists it among the removed ids gets
+        ``RemovedSelf(snapshot.index)`` in its first Ready.
+
         Raises:
-            ValueError: the pieces do not fit together.
+            ValueError: the pieces do not fit together: entries that do not
+                start right after the base or are not contiguous, a term that
+                goes backwards (from the base term on), or an entry at the
+                snapshot's index whose term is not the snapshot's. A driver
+                recovering from a crash in the middle of a snapshot install
+                drops such a tail first (see docs/storage-format.md).
         """
         raft = cls(node_id, config, rng)
         raft.term = term
         raft.voted_for = voted_for
         raft._persisted_hs = HardState(term, voted_for)
         start = membership if snapshot is None else snapshot.membership
-        for node in (start or Membership()).nodes:
-            raft._conf.set_node(node)
+        raft._conf = Configuration(start or Membership())
         if snapshot is not None:
             raft.snapshot = snapshot
             raft.commit_index = raft.last_applied = snapshot.index
@@ -165,19 +173,47 @@ class Raft(LeaderMixin, SnapshotMixin):
             base_term = snapshot.term if snapshot is not None else 0
         if snapshot is not None and base_index > snapshot.index:
             raise ValueError("log starts after the snapshot: entries are missing")
-        raft._log = RaftLog(base_index, base_term or 0)
-        if entries and entries[0].index != base_index + 1:
-            raise ValueError(
-                f"log does not start right after index {base_index} (first is {entries[0].index})"
-            )
+        base_term = base_term or 0
+        raft._log = RaftLog(base_index, base_term)
+        if entries:
+            first = entries[0]
+            if first.index != base_index + 1:
+                raise ValueError(
+                    f"log does not start right after index {base_index} (first is {first.index})"
+                )
+            # Terms never decrease along a log (§5.3, Log Matching), the
+            # compaction point included: a tail below it is stale, and a
+            # driver that kept one would vote for candidates lacking
+            # committed entries (issue 10, bug 2).
+            if first.term < base_term:
+                raise ValueError(
+                    f"entry {first.index} has term {first.term}, below the term {base_term} "
+                    f"of index {base_index} before it"
+                )
         for prev, entry in zip(entries, entries[1:], strict=False):
-            if entry.index != prev.index + 1 or entry.term < prev.term:
+            if entry.index != prev.index + 1:
                 raise ValueError(f"log is not contiguous at index {entry.index}")
+            if entry.term < prev.term:
+                raise ValueError(
+                    f"log term goes backwards at index {entry.index} ({prev.term} -> {entry.term})"
+                )
         raft._log.append(list(entries))
+        if snapshot is not None:
+            at = raft._log.term_at(snapshot.index)
+            if at is not None and at != snapshot.term:
+                raise ValueError(
+                    f"entry {snapshot.index} has term {at} but the snapshot there has term "
+                    f"{snapshot.term}: the log contradicts the snapshot"
+                )
         for entry in entries:
             if entry.type >= _MEMBERSHIP_MIN:
                 raft._apply_membership(entry, announce=False)
-        raft._conf.prune_upto(raft.commit_index)
+        raft._conf.prune_upto(raft.last_applied)
+        if snapshot is not None and raft._removed_at is None and node_id in raft._conf.removed:
+            # The snapshot says this server was removed: it is told again on
+            # every start, as the removing entry is no longer in its log.
+            raft._removed_at = snapshot.index
+            raft._events.append(RemovedSelf(snapshot.index))
         raft._stable_index = raft._handed_index = raft._log.last_index
         raft._unsent_from = raft._log.last_index + 1
         return raft
@@ -517,7 +553,6 @@ class Raft(LeaderMixin, SnapshotMixin):
         new_commit = min(msg.leader_commit, vouched)
         if new_commit > self.commit_index:
             self.commit_index = new_commit
-            self._conf.prune_upto(new_commit)
         self._msgs.append((from_id, self._ae_response(True, max(vouched, log.base_index), msg.seq)))
 
     def _reject_hint(self, msg: AppendEntries) -> int:
@@ -651,6 +686,8 @@ class Raft(LeaderMixin, SnapshotMixin):
         ADD_NONVOTING_NODE adds a node that replicates but does not vote;
         ADD_NODE promotes it to voting once it has caught up; REMOVE_NODE
         removes a node, the leader included. Each takes effect when appended.
+        The id of a removed node is never reused: adding it again is refused
+        (bring the server back with an empty log under a new id).
 
         Raises:
             NotLeader: this server is not the leader.
@@ -658,6 +695,8 @@ class Raft(LeaderMixin, SnapshotMixin):
                 node, is still uncommitted.
             LeaderNotReady: promoting or removing before an entry of this
                 term has committed.
+            NodeIdRemoved: adding or promoting a node whose id was removed (a
+                MembershipError).
             NodeUnknown: promoting or removing a node that is not a member.
             MembershipError: adding a node that is already a member, promoting a
                 voter, removing the last voter, or ``kind`` is not a membership type.
@@ -671,6 +710,8 @@ class Raft(LeaderMixin, SnapshotMixin):
         if self._conf.change_pending(node_id, self.commit_index):
             # Removing and re-adding the same node must not race (seed regression).
             raise OneVotingChangeOnly()
+        if kind is not EntryType.REMOVE_NODE and node_id in self._conf.removed:
+            raise NodeIdRemoved(node_id)
         if kind is EntryType.ADD_NONVOTING_NODE:
             if current is not None:
                 raise MembershipError(f"node {node_id} is already a member")
@@ -798,6 +839,9 @@ class Raft(LeaderMixin, SnapshotMixin):
                     self._maybe_commit()
         if rd.committed:
             self.last_applied = max(self.last_applied, rd.committed[-1].index)
+            # Undo records are kept until applied, not only committed: a
+            # snapshot at the applied index needs the configuration there.
+            self._conf.prune_upto(self.last_applied)
 
     # -- diagnostics ------------------------------------------------------------
 

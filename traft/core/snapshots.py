@@ -8,7 +8,14 @@ received a snapshot from its leader installs it with
 ``begin_load_snapshot``: entries after the snapshot survive when the logs
 agree at its index (§7), the rest of the log goes, the configuration is the
 snapshot's plus the membership entries that survive, and the commit and
-applied indexes jump to the snapshot. A snapshot never moves the term.
+applied indexes jump to the snapshot. A snapshot never moves the term
+backwards; the leader that sent it may move it forwards, as any message from
+a newer leader does.
+
+A snapshot whose configuration lists this server among the removed ids (see
+:mod:`traft.core.membership`) tells it that its removal committed at or
+before the snapshot's index, perhaps while it was away: it gets
+``RemovedSelf(index)`` as if it had applied the removing entry, once.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import TYPE_CHECKING
 from traft.core.entry import EntryType
 from traft.core.errors import NoSnapshotInProgress, NothingToSnapshot, SnapshotInProgress
 from traft.core.membership import Configuration, Membership
-from traft.core.ready import MembershipChanged, Role, SnapshotMeta
+from traft.core.ready import MembershipChanged, RemovedSelf, Role, SnapshotMeta
 
 if TYPE_CHECKING:
     from traft.core.entry import Entry
@@ -32,6 +39,7 @@ class SnapshotMixin:
     """Snapshot taking and loading of :class:`~traft.core.raft.Raft`."""
 
     if TYPE_CHECKING:
+        id: int
         role: Role
         commit_index: int
         last_applied: int
@@ -47,7 +55,11 @@ class SnapshotMixin:
         _applying_to: int
         _removed_at: int | None
         _events: list[Event]
+        term: int
+        _election_elapsed_ms: int
 
+        def _become_follower(self, term: int, leader_id: int | None) -> None: ...
+        def _set_leader(self, leader_id: int | None) -> None: ...
         def _truncate(self, index: int) -> None: ...
         def _apply_membership(self, entry: Entry, *, announce: bool) -> None: ...
 
@@ -94,20 +106,47 @@ class SnapshotMixin:
             self._compact_upto = upto
         return meta
 
-    def begin_load_snapshot(self, term: int, index: int, membership: Membership) -> bool:
+    def begin_load_snapshot(
+        self,
+        term: int,
+        index: int,
+        membership: Membership,
+        *,
+        leader_term: int,
+        leader_id: int | None = None,
+    ) -> bool:
         """Start installing a snapshot received from the leader (§7).
 
-        Returns False, changing nothing, when the snapshot is not newer than
-        what this server has committed. Otherwise the log keeps the entries
-        after ``index`` if the entry at ``index`` has ``term``, and is
-        discarded otherwise; the configuration becomes ``membership``. The
-        driver restores its state machine, then calls :meth:`end_load_snapshot`.
+        ``term``, ``index`` and ``membership`` describe the snapshot;
+        ``leader_term`` is the term of the leader that sent it (and
+        ``leader_id`` that leader, when known). The sender is treated as any
+        message from it would be (Figure 2): a snapshot from a stale term is
+        refused; a newer term is adopted (the vote is reset and a leader or
+        candidate steps down, as on an AppendEntries of that term); and the
+        election timer restarts.
+
+        Returns False, installing nothing, when the sender's term is stale or
+        below the snapshot's (nothing changes then), when this server is the
+        leader of ``leader_term``, or when the snapshot is not newer than what
+        this server has committed (a newer sender's term is still adopted).
+        Otherwise the log keeps the entries after ``index`` if
+        the entry at ``index`` has ``term``, and is discarded otherwise; the
+        configuration becomes ``membership``. The driver restores its state
+        machine, then calls :meth:`end_load_snapshot`.
 
         Raises:
             SnapshotInProgress: a snapshot is being taken or loaded.
         """
         if self._snapshotting is not None or self._loading:
             raise SnapshotInProgress()
+        if leader_term < self.term or term > leader_term:
+            return False  # a stale leader's, or malformed: no leader holds a later term
+        if leader_term > self.term or self.role is Role.CANDIDATE:
+            self._become_follower(leader_term, leader_id)
+        elif self.role is Role.FOLLOWER:
+            if leader_id is not None:
+                self._set_leader(leader_id)
+            self._election_elapsed_ms = 0
         if index <= self.commit_index:
             return False
         if self.role is Role.LEADER:
@@ -122,6 +161,8 @@ class SnapshotMixin:
         self._handed_index = max(self._handed_index, index)
         self._unsent_from = max(self._unsent_from, index + 1)
         self._stable_index = max(self._stable_index, index)
+        removed = self._removed_at
+        told = removed is not None and removed <= self._applying_to  # RemovedSelf went out
         self.commit_index = self.last_applied = self._applying_to = index
         self._removed_at = None
         old = self._conf.nodes
@@ -129,6 +170,11 @@ class SnapshotMixin:
         for entry in log.slice(index + 1, log.last_index + 1):
             if entry.type >= _MEMBERSHIP_MIN:
                 self._apply_membership(entry, announce=False)
+        if self._removed_at is None and self.id in self._conf.removed:
+            # Removed by an entry the snapshot covers: committed, and maybe never seen here.
+            self._removed_at = index
+            if not told:
+                self._events.append(RemovedSelf(index))
         for node_id in sorted(set(old) | set(self._conf.nodes)):
             if old.get(node_id) != self._conf.nodes.get(node_id):
                 self._events.append(MembershipChanged(node_id, self._conf.nodes.get(node_id)))

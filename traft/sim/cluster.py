@@ -388,7 +388,9 @@ class Cluster:
         if raft.snapshot_in_progress:
             return
         # Persist the snapshot first; the core then tells us what to drop.
-        if not raft.begin_load_snapshot(meta.term, meta.index, meta.membership):
+        if not raft.begin_load_snapshot(
+            meta.term, meta.index, meta.membership, leader_term=transfer.term
+        ):
             return
         server.disk.snapshot = meta
         server.disk.snapshot_state = transfer.state
