@@ -29,12 +29,14 @@ by the garbage collector: fewer long pauses that could cost an election.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import enum
 import gc
 import logging
 import random
 import signal
 import sys
+from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -231,7 +233,9 @@ async def serve(
         format_address(me.http),
         data_dir,
     )
-    async with node:
+    # The signal handler goes first: before the node opens its storage and long
+    # before the API answers, so a SIGTERM at any moment of start-up stops it.
+    async with _stop_on_signals(shutdown, enabled=handle_signals), node:
         app = KVApp(
             node,
             store,
@@ -251,8 +255,6 @@ async def serve(
             task_status.started((host, port))
             async with trio.open_nursery() as watchers:
                 watchers.start_soon(_watch_removed, node, shutdown)
-                if handle_signals:
-                    watchers.start_soon(_watch_signals, shutdown)
                 await shutdown.wait()
                 watchers.cancel_scope.cancel()
             if node.removed.is_set():
@@ -268,8 +270,27 @@ async def _watch_removed(node: Node, shutdown: trio.Event) -> None:
     shutdown.set()
 
 
-async def _watch_signals(shutdown: trio.Event) -> None:
+@contextlib.asynccontextmanager
+async def _stop_on_signals(shutdown: trio.Event, *, enabled: bool) -> AsyncIterator[None]:
+    """From entry to exit, SIGTERM and SIGINT set ``shutdown`` (when ``enabled``).
+
+    A signal that arrives while the node is still starting is kept until it
+    has started, which then stops at once, cleanly.
+    """
+    if not enabled:
+        yield
+        return
+    async with trio.open_nursery() as nursery:
+        await nursery.start(_watch_signals, shutdown)  # returns once the handler is installed
+        yield
+        nursery.cancel_scope.cancel()
+
+
+async def _watch_signals(
+    shutdown: trio.Event, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
         async for signum in signals:
             log.info("received %s; stopping", signal.Signals(signum).name)
             shutdown.set()
