@@ -49,7 +49,8 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, timeout: float = 10
         type=_seconds(allow_zero=True),
         default=30.0,
         metavar="SECONDS",
-        help="keep retrying while there is no leader (default 30; 0: try each node once)",
+        help="keep retrying while there is no leader or a node is down (default 30); "
+        "when no node at all can be reached, fail at once",
     )
     parser.add_argument(
         "--timeout",
