@@ -36,7 +36,7 @@ from _bootstrap import ensure_traft  # noqa: E402
 
 ensure_traft()
 
-from traft.kv.client import Client, Reply, split_url  # noqa: E402
+from traft.kv.client import Client, Reply  # noqa: E402
 from traft.kv.localcluster import LocalCluster  # noqa: E402
 
 Send = Callable[[str, str, bytes | None], int]
@@ -66,20 +66,21 @@ def variants(url: str) -> dict[str, Send]:
         "new connection": lambda m, p, b: old.request(m, p, b).status,
         "keep-alive": lambda m, p, b: new.request(m, p, b).status,
     }
-    host, port = split_url(url)
+    # The bare loops follow a 307 as the Client does (an election under load moves
+    # the leader).
     try:
         import urllib3
     except ImportError:
         pass
     else:
-        pool = urllib3.HTTPConnectionPool(host, port, maxsize=1, retries=False, timeout=10)
-        out["urllib3"] = lambda m, p, b: pool.request(m, p, body=b, redirect=False).status
+        pool = urllib3.PoolManager(maxsize=1, retries=urllib3.Retry(total=3, redirect=3))
+        out["urllib3"] = lambda m, p, b: pool.request(m, url + p, body=b, timeout=10).status
     try:
         import httpx
     except ImportError:
         pass
     else:
-        hx = httpx.Client(base_url=url, timeout=10)
+        hx = httpx.Client(base_url=url, timeout=10, follow_redirects=True)
         out["httpx"] = lambda m, p, b: hx.request(m, p, content=b).status_code
     return out
 
