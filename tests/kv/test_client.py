@@ -209,16 +209,17 @@ def test_a_node_answering_503_keeps_the_retries_going(serve: Callable[..., Serve
     with pytest.raises(ClientError, match="gave up after") as error:
         client.request("GET", "/kv/k")
     assert not isinstance(error.value, Unreachable)
-    assert time.monotonic() - start > 1.0 and len(server.requests) >= 2
+    # Giving up needs now + the next backoff (at most 1.5 s) past the 2 s deadline.
+    assert time.monotonic() - start > 0.5 and len(server.requests) >= 2
     assert any("no leader" in r for r in retries) and any("refused" in r for r in retries)
 
 
 def test_retry_unreachable_rides_out_a_cluster_restart(serve: Callable[..., Server]) -> None:
-    urls = dead_urls(2)
-    start = time.monotonic()
+    retries: list[str] = []
+    client = Client(dead_urls(2), retry_for=0.6, retry_unreachable=True, on_retry=retries.append)
     with pytest.raises(ClientError, match="gave up after .*connection refused") as error:
-        Client(urls, retry_for=0.6, retry_unreachable=True).request("GET", "/kv/k")
-    assert not isinstance(error.value, Unreachable) and time.monotonic() - start > 0.3
+        client.request("GET", "/kv/k")
+    assert not isinstance(error.value, Unreachable) and len(retries) >= 2
 
 
 def test_threads_sharing_a_client_use_connections_of_their_own(
