@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from traft.node.config import ClusterConfig, ConfigError
+from traft.node.config import ClusterConfig, ConfigError, Member
 
 NODE = '[[node]]\nid = 1\npeer = "127.0.0.1:7001"\nhttp = "127.0.0.1:8001"\n'
 
@@ -50,3 +50,12 @@ def test_unknown_keys_in_tables_are_errors_too(tmp_path: Path) -> None:
         load(tmp_path, 'cluster_id = "c"\n[timing]\ntick = 5\n' + NODE)
     with pytest.raises(ConfigError, match=r"node #1: unknown setting\(s\): port"):
         load(tmp_path, 'cluster_id = "c"\n' + NODE + "port = 1\n")
+
+
+def test_to_toml_round_trips_strings_that_need_escapes() -> None:
+    config = ClusterConfig(
+        cluster_id='a "quoted" id\\ é',
+        members={1: Member(1, ("127.0.0.1", 7001), ("127.0.0.1", 8001))},
+        key=b'k"e\\y\n',
+    )
+    assert ClusterConfig.from_dict(tomllib.loads(config.to_toml())) == config

@@ -31,6 +31,7 @@ founding members of a running cluster.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -196,9 +197,9 @@ class ClusterConfig:
 
     def to_toml(self) -> str:
         """Render as ``cluster.toml`` text (used by scripts that generate clusters)."""
-        lines = [f'cluster_id = "{self.cluster_id}"']
+        lines = [f"cluster_id = {_toml_string(self.cluster_id)}"]
         if self.key:
-            lines.append(f'key = "{self.key.decode()}"')
+            lines.append(f"key = {_toml_string(self.key.decode())}")
         if self.max_datagram != 60_000:
             lines.append(f"max_datagram = {self.max_datagram}")
         t = self.timing
@@ -229,6 +230,12 @@ class ClusterConfig:
             if m.join:
                 lines.append("join = true")
         return "\n".join(lines) + "\n"
+
+
+def _toml_string(text: str) -> str:
+    # A TOML basic string: JSON's escapes are TOML's, once non-ASCII stays as it is
+    # (TOML has no surrogate-pair escapes).
+    return json.dumps(text, ensure_ascii=False)
 
 
 # Every top-level key of cluster.toml; anything else is a mistake (a typo such as
