@@ -27,6 +27,9 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     c = LocalCluster.create(tmp_path / "cluster", 3)
     c.start_all()
     try:
+        # wait_for_leader asks only the nodes that answer: a node whose process
+        # starts late (a loaded machine) could still be down when a test picks it.
+        c.wait_up(30)
         yield c
     finally:
         c.stop_all(timeout=5)

@@ -784,6 +784,29 @@ class Node(MembershipMixin, SnapshotMixin):
         result: T = await self._wait(read, timeout, "read")
         return result
 
+    async def wait_for_leader(self, *, timeout: float = 10.0) -> int:
+        """Wait until this node knows a leader (itself or another); that leader's id.
+
+        A node starts without one: call this after start before :meth:`submit`
+        or :meth:`read`, which raise :class:`NoLeaderError` rather than wait.
+        It looks once per tick (``cluster.timing.tick_ms``).
+
+        Raises:
+            NoLeaderError: none was known within ``timeout`` seconds.
+            NodeStopped: the node is not running (or stopped while waiting).
+        """
+        self._check_running()
+        with trio.move_on_after(timeout):
+            while True:
+                raft = self.raft
+                assert raft is not None
+                leader = raft.leader_id
+                if leader is not None and (leader != self.id or raft.role is Role.LEADER):
+                    return leader
+                await trio.sleep(self.cluster.timing.tick_ms / 1000)
+                self._check_running()
+        raise NoLeaderError()
+
     def status(self) -> dict[str, Any]:
         """A JSON-ready summary of this node's view of the cluster."""
         raft = self.raft
