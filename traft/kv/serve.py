@@ -212,7 +212,8 @@ async def serve(
         OSError: an address cannot be bound, or the data directory cannot be used.
         storage.StorageError: the data directory is damaged.
     """
-    from traft.kv.http import KVApp, serve_http
+    from traft.kv.http import KVApp
+    from traft.kv.server import serve_http
     from traft.kv.state import KVStore
     from traft.node.node import Node
 
