@@ -23,11 +23,13 @@ One task per connection (:class:`_Connection`) does everything for it:
    :attr:`~traft.kv.http.KVApp.max_body_bytes` (413, decided from the
    header alone: a 10^12 Content-Length is refused before one byte of body
    is read) — by stopping the parser with the answer to give.
-3. **answer**: all requests that arrived together (pipelined) are handled
-   concurrently, so they reach the node in one batch, and their answers are
-   written strictly in request order, each as soon as it and all before it
-   are ready. While they are handled nothing more is read: the kernel's
-   buffers, not ours, hold what the client sends meanwhile.
+3. **answer**: the whole requests, one at a time in the order sent (a
+   connection's requests take effect in order, as with Go's net/http under
+   etcd's gateway), each answer written as soon as it is known. Requests
+   from *different* connections wait on the node together and join one
+   proposal batch or ReadIndex round (:mod:`traft.node.node`). While a
+   connection's requests are handled nothing more is read from it: the
+   kernel's buffers, not ours, hold what the client pipelines meanwhile.
 4. ``Expect: 100-continue``: once the answers before it are written, the
    interim ``100 Continue`` goes out and the body is read; a body that is
    too large is refused with 413 instead, without the 100.
@@ -223,7 +225,8 @@ class _Connection:
         self.parser = httptools.HttpRequestParser(self)
         self.ready: list[tuple[Request, bool]] = []  # whole requests and their keep-alive
         self.refusal: Response | None = None  # answer this, then close
-        self.closing = False  # no request after the last of ``ready``
+        self.closing = False  # close once ``ready`` is answered
+        self.last_seen = False  # a request said Connection: close (or was HTTP/1.0)
         self.idle_scope: trio.CancelScope | None = None
         # The request being parsed.
         self.in_message = False
@@ -303,10 +306,10 @@ class _Connection:
         self.want_continue = False
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         keep_alive = bool(self.parser.should_keep_alive())
-        if not self.closing:
+        if not self.last_seen:
             self.ready.append((self._request(body), keep_alive))
         if not keep_alive:
-            self.closing = True
+            self.last_seen = self.closing = True
 
     def _request(self, body: bytes) -> Request:
         path, _, query = self.target.partition(b"?")
@@ -347,6 +350,8 @@ class _Connection:
                     self.closing = True
             if self.ready:
                 await self._answer()
+            if self.last_seen:
+                return  # whatever followed the last request is not looked at
             if self.refusal is not None:
                 self.server.count_error(self.refusal.status)
                 await self._send(self.refusal, head_only=False, close=True)
@@ -381,46 +386,21 @@ class _Connection:
         return None  # idle for too long, or the server is stopping
 
     async def _answer(self) -> None:
-        """Answer every whole request in ``ready``, concurrently, writing in order."""
+        """Answer every whole request in ``ready``, one after the other, in order.
+
+        One at a time, as Go's net/http (under etcd's gateway) does: a
+        connection's requests take effect in the order it sent them, and
+        each answer is written as soon as it is known. Batching comes from
+        the many connections waiting on the node at once.
+        """
         self.idle_scope = None
         batch, self.ready = self.ready, []
         last = len(batch) - 1
-        if last == 0:
-            request, keep_alive = batch[0]
+        for i, (request, keep_alive) in enumerate(batch):
             response = await self.app.handle(request)
-            close = not keep_alive or self.refusal is not None or self.server.draining
+            # The refusal that may follow says "close" itself.
+            close = i == last and (not keep_alive or self.refusal is None and self.server.draining)
             await self._send(response, head_only=request.method == "HEAD", close=close)
-            return
-        responses: list[Response | None] = [None] * len(batch)
-        written = 0
-        progress = trio.Event()
-
-        async def one(i: int, request: Request) -> None:
-            nonlocal progress
-            responses[i] = await self.app.handle(request)
-            progress.set()
-
-        async with trio.open_nursery() as nursery:
-            for i, (request, _) in enumerate(batch):
-                nursery.start_soon(one, i, request)
-            while written <= last:
-                await progress.wait()
-                progress = trio.Event()
-                out = []
-                while written <= last:
-                    ready = responses[written]
-                    if ready is None:
-                        break
-                    request, keep_alive = batch[written]
-                    close = written == last and (
-                        not keep_alive or self.refusal is not None or self.server.draining
-                    )
-                    out.append(
-                        self.server.render(ready, head_only=request.method == "HEAD", close=close)
-                    )
-                    written += 1
-                if out:
-                    await self.stream.send_all(b"".join(out))
 
     async def _send(self, response: Response, *, head_only: bool, close: bool) -> None:
         await self.stream.send_all(self.server.render(response, head_only=head_only, close=close))
