@@ -29,7 +29,9 @@ by the garbage collector: fewer long pauses that could cost an election.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import enum
+import errno
 import gc
 import logging
 import random
@@ -59,6 +61,23 @@ DATE_FORMAT = "%H:%M:%S"
 # margin for the AppendEntries framing (2048 bytes): any command that passes
 # this limit fits one datagram.
 COMMAND_MARGIN = 53 + 2048
+
+
+class AddressInUse(OSError):
+    """One of this node's addresses is taken; the message names which."""
+
+    def __init__(self, what: str, address: tuple[str, int]) -> None:
+        super().__init__(
+            errno.EADDRINUSE,
+            f"the {what} address {format_address(address)} is already in use "
+            "(another traft serve with this configuration, or another program?)",
+        )
+
+
+def _address_in_use(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_address_in_use(e) for e in exc.exceptions)
+    return isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE
 
 
 class Outcome(enum.Enum):
@@ -232,7 +251,13 @@ async def serve(
         format_address(me.http),
         data_dir,
     )
-    async with node:
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(node)
+        except BaseException as exc:
+            if _address_in_use(exc):
+                raise AddressInUse("peer (UDP)", me.peer) from None
+            raise
         app = KVApp(
             node,
             store,
@@ -242,9 +267,14 @@ async def serve(
         if faults is not None:
             log.warning("network fault injection is enabled (/faults)")
         async with trio.open_nursery() as nursery:
-            host, port = await nursery.start(
-                partial(serve_http, app, me.http[0], me.http[1], shutdown=shutdown)
-            )
+            try:
+                host, port = await nursery.start(
+                    partial(serve_http, app, me.http[0], me.http[1], shutdown=shutdown)
+                )
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise AddressInUse("HTTP", me.http) from None
+                raise
             log.info("serving the HTTP API on http://%s", format_address((host, port)))
             if freeze_gc:
                 gc.collect()
