@@ -11,7 +11,11 @@ The driver's loop (ARCHITECTURE §2), for every Ready it takes:
 3. apply ``committed`` in index order, react to ``events``;
 4. call :meth:`Raft.advance` with the same Ready.
 
-Nothing may be sent before step 1 is durable. A driver may keep feeding
+Nothing may be sent before step 1 is durable, with one exception (thesis
+§10.2.1): a leader's Ready with neither ``hard_state`` nor ``truncate_from``
+may send its messages before (or while) it persists; the core counts the
+leader's own copy of new entries toward commitment only once ``advance()``
+reports them durable. A driver may keep feeding
 input between ``ready()`` and ``advance()`` (a pipelined driver does); the
 core counts its own copy of new entries toward commitment only once
 ``advance()`` reports them durable. ``ready()`` may not be called again

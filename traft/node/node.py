@@ -544,6 +544,15 @@ class Node(MembershipMixin, SnapshotMixin):
         assert raft is not None and durable is not None
         while raft.has_ready():
             rd = raft.ready()
+            # Thesis §10.2.1: a leader may send its AppendEntries before its own
+            # fsync ends (the core counts the leader's copy only once advance()
+            # says it is durable), so the followers' fsyncs overlap the
+            # leader's instead of following it: one fsync off each write's
+            # path. Only without a new term or vote, and with no truncation.
+            early = rd.hard_state is None and rd.truncate_from is None and raft.role is Role.LEADER
+            if early:
+                for to, msg in rd.messages:
+                    self._send_wire(to, msg)
             if (
                 rd.hard_state is not None
                 or rd.entries
@@ -557,8 +566,9 @@ class Node(MembershipMixin, SnapshotMixin):
                     durable.persist(rd)
                 self._observe_fsync(trio.current_time() - start)
                 self.counters.fsyncs += 1
-            for to, msg in rd.messages:
-                self._send_wire(to, msg)
+            if not early:
+                for to, msg in rd.messages:
+                    self._send_wire(to, msg)
             if rd.committed:
                 self._apply(rd.committed)
             for event in rd.events:
