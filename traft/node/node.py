@@ -15,7 +15,10 @@ Theory of operation. :class:`Node` supervises four tasks in one nursery:
   is the group commit.
 
 Callers (``submit``, ``read``, membership calls) hand the main loop a
-waiter (:mod:`traft.node.waiters`) and park on it; the main loop answers
+waiter (:mod:`traft.node.waiters`) and park on it. Proposals and reads are
+appended to plain lists (the first of a batch wakes the main loop), so all
+that arrive between two wake-ups become one ``recv_entries`` batch and one
+ReadIndex round (one heartbeat confirms them all, thesis §6.4); the main loop answers
 when the entry is applied (same index *and* term: otherwise the proposal was
 lost to a new leader) or when a ReadIndex round confirms a read, and its
 tick fails waiters whose deadline passed. Membership changes live in
@@ -144,6 +147,7 @@ class Node(MembershipMixin, SnapshotMixin):
         self._inbox_send, self._inbox = trio.open_memory_channel[tuple[Any, ...]](INBOX_SIZE)
         self._proposals: dict[int, Waiter] = {}
         self._to_propose: list[Proposal] = []
+        self._to_read: list[Read] = []
         # Waiters by timeout; each deque is in deadline order (see _expire).
         self._deadlines: dict[float, collections.deque[Waiter]] = {}
         self._reads_deferred: list[Read] = []
@@ -308,6 +312,7 @@ class Node(MembershipMixin, SnapshotMixin):
         for waiter in [
             *self._proposals.values(),
             *self._to_propose,
+            *self._to_read,
             *self._reads_deferred,
             *self._reads_waiting,
             *(w for queue in self._deadlines.values() for w in queue),
@@ -411,6 +416,8 @@ class Node(MembershipMixin, SnapshotMixin):
                 except trio.WouldBlock:
                     break
                 self._handle(item)
+            if self._to_read:
+                self._flush_reads()
             self._flush_proposals()
             await self._process()
 
@@ -442,11 +449,9 @@ class Node(MembershipMixin, SnapshotMixin):
             if self._deadlines:
                 self._expire(now)
         elif kind == "wake":
-            pass  # proposals already in self._to_propose
+            pass  # proposals and reads already in self._to_propose and self._to_read
         elif kind == "propose":
             self._to_propose.append(item[1])
-        elif kind == "read":
-            self._start_read(item[1])
         elif kind == "member":
             self._start_member_change(item[1])
 
@@ -505,6 +510,15 @@ class Node(MembershipMixin, SnapshotMixin):
                 stale.fail(ProposalTimeout("outcome unknown: the entry left this node's log"))
             proposals[index] = p
             index += 1
+
+    def _flush_reads(self) -> None:
+        # Every read that arrived since the last wake-up joins the same
+        # ReadIndex round: the core confirms them all with one heartbeat
+        # (thesis §6.4; etcd batches the same way).
+        reads, self._to_read = self._to_read, []
+        for read in reads:
+            if not read.done:
+                self._start_read(read)
 
     def _start_read(self, read: Read) -> None:
         raft = self.raft
@@ -767,7 +781,12 @@ class Node(MembershipMixin, SnapshotMixin):
         if raft.role is not Role.LEADER:
             raise self._not_leader()
         read = Read(query)
-        await self._inbox_send.send(("read", read))
+        if not self._to_read:
+            try:
+                self._inbox_send.send_nowait(_PROPOSE)
+            except trio.WouldBlock:
+                pass  # the inbox is full: the main loop is awake already
+        self._to_read.append(read)
         result: T = await self._wait(read, timeout, "read")
         return result
 
