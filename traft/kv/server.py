@@ -350,6 +350,15 @@ class _Connection:
                     self.closing = True
             if self.ready:
                 await self._answer()
+                if self.in_message:
+                    # The next request's clock ran while the ones before it
+                    # were answered and nothing was read: restart it.
+                    timeout = (
+                        self.limits.body_timeout
+                        if self.headers_done
+                        else self.limits.header_timeout
+                    )
+                    self.deadline = trio.current_time() + timeout
             if self.last_seen:
                 return  # whatever followed the last request is not looked at
             if self.refusal is not None:
