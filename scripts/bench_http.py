@@ -322,6 +322,10 @@ def preload(system: str, url: str) -> None:
 # --- the run ------------------------------------------------------------------------
 
 
+def bad(r: dict[str, Any]) -> bool:
+    return bool(r["non2xx"] or r["errors"])
+
+
 def ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
@@ -346,8 +350,12 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
             f"{t['p99_ms']:>7.2f} | {ratio(t['rps'], e['rps']):>7.2f} "
             f"{ratio(t['p50_ms'], e['p50_ms']):>6.2f} | "
             f"{e['non2xx'] + e['errors']:>5}/{t['non2xx'] + t['errors']:<5} {t['loadavg']:>5.2f}"
+            + ("  <- failures: the row's figures include them" if bad(e) or bad(t) else "")
         )
-    print("(latencies in ms; non-2xx e/t counts non-2xx answers and socket errors of each)")
+    print(
+        "(latencies in ms; non-2xx e/t: answers other than 2xx (traft's include 3xx, from "
+        "its /metrics) plus socket errors, etcd/traft)"
+    )
     for row in rows:
         t = row.get("traft") or {}
         if t.get("statuses_non2xx"):
@@ -479,6 +487,14 @@ def main() -> int:
                     order = systems if n % 2 == 0 else systems[::-1]
                     n += 1
                     for system in order:
+                        # Under heavy load an election may move the leader:
+                        # find it again before every measurement (a traft
+                        # follower answers 307, which wrk counts as success).
+                        if system == "traft" and traft is not None:
+                            leader = traft.wait_for_leader(15)
+                            urls["traft"] = traft.url(leader)
+                        elif etcd is not None:
+                            urls["etcd"] = etcd.leader_url()
                         url = urls[system]
                         script = wrk_script(system, workload)
                         if warmup > 0:
@@ -498,6 +514,8 @@ def main() -> int:
                                 for s in after
                                 if not s.startswith("2") and after.get(s, 0) > before.get(s, 0)
                             }
+                            # wrk counts only >= 400; the node counts 3xx too.
+                            r["non2xx"] = max(r["non2xx"], int(sum(r["statuses_non2xx"].values())))
                         row[system] = r
                         print(
                             f"{workload:<6} {conns:>4} conns {system:<5}: {r['rps']:>9,.0f} req/s  "
