@@ -401,7 +401,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--quick", action="store_true", help="3 s per measurement at 1 and 64 connections"
@@ -410,7 +410,9 @@ def main() -> int:
         "--seconds", type=float, help="seconds per measurement (default 10; 3 with --quick)"
     )
     parser.add_argument(
-        "--connections", help="comma-separated (default 1,16,64,256; 1,64 with --quick)"
+        "--connections",
+        "--concurrency",
+        help="comma-separated (default 1,16,64,256; 1,64 with --quick)",
     )
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="default put,get,ticket")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="default etcd,traft")
