@@ -298,10 +298,13 @@ async def test_endless_header_name_is_refused(server: Callable[..., Any]) -> Non
     s = await server()
     peer = await s.connect()
     await peer.send(b"GET /kv/a HTTP/1.1\r\nX")
-    with pytest.raises(trio.BrokenResourceError):
+    try:
         for _ in range(200):
             await peer.send(b"y" * 1000)
-    assert s.node.submitted == []
+    except trio.BrokenResourceError:
+        pass  # the server may be gone before all of it is sent
+    (answer,) = await peer.read()
+    assert answer.status == 431 and await peer.is_closed()
 
 
 async def test_garbage_is_400_and_close(server: Callable[..., Any]) -> None:

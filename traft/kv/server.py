@@ -53,6 +53,7 @@ import email.utils
 import errno
 import http
 import logging
+import socket
 import time
 from functools import partial
 from typing import Any, Final
@@ -168,7 +169,11 @@ class HTTPServer:
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
             return
-        connection = _Connection(self, stream)
+        # From here on the socket is driven directly (see _RawStream); trio's
+        # stream, detached, closes nothing when the caller closes it.
+        sock = socket.socket(fileno=stream.socket.detach())
+        sock.setblocking(False)
+        connection = _Connection(self, _RawStream(sock))
         self._connections.add(connection)
         self._metrics.open.inc()
         try:
@@ -183,6 +188,9 @@ class HTTPServer:
         finally:
             self._connections.discard(connection)
             self._metrics.open.dec()
+        if connection.refused:
+            await _linger(sock)
+        sock.close()
 
     def drain(self) -> None:
         """Stop serving: idle connections close now, busy ones after their answers."""
@@ -209,6 +217,84 @@ class HTTPServer:
         self._metrics.errors.labels(str(status)).inc()
 
 
+async def _linger(sock: socket.socket) -> None:
+    """Close the way out and read what the client still sends, for a second at most.
+
+    After a refusal the client may still be sending (the body of a 10^12
+    Content-Length): closing with unread data makes the kernel send a reset
+    that can destroy the answer in flight before the client reads it.
+    """
+    with trio.move_on_after(1):
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            received = 0
+            while received < 1 << 20:
+                await trio.lowlevel.wait_readable(sock)
+                data = sock.recv(65536)
+                if not data:
+                    break
+                received += len(data)
+        except OSError:
+            pass
+
+
+class _RawStream:
+    """A connected TCP socket driven with trio's ``wait_readable``/``wait_writable``.
+
+    The two calls the connection loop makes, with the semantics of
+    ``trio.SocketStream``'s (``b""`` at end of stream, ``BrokenResourceError``
+    when the peer is gone) but without its conflict detector, context manager
+    and extra checkpoints: on the request path those were a tenth of the
+    leader's samples (docs/benchmarks.md, *HTTP path*). ``receive_some`` is a
+    checkpoint, so a client that keeps the socket full cannot starve the loop.
+    """
+
+    __slots__ = ("sock",)
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        sock = self.sock
+        try:
+            data = sock.recv(max_bytes)
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        else:
+            await trio.lowlevel.checkpoint()
+            return data
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            try:
+                return sock.recv(max_bytes)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
+
+    async def send_all(self, data: bytes) -> None:
+        sock = self.sock
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        if sent == len(data):
+            return
+        view = memoryview(data)
+        while sent < len(data):
+            await trio.lowlevel.wait_writable(sock)
+            try:
+                sent += sock.send(view[sent:])
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
+
+
 def _error(status: int, message: str) -> Response:
     body = b'{"error":"%s"}\n' % message.replace('"', "'").encode()
     return Response(status, [(b"content-type", b"application/json")], body)
@@ -217,7 +303,7 @@ def _error(status: int, message: str) -> Response:
 class _Connection:
     """One client connection: the parser's callbacks build requests, ``run`` answers them."""
 
-    def __init__(self, server: HTTPServer, stream: trio.SocketStream) -> None:
+    def __init__(self, server: HTTPServer, stream: _RawStream) -> None:
         self.server = server
         self.app = server.app
         self.limits = server.limits
@@ -225,6 +311,7 @@ class _Connection:
         self.parser = httptools.HttpRequestParser(self)
         self.ready: list[tuple[Request, bool]] = []  # whole requests and their keep-alive
         self.refusal: Response | None = None  # answer this, then close
+        self.refused = False  # the refusal was sent: linger before closing
         self.closing = False  # close once ``ready`` is answered
         self.last_seen = False  # a request said Connection: close (or was HTTP/1.0)
         self.idle_scope: trio.CancelScope | None = None
@@ -363,6 +450,7 @@ class _Connection:
                 return  # whatever followed the last request is not looked at
             if self.refusal is not None:
                 self.server.count_error(self.refusal.status)
+                self.refused = True
                 await self._send(self.refusal, head_only=False, close=True)
                 return
             if self.closing or self.server.draining and not self.in_message:
