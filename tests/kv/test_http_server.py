@@ -27,6 +27,7 @@ LIMITS = Limits(
     max_headers=20,
     header_timeout=0.5,
     body_timeout=0.5,
+    send_timeout=0.5,
     idle_timeout=1.0,
     max_connections=3,
     grace=1.0,
@@ -362,6 +363,24 @@ async def test_trickling_headers_do_not_extend_the_deadline(server: Callable[...
             pass
         assert await peer.is_closed()
     assert trio.current_time() - start < 1.5
+
+
+async def test_client_that_does_not_read_is_closed(server: Callable[..., Any]) -> None:
+    s = await server()
+    peer = await s.connect()
+    await peer.send(put("big", b"v" * 900))
+    await peer.read()
+    sock = trio.socket.socket()
+    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
+    await sock.connect(("127.0.0.1", s.port))
+    reader = Peer(trio.SocketStream(sock))
+    requests = b"GET /kv/big HTTP/1.1\r\n\r\n" * 5000
+    with trio.move_on_after(3):
+        await reader.send(requests)  # may block: the server stops reading too
+    await trio.sleep(1.5)  # nothing read meanwhile: the server gives up on the answers
+    with trio.fail_after(10):
+        assert await reader.is_closed()
+    assert len(reader.answers) < 5000
 
 
 async def test_idle_connection_is_closed(server: Callable[..., Any]) -> None:
