@@ -11,11 +11,12 @@ loop ~29,000 req/s (docs/benchmarks.md); per request, httptools parses in
 
 One task per connection (:class:`_Connection`) does everything for it:
 
-1. **read**: ``receive_some`` under a deadline — the *idle* timeout between
-   requests (keep-alive), the *header* timeout from a request's first byte
-   to the end of its headers, the *body* timeout from there to the end of
-   its body. An idle timeout closes the connection silently; the other two
-   answer 408 and close.
+1. **read**: ``recv`` on the socket itself (:class:`_RawStream`), under one
+   cancel scope per connection whose deadline moves with the phase — the
+   *idle* timeout between requests (keep-alive), the *header* timeout from a
+   request's first byte to the end of its headers, the *body* timeout from
+   there to the end of its body, none while answering. An idle timeout
+   closes the connection silently; the other two answer 408 and close.
 2. **parse**: ``feed_data``; the parser's callbacks collect the URL, headers
    and body of each request and append whole requests to ``ready``. They
    enforce the size limits as bytes arrive — request target (414), head
@@ -30,13 +31,17 @@ One task per connection (:class:`_Connection`) does everything for it:
    proposal batch or ReadIndex round (:mod:`traft.node.node`). While a
    connection's requests are handled nothing more is read from it: the
    kernel's buffers, not ours, hold what the client pipelines meanwhile.
+   An answer the client does not read within ``send_timeout`` (once the
+   socket's buffer is full) closes the connection.
 4. ``Expect: 100-continue``: once the answers before it are written, the
    interim ``100 Continue`` goes out and the body is read; a body that is
    too large is refused with 413 instead, without the 100.
 
 A protocol error (garbage, a bad chunk, two Content-Lengths) answers 400
 and closes; so does every refusal above, since the rest of the stream
-cannot be trusted or would have to be read to find the next request. An
+cannot be trusted or would have to be read to find the next request
+(before closing, the server reads and drops what the client still sends
+for a second, so that a reset does not destroy the answer in flight). An
 ``Upgrade`` request is answered as a plain request and the connection closed.
 HTTP/1.0 and ``Connection: close`` are honoured.
 
