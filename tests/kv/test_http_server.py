@@ -427,6 +427,15 @@ async def test_http_1_0_and_connection_close(server: Callable[..., Any]) -> None
     assert await peer.is_closed() and peer.answers == []  # the second was not answered
 
 
+async def test_http_1_0_keep_alive(server: Callable[..., Any]) -> None:
+    s = await server()
+    peer = await s.connect()
+    request = b"GET /kv/a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+    await peer.send(request + request)
+    first, second = await peer.read(2)
+    assert first.headers["connection"] == second.headers["connection"] == "keep-alive"
+
+
 async def test_upgrade_is_answered_as_plain_http_then_closed(server: Callable[..., Any]) -> None:
     s = await server()
     peer = await s.connect()

@@ -207,7 +207,9 @@ class HTTPServer:
         for connection in list(self._connections):
             connection.drain()
 
-    def render(self, response: Response, *, head_only: bool, close: bool) -> bytes:
+    def render(
+        self, response: Response, *, head_only: bool, close: bool, http10: bool = False
+    ) -> bytes:
         """The bytes of an answer: status line, headers, ``content-length``, body."""
         status = response.status
         line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
@@ -217,6 +219,8 @@ class HTTPServer:
         parts.append(b"content-length: %d\r\n" % len(response.body))
         if close:
             parts.append(b"connection: close\r\n")
+        elif http10:  # an HTTP/1.0 client that asked for keep-alive is told it has it
+            parts.append(b"connection: keep-alive\r\n")
         parts.append(b"\r\n")
         if not head_only:
             parts.append(response.body)
@@ -322,7 +326,9 @@ class _Connection:
         self.limits = server.limits
         self.stream = stream
         self.parser = httptools.HttpRequestParser(self)
-        self.ready: list[tuple[Request, bool]] = []  # whole requests and their keep-alive
+        # Whole requests, whether the connection stays open after each, and
+        # whether it is an HTTP/1.0 keep-alive one.
+        self.ready: list[tuple[Request, bool, bool]] = []
         self.refusal: Response | None = None  # answer this, then close
         self.refused = False  # the refusal was sent: linger before closing
         self.closing = False  # close once ``ready`` is answered
@@ -408,7 +414,8 @@ class _Connection:
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         keep_alive = bool(self.parser.should_keep_alive())
         if not self.last_seen:
-            self.ready.append((self._request(body), keep_alive))
+            http10 = keep_alive and self.parser.get_http_version() == "1.0"
+            self.ready.append((self._request(body), keep_alive, http10))
         if not keep_alive:
             self.last_seen = self.closing = True
 
@@ -522,14 +529,19 @@ class _Connection:
         """
         batch, self.ready = self.ready, []
         last = len(batch) - 1
-        for i, (request, keep_alive) in enumerate(batch):
+        for i, (request, keep_alive, http10) in enumerate(batch):
             response = await self.app.handle(request)
             # The refusal that may follow says "close" itself.
             close = i == last and (not keep_alive or self.refusal is None and self.server.draining)
-            await self._send(response, head_only=request.method == "HEAD", close=close)
+            await self._send(
+                response, head_only=request.method == "HEAD", close=close, http10=http10
+            )
 
-    async def _send(self, response: Response, *, head_only: bool, close: bool) -> None:
-        await self.stream.send_all(self.server.render(response, head_only=head_only, close=close))
+    async def _send(
+        self, response: Response, *, head_only: bool, close: bool, http10: bool = False
+    ) -> None:
+        data = self.server.render(response, head_only=head_only, close=close, http10=http10)
+        await self.stream.send_all(data)
 
 
 async def serve_http(
