@@ -6,13 +6,15 @@ Theory of operation: :func:`serve` runs, in one trio nursery, a
 the HTTP API (:mod:`traft.kv.http`) on the node's ``http`` address. It
 returns when one of three things happens:
 
-* SIGTERM or SIGINT: the HTTP server stops accepting and finishes what it
-  has (2 s at most), then the node stops and closes its storage;
+* SIGTERM or SIGINT: the HTTP server (:mod:`traft.kv.server`) stops
+  accepting, closes idle connections and finishes what it has (2 s at
+  most), then the node stops and closes its storage;
 * the node applies its own removal from the cluster: the same clean stop,
   and the process says so and exits with status 0 (a supervisor should not
   restart it: it is no longer a member);
 * the node fails (damaged data directory, address in use): the error is
-  logged in one line and the exit status is 1.
+  logged in one line and the exit status is 1; an address in use is named,
+  HTTP or peer (:class:`AddressInUse`).
 
 With ``--enable-faults`` (fault testing only: anyone who can reach the HTTP
 port can then cut the node off) the node's UDP endpoint gets a
