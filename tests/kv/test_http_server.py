@@ -413,6 +413,16 @@ async def test_connection_limit(server: Callable[..., Any]) -> None:
     assert (await again.read())[0].status == 404
 
 
+def test_connection_limit_fits_the_descriptor_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
+    from traft.kv.server import HTTPServer
+
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (256, 4096))
+    assert HTTPServer(KVApp(FakeNode()), Limits()).limits.max_connections == 192
+    assert HTTPServer(KVApp(FakeNode()), LIMITS).limits.max_connections == 3
+
+
 async def test_http_1_0_and_connection_close(server: Callable[..., Any]) -> None:
     s = await server()
     peer = await s.connect()

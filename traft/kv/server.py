@@ -59,6 +59,7 @@ import errno
 import http
 import logging
 import math
+import resource
 import socket
 import time
 from functools import partial
@@ -104,6 +105,30 @@ class Limits:
     """Seconds the requests in flight get to finish when the server stops."""
     receive_bytes: int = 65536
     """Bytes read from a connection at a time."""
+
+
+def _fit_to_descriptors(limits: Limits) -> Limits:
+    """Lower ``max_connections`` to what the process's file descriptor limit allows.
+
+    Past ``ulimit -n`` accept() fails and trio retries it every 100 ms,
+    logging each time; a connection over the limit should get its 503 instead.
+    64 descriptors stay for the node (UDP socket, log segments, snapshots).
+    """
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):  # pragma: no cover - no such limit here
+        return limits
+    if soft == resource.RLIM_INFINITY or soft - 64 >= limits.max_connections:
+        return limits
+    allowed = max(soft - 64, 1)
+    log.warning(
+        "serving at most %d HTTP connections, not %d: the file descriptor limit is %d "
+        "(raise it with ulimit -n)",
+        allowed,
+        limits.max_connections,
+        soft,
+    )
+    return attrs.evolve(limits, max_connections=allowed)
 
 
 class _Stop(Exception):
@@ -152,7 +177,7 @@ class HTTPServer:
 
     def __init__(self, app: KVApp, limits: Limits | None = None) -> None:
         self.app = app
-        self.limits = limits or Limits()
+        self.limits = _fit_to_descriptors(limits or Limits())
         self.draining = False
         self._connections: set[_Connection] = set()
         self._date = _Date()
