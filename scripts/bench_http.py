@@ -294,6 +294,10 @@ def profiling(pid: int, path: Path | None, seconds: float) -> Iterator[None]:
         yield
         return
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        print("no profile: py-spy is not installed (.venv/bin/pip install py-spy)")
+        yield
+        return
     proc = subprocess.Popen(
         [spy, "record", "-p", str(pid), "-d", str(max(1, int(seconds) - 1)), "-o", str(path)],
         stdout=subprocess.DEVNULL,
