@@ -19,9 +19,7 @@ and any message of a Ready that changes the term or vote or truncates the log.
 The exception is safe because the core counts the leader's own copy of new
 entries toward commitment only once ``advance()`` reports them durable, so an
 entry can commit on followers' copies alone but never on a copy the leader
-might still lose. :mod:`traft.node` sends early in exactly that case; the
-simulator (:mod:`traft.sim`) does too on some seeds, with crashes between the
-send and the persist.
+might still lose. :mod:`traft.node` sends early in exactly that case.
 
 A driver may keep feeding input between ``ready()`` and ``advance()`` (the
 in-tree drivers do not); entries proposed or handed out but not yet persisted
