@@ -165,7 +165,7 @@ def test_leader_refuses_to_load_snapshot_and_stale_or_busy_loads() -> None:
     members = Membership((NodeConfig(1, True), NodeConfig(2, True), NodeConfig(3, True)))
     raft = make(1)
     elect(raft)
-    assert not raft.begin_load_snapshot(1, 50, members)
+    assert not raft.begin_load_snapshot(1, 50, members, leader_term=raft.term, leader_id=2)
     follower = make(2)
     follower.recv(1, ae(1, 0, 0, [entry(1, 1), entry(1, 2)], commit=2, leader=1))
     drain(follower)
@@ -176,7 +176,7 @@ def test_leader_refuses_to_load_snapshot_and_stale_or_busy_loads() -> None:
     with pytest.raises(SnapshotInProgress):
         follower.begin_snapshot()
     with pytest.raises(SnapshotInProgress):
-        follower.begin_load_snapshot(1, 9, members)
+        follower.begin_load_snapshot(1, 9, members, leader_term=1, leader_id=1)
 
 
 def test_restore_validates_its_pieces() -> None:

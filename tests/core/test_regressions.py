@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from traft.core import (
     AppendEntriesResponse,
+    Entry,
     EntryType,
     HardState,
     LeaderNotReady,
     Membership,
     NodeConfig,
     OneVotingChangeOnly,
+    Raft,
     ReadReady,
     RemovedSelf,
     RequestVote,
     RequestVoteResponse,
+    SnapshotMeta,
 )
 from traft.sim import Cluster
 
@@ -27,7 +32,7 @@ MEMBERS = Membership((NodeConfig(1, True), NodeConfig(2, True), NodeConfig(3, Tr
 
 def test_r01_append_with_prev_zero_after_compaction_does_not_reappend() -> None:
     raft = make(1)
-    assert raft.begin_load_snapshot(1, 5, MEMBERS)
+    assert raft.begin_load_snapshot(1, 5, MEMBERS, leader_term=1, leader_id=2)
     raft.end_load_snapshot()
     drain(raft)
     raft.recv(2, ae(1, 0, 0, [entry(1, i) for i in range(1, 9)], commit=8))
@@ -114,7 +119,7 @@ def test_r06_commit_counts_voting_nodes_only() -> None:
 
 def test_r07_request_vote_uses_snapshot_term_when_log_is_empty() -> None:
     raft = make(1)
-    assert raft.begin_load_snapshot(4, 10, MEMBERS)
+    assert raft.begin_load_snapshot(4, 10, MEMBERS, leader_term=4, leader_id=2)
     raft.end_load_snapshot()
     drain(raft)
     raft.periodic(5000)
@@ -127,7 +132,7 @@ def test_r08_leader_finds_follower_that_compacted_ahead_of_it() -> None:
     # The follower loaded a snapshot at 10 (from an earlier leader); the new
     # leader has the full log and probes from its end.
     follower = make(2)
-    assert follower.begin_load_snapshot(1, 10, MEMBERS)
+    assert follower.begin_load_snapshot(1, 10, MEMBERS, leader_term=1, leader_id=3)
     follower.end_load_snapshot()
     drain(follower)
     follower.recv(1, ae(2, 12, 2, [], leader=1))
@@ -210,3 +215,37 @@ def test_r13_leader_counts_itself_only_once_durable() -> None:
     assert raft2.commit_index == 1  # index 2 is on 2 of 5 until the leader's fsync
     raft2.advance(rd)
     assert raft2.commit_index == 1
+
+
+def test_r14_restore_refuses_a_log_that_contradicts_its_snapshot() -> None:
+    # Issue 10, bug 2: a crash between saving an installed snapshot (20, term 2)
+    # and dropping the old tail left entries of term 1 after it; restore took
+    # them, and the server then voted for candidates lacking the committed (20, 2).
+    snap = SnapshotMeta(20, 2, MEMBERS)
+    config = make(1).config
+
+    def restore(entries: list[Entry], **kw: int) -> Raft:
+        return Raft.restore(
+            1,
+            config,
+            random.Random(0),
+            term=2,
+            voted_for=None,
+            entries=entries,
+            snapshot=snap,
+            **kw,
+        )
+
+    with pytest.raises(ValueError, match="below"):
+        restore([entry(1, 21), entry(1, 22)])
+    with pytest.raises(ValueError, match="below"):
+        restore([entry(1, 21)], base_index=20, base_term=2)
+    with pytest.raises(ValueError, match="snapshot"):
+        # Compacted below the snapshot (keep_entries): the entry at 20 disagrees.
+        restore([entry(1, i) for i in range(16, 23)], base_index=15, base_term=1)
+    with pytest.raises(ValueError):
+        restore([entry(2, 21), entry(1, 22)])  # a term going backwards
+    raft = restore([entry(2, 21), entry(3, 22)])
+    assert (raft.current_index, raft.last_log_term) == (22, 3)
+    raft = restore([entry(1, 19), entry(2, 20), entry(2, 21)], base_index=18, base_term=1)
+    assert raft.log.term_at(20) == 2

@@ -10,6 +10,7 @@ from traft.core import (
     NodeConfig,
     NoSnapshotInProgress,
     NothingToSnapshot,
+    Role,
     SendSnapshot,
     SnapshotInProgress,
 )
@@ -65,9 +66,9 @@ def test_snapshot_misuse_raises() -> None:
         raft.end_snapshot()
     with pytest.raises(NoSnapshotInProgress):
         raft.end_load_snapshot()
-    raft.begin_load_snapshot(1, 5, MEMBERS)
+    raft.begin_load_snapshot(1, 5, MEMBERS, leader_term=1)
     with pytest.raises(SnapshotInProgress):
-        raft.begin_load_snapshot(1, 6, MEMBERS)
+        raft.begin_load_snapshot(1, 6, MEMBERS, leader_term=1)
 
 
 def test_follower_behind_first_index_gets_send_snapshot() -> None:
@@ -95,7 +96,7 @@ def test_install_snapshot_keeps_following_entries_when_terms_match() -> None:
     raft = make(1)
     raft.recv(2, ae(1, 0, 0, [entry(1, i) for i in range(1, 9)], commit=2))
     drain(raft)
-    assert raft.begin_load_snapshot(1, 5, MEMBERS)
+    assert raft.begin_load_snapshot(1, 5, MEMBERS, leader_term=1, leader_id=2)
     raft.end_load_snapshot()
     rd = drain(raft)
     assert rd.compact_upto == 5 and rd.truncate_from is None
@@ -108,7 +109,7 @@ def test_install_snapshot_discards_log_when_terms_differ() -> None:
     raft = make(1)
     raft.recv(2, ae(1, 0, 0, [entry(1, i) for i in range(1, 9)], commit=2))
     drain(raft)
-    assert raft.begin_load_snapshot(2, 5, MEMBERS)
+    assert raft.begin_load_snapshot(2, 5, MEMBERS, leader_term=2, leader_id=3)
     raft.end_load_snapshot()
     rd = drain(raft)
     assert rd.truncate_from == 3 and rd.compact_upto == 5
@@ -119,7 +120,7 @@ def test_stale_snapshot_is_refused() -> None:
     raft = make(1)
     raft.recv(2, ae(1, 0, 0, [entry(1, i) for i in range(1, 6)], commit=5))
     drain(raft)
-    assert not raft.begin_load_snapshot(1, 4, MEMBERS)
+    assert not raft.begin_load_snapshot(1, 4, MEMBERS, leader_term=1, leader_id=2)
     assert raft.current_index == 5
 
 
@@ -127,7 +128,7 @@ def test_snapshot_never_moves_term_backwards() -> None:
     raft = make(1)
     raft.recv(2, ae(7, 0, 0, []))
     drain(raft)
-    assert raft.begin_load_snapshot(3, 10, MEMBERS)
+    assert raft.begin_load_snapshot(3, 10, MEMBERS, leader_term=7, leader_id=2)
     raft.end_load_snapshot()
     assert raft.term == 7
 
@@ -135,7 +136,7 @@ def test_snapshot_never_moves_term_backwards() -> None:
 def test_loaded_snapshot_replaces_configuration() -> None:
     raft = make(1)
     members = Membership((NodeConfig(1, True), NodeConfig(2, True), NodeConfig(5, False, b"x")))
-    assert raft.begin_load_snapshot(1, 3, members)
+    assert raft.begin_load_snapshot(1, 3, members, leader_term=1, leader_id=2)
     raft.end_load_snapshot()
     assert raft.membership() == members
 
@@ -158,3 +159,42 @@ def test_membership_entries_after_snapshot_apply_on_restore() -> None:
     node = raft.node(9)
     assert node is not None and not node.voting
     assert raft.commit_index == 5 and raft.first_index == 6
+
+
+def test_load_snapshot_checks_the_leaders_term() -> None:
+    # Issue 10, hardening: begin_load_snapshot carries the sending leader's term
+    # and treats it as any message from that leader would.
+    raft = make(1)
+    raft.recv(2, ae(3, 0, 0, [], leader=2))
+    drain(raft)
+    assert raft.term == 3
+    # A stale leader's snapshot is refused and changes nothing.
+    assert not raft.begin_load_snapshot(2, 10, MEMBERS, leader_term=2, leader_id=3)
+    assert (raft.term, raft.commit_index, raft.snapshot) == (3, 0, None)
+    assert not raft.snapshot_in_progress
+    # A snapshot whose term is above the sender's term is malformed: refused.
+    assert not raft.begin_load_snapshot(5, 10, MEMBERS, leader_term=4, leader_id=3)
+    assert raft.term == 3
+    # A newer leader's snapshot: its term is adopted (and persisted), the vote reset.
+    assert raft.begin_load_snapshot(4, 10, MEMBERS, leader_term=5, leader_id=3)
+    raft.end_load_snapshot()
+    assert (raft.term, raft.voted_for, raft.leader_id) == (5, None, 3)
+    rd = drain(raft)
+    assert rd.hard_state is not None and rd.hard_state.term == 5
+
+
+def test_load_snapshot_from_a_newer_leader_makes_a_leader_step_down() -> None:
+    raft = make(1)
+    elect(raft)
+    assert not raft.begin_load_snapshot(1, 50, MEMBERS, leader_term=raft.term, leader_id=2)
+    assert raft.is_leader
+    assert raft.begin_load_snapshot(1, 50, MEMBERS, leader_term=raft.term + 1, leader_id=2)
+    raft.end_load_snapshot()
+    assert raft.role is Role.FOLLOWER and raft.leader_id == 2 and raft.commit_index == 50
+    candidate = make(2)
+    candidate.periodic(5000)
+    drain(candidate)
+    assert candidate.role is Role.CANDIDATE
+    assert candidate.begin_load_snapshot(1, 7, MEMBERS, leader_term=candidate.term, leader_id=3)
+    candidate.end_load_snapshot()
+    assert candidate.role is Role.FOLLOWER and candidate.leader_id == 3

@@ -142,7 +142,12 @@ class Raft(LeaderMixin, SnapshotMixin):
                 entry when the log was compacted below the snapshot's index.
 
         Raises:
-            ValueError: the pieces do not fit together.
+            ValueError: the pieces do not fit together: entries that do not
+                start right after the base or are not contiguous, a term that
+                goes backwards (from the base term on), or an entry at the
+                snapshot's index whose term is not the snapshot's. A driver
+                recovering from a crash in the middle of a snapshot install
+                drops such a tail first (see docs/storage-format.md).
         """
         raft = cls(node_id, config, rng)
         raft.term = term
@@ -160,15 +165,38 @@ class Raft(LeaderMixin, SnapshotMixin):
             base_term = snapshot.term if snapshot is not None else 0
         if snapshot is not None and base_index > snapshot.index:
             raise ValueError("log starts after the snapshot: entries are missing")
-        raft._log = RaftLog(base_index, base_term or 0)
-        if entries and entries[0].index != base_index + 1:
-            raise ValueError(
-                f"log does not start right after index {base_index} (first is {entries[0].index})"
-            )
+        base_term = base_term or 0
+        raft._log = RaftLog(base_index, base_term)
+        if entries:
+            first = entries[0]
+            if first.index != base_index + 1:
+                raise ValueError(
+                    f"log does not start right after index {base_index} (first is {first.index})"
+                )
+            # Terms never decrease along a log (§5.3, Log Matching), the
+            # compaction point included: a tail below it is stale, and a
+            # driver that kept one would vote for candidates lacking
+            # committed entries (issue 10, bug 2).
+            if first.term < base_term:
+                raise ValueError(
+                    f"entry {first.index} has term {first.term}, below the term {base_term} "
+                    f"of index {base_index} before it"
+                )
         for prev, entry in zip(entries, entries[1:], strict=False):
-            if entry.index != prev.index + 1 or entry.term < prev.term:
+            if entry.index != prev.index + 1:
                 raise ValueError(f"log is not contiguous at index {entry.index}")
+            if entry.term < prev.term:
+                raise ValueError(
+                    f"log term goes backwards at index {entry.index} ({prev.term} -> {entry.term})"
+                )
         raft._log.append(list(entries))
+        if snapshot is not None:
+            at = raft._log.term_at(snapshot.index)
+            if at is not None and at != snapshot.term:
+                raise ValueError(
+                    f"entry {snapshot.index} has term {at} but the snapshot there has term "
+                    f"{snapshot.term}: the log contradicts the snapshot"
+                )
         for entry in entries:
             if entry.type >= _MEMBERSHIP_MIN:
                 raft._apply_membership(entry, announce=False)

@@ -8,7 +8,9 @@ received a snapshot from its leader installs it with
 ``begin_load_snapshot``: entries after the snapshot survive when the logs
 agree at its index (§7), the rest of the log goes, the configuration is the
 snapshot's plus the membership entries that survive, and the commit and
-applied indexes jump to the snapshot. A snapshot never moves the term.
+applied indexes jump to the snapshot. A snapshot never moves the term
+backwards; the leader that sent it may move it forwards, as any message from
+a newer leader does.
 """
 
 from __future__ import annotations
@@ -47,7 +49,11 @@ class SnapshotMixin:
         _applying_to: int
         _removed_at: int | None
         _events: list[Event]
+        term: int
+        _election_elapsed_ms: int
 
+        def _become_follower(self, term: int, leader_id: int | None) -> None: ...
+        def _set_leader(self, leader_id: int | None) -> None: ...
         def _truncate(self, index: int) -> None: ...
         def _apply_membership(self, entry: Entry, *, announce: bool) -> None: ...
 
@@ -94,20 +100,46 @@ class SnapshotMixin:
             self._compact_upto = upto
         return meta
 
-    def begin_load_snapshot(self, term: int, index: int, membership: Membership) -> bool:
+    def begin_load_snapshot(
+        self,
+        term: int,
+        index: int,
+        membership: Membership,
+        *,
+        leader_term: int,
+        leader_id: int | None = None,
+    ) -> bool:
         """Start installing a snapshot received from the leader (§7).
 
-        Returns False, changing nothing, when the snapshot is not newer than
-        what this server has committed. Otherwise the log keeps the entries
-        after ``index`` if the entry at ``index`` has ``term``, and is
-        discarded otherwise; the configuration becomes ``membership``. The
-        driver restores its state machine, then calls :meth:`end_load_snapshot`.
+        ``term``, ``index`` and ``membership`` describe the snapshot;
+        ``leader_term`` is the term of the leader that sent it (and
+        ``leader_id`` that leader, when known). The sender is treated as any
+        message from it would be (Figure 2): a snapshot from a stale term is
+        refused; a newer term is adopted (the vote is reset and a leader or
+        candidate steps down, as on an AppendEntries of that term); and the
+        election timer restarts.
+
+        Returns False, changing nothing else, when the sender's term is stale,
+        the snapshot's term is above the sender's, this server is the leader
+        of ``leader_term``, or the snapshot is not newer than what this server
+        has committed. Otherwise the log keeps the entries after ``index`` if
+        the entry at ``index`` has ``term``, and is discarded otherwise; the
+        configuration becomes ``membership``. The driver restores its state
+        machine, then calls :meth:`end_load_snapshot`.
 
         Raises:
             SnapshotInProgress: a snapshot is being taken or loaded.
         """
         if self._snapshotting is not None or self._loading:
             raise SnapshotInProgress()
+        if leader_term < self.term or term > leader_term:
+            return False  # a stale leader's, or malformed: no leader holds a later term
+        if leader_term > self.term or self.role is Role.CANDIDATE:
+            self._become_follower(leader_term, leader_id)
+        elif self.role is Role.FOLLOWER:
+            if leader_id is not None:
+                self._set_leader(leader_id)
+            self._election_elapsed_ms = 0
         if index <= self.commit_index:
             return False
         if self.role is Role.LEADER:

@@ -72,25 +72,53 @@ class Durable:
             raise storage.CorruptLogError(info.path, 0, f"bad membership: {exc}") from None
         return SnapshotMeta(info.index, info.term, membership), info
 
-    def finish_snapshot_install(self, index: int) -> None:
-        """Compact the log up to a restored snapshot's ``index`` when it ends before it.
+    def finish_snapshot_install(self, index: int, term: int) -> None:
+        """Make the log agree with the newest snapshot, ``(index, term)``, at start-up.
 
-        Installing a snapshot saves it first and compacts the log in a later
-        Ready; a crash in between leaves a snapshot past the end of the log,
-        and the log would refuse the next entry (``index + 1``) as not
-        contiguous. Entries up to ``index`` are covered by the snapshot.
+        Installing a snapshot saves it first and truncates and compacts the
+        log in a later Ready (docs/storage-format.md, "Installing a snapshot
+        from the leader"); a crash in between leaves one of:
+
+        * a log that ends before ``index``: it is compacted up to ``index``,
+          or the next entry (``index + 1``) would not be contiguous;
+        * a log that contradicts the snapshot, an entry at ``index`` whose
+          term is not ``term`` or entries after it with terms below ``term``:
+          everything after ``index`` is dropped and the log compacted up to
+          it. The snapshot's entry is committed, so by Log Matching no entry
+          after a disagreeing one can be committed; a kept stale tail would
+          make this server vote for candidates that lack the committed entry.
+
+        A log that agrees with the snapshot is left alone.
 
         Raises:
-            storage.StorageError: the compaction could not be written.
+            storage.StorageError: the repair could not be written.
         """
-        if self.log.last_index < index:
+        log_ = self.log
+        first, last = log_.first_index, log_.last_index
+        contradicts = (first <= index <= last and log_.term_at(index) != term) or (
+            first <= index + 1 <= last and log_.term_at(index + 1) < term
+        )
+        if contradicts:
+            log.warning(
+                "dropping log entries %d..%d: they contradict the snapshot at %d (term %d), "
+                "left by an interrupted snapshot install",
+                max(first, index + 1),
+                last,
+                index,
+                term,
+            )
+            if first <= index + 1 <= last:
+                log_.truncate_from(index + 1)
+            log_.compact_upto(index)
+            log_.sync()
+        elif last < index:
             log.info(
                 "finishing an interrupted snapshot install: log ends at %d, snapshot at %d",
-                self.log.last_index,
+                last,
                 index,
             )
-            self.log.compact_upto(index)
-            self.log.sync()
+            log_.compact_upto(index)
+            log_.sync()
 
     def entries_after(self, index: int) -> list[Entry]:
         """Every durable entry after ``index``, in order.

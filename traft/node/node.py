@@ -224,7 +224,7 @@ class Node(MembershipMixin, SnapshotMixin):
                 meta, info = snap
                 with durable.snapshots.reader(info) as reader:
                     self.state_machine.restore(reader.chunks())
-                durable.finish_snapshot_install(meta.index)
+                durable.finish_snapshot_install(meta.index, meta.term)
             entries = durable.entries_after(meta.index if meta else 0)
             raft = Raft.restore(
                 self.id,

@@ -73,7 +73,9 @@ class SnapshotMixin:
         if info is None:
             return
         meta_membership = Membership.from_bytes(info.membership)
-        if not raft.begin_load_snapshot(info.term, info.index, meta_membership):
+        if not raft.begin_load_snapshot(
+            info.term, info.index, meta_membership, leader_term=chunk.term, leader_id=from_id
+        ):
             return
         assert self._durable is not None
         with self._durable.snapshots.reader(info) as reader:

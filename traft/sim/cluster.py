@@ -106,26 +106,48 @@ class MemoryDisk:
     def last_index(self) -> int:
         return self.base_index + len(self.entries)
 
+    def term_at(self, index: int) -> int | None:
+        offset = index - self.base_index
+        if 0 < offset <= len(self.entries):
+            return self.entries[offset - 1].term
+        return None
+
     def recover(self) -> list[Entry]:
         """The entries a restarting node hands to ``Raft.restore``, as the node finds them.
 
-        Mirrors ``Node._open`` and :class:`~traft.node.durable.Durable`: with a
-        snapshot, a log that ends before it is compacted up to it (an install
-        interrupted before its compaction was persisted), then the entries
-        after the snapshot's index are read; the snapshot is the log's base.
+        Mirrors ``Node._open`` and :class:`~traft.node.durable.Durable`:
+        ``finish_snapshot_install`` first makes the log agree with the newest
+        snapshot (S, T), where an install interrupted by a crash can leave a
+        log that ends before S (it is compacted up to S) or one that
+        contradicts the snapshot, another term at S or a lower one at S + 1
+        (everything after S goes and the log is compacted up to S); then
+        ``entries_after(S)`` reads the rest, and the snapshot is the base.
         """
         snap = self.snapshot
         if snap is None:
             return list(self.entries)
-        if self.last_index < snap.index:
-            # Durable.finish_snapshot_install.
-            self.entries.clear()
-            self.base_index = snap.index
-            self.base_term = snap.term
+        index, term = snap.index, snap.term
+        at, after = self.term_at(index), self.term_at(index + 1)
+        if (at is not None and at != term) or (after is not None and after < term):
+            if after is not None:
+                del self.entries[index + 1 - self.base_index - 1 :]
+            self._compact_to_snapshot()
+        elif self.last_index < index:
+            self._compact_to_snapshot()
         # Durable.entries_after.
-        offset = snap.index - self.base_index
+        offset = index - self.base_index
         assert offset >= 0, "the log starts after the snapshot: entries are missing"
         return self.entries[offset:]
+
+    def _compact_to_snapshot(self) -> None:
+        snap = self.snapshot
+        assert snap is not None
+        drop = snap.index - self.base_index
+        if drop > 0:
+            del self.entries[:drop]
+            self.base_index = snap.index
+            self.base_term = snap.term
+        self.fsyncs += 1
 
 
 @attrs.frozen
@@ -160,6 +182,7 @@ class Install:
     """
 
     transfer: SnapshotTransfer
+    sender: int
     started_ms: int
     step: int = 0
     due_ms: int = 0
@@ -462,7 +485,7 @@ class Cluster:
                 server.inbox.append((src, msg))
             return
         if isinstance(msg, SnapshotTransfer):
-            self._start_install(server, msg)
+            self._start_install(server, src, msg)
             return
         if type(msg) is RequestVote:
             server.vote_request = msg
@@ -471,7 +494,7 @@ class Cluster:
 
     # -- snapshot installs ---------------------------------------------------------
 
-    def _start_install(self, server: SimServer, transfer: SnapshotTransfer) -> None:
+    def _start_install(self, server: SimServer, src: int, transfer: SnapshotTransfer) -> None:
         raft = server.raft
         meta = transfer.meta
         # The node answers "done" without saving anything in these cases.
@@ -479,7 +502,7 @@ class Cluster:
             return
         if transfer.term < raft.term:
             return
-        install = Install(transfer, self.now_ms)
+        install = Install(transfer, src, self.now_ms)
         server.install = install
         for hook in self.on_install:
             hook(server, install)
@@ -547,7 +570,13 @@ class Cluster:
             for saved in self.on_snapshot_saved:
                 saved(server, meta)
         elif step == 1:
-            if not raft.begin_load_snapshot(meta.term, meta.index, meta.membership):
+            if not raft.begin_load_snapshot(
+                meta.term,
+                meta.index,
+                meta.membership,
+                leader_term=transfer.term,
+                leader_id=install.sender,
+            ):
                 server.install = None
                 return
             server.state = transfer.state
@@ -557,17 +586,18 @@ class Cluster:
             for loaded in self.on_snapshot:
                 loaded(server, meta, True)
         elif step == 2:
-            # The install's Ready: its truncation is durable on its own first.
+            # The install's Ready: as the node's Durable.persist, term and vote
+            # first, then the truncation, durable on their own.
             rd = install.rd = raft.ready()
-            if rd.truncate_from is not None:
-                part = Ready(truncate_from=rd.truncate_from)
+            if rd.truncate_from is not None or rd.hard_state is not None:
+                part = Ready(hard_state=rd.hard_state, truncate_from=rd.truncate_from)
                 disk.persist(part)
                 for hook in self.on_persist:
                     hook(server, part)
         else:
             assert install.rd is not None
             rd = install.rd
-            part = Ready(hard_state=rd.hard_state, entries=rd.entries, compact_upto=rd.compact_upto)
+            part = Ready(entries=rd.entries, compact_upto=rd.compact_upto)
             disk.persist(part)
             for hook in self.on_persist:
                 hook(server, part)
