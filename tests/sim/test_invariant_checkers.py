@@ -21,6 +21,7 @@ from traft.core import (
     Role,
     SnapshotMeta,
 )
+from traft.core.log import RaftLog
 from traft.core.messages import RequestVote
 from traft.sim import Cluster
 from traft.sim.invariants import INVARIANTS, InvariantChecker, InvariantViolation
@@ -347,19 +348,26 @@ def test_removal_notice_seen_twice_or_without_a_removal() -> None:
 
 def test_log_matching_restart_keeps_a_tail_the_snapshot_contradicts() -> None:
     # Issue 10, bug 2: the disk holds a snapshot (S, T) and a tail after S of
-    # a lower term (an install crashed before its truncation was durable).
+    # a lower term (an install crashed before its truncation was durable); a
+    # recovery that keeps the tail restores a log whose terms go backwards.
     w = Watched(entries=5)
     f = w.server(w.follower())
     w.cluster.crash(f.id)
-    index = f.disk.entries[-3].index
-    term = f.disk.entries[-1].term + 1
+    stale = f.disk.entries[-2:]
+    index = stale[0].index - 1
+    term = stale[-1].term + 1
     membership = Membership(tuple(NodeConfig(i, True) for i in (1, 2, 3)))
     meta = SnapshotMeta(index, term, membership)
     f.disk.snapshot = meta
     f.disk.snapshot_state = w.checker._chain_at[index]
     w.checker.on_snapshot_saved(f, meta)
+    w.cluster.restart(f.id)  # a sound recovery drops the tail
+    assert f.raft.current_index == index
+    unsound = RaftLog(index, term)
+    unsound.append(stale)
+    f.raft._log = unsound
     with _violates("log_matching"):
-        w.cluster.restart(f.id)
+        w.checker.on_restart(f)
 
 
 def test_no_id_reuse_accepted_readd() -> None:

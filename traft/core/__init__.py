@@ -18,6 +18,7 @@ from traft.core.entry import (
 from traft.core.errors import (
     LeaderNotReady,
     MembershipError,
+    NodeIdRemoved,
     NodeUnknown,
     NoSnapshotInProgress,
     NothingToSnapshot,
@@ -72,6 +73,7 @@ __all__ = [
     "NoSnapshotInProgress",
     "NodeConfig",
     "NodeHasSufficientLogs",
+    "NodeIdRemoved",
     "NodeUnknown",
     "NotLeader",
     "NothingToSnapshot",

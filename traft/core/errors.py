@@ -55,6 +55,23 @@ class MembershipError(RaftError):
     """A membership change that makes no sense for the current configuration."""
 
 
+class NodeIdRemoved(MembershipError):
+    """Adding a node whose id was removed from the cluster: ids are never reused.
+
+    A removed server may still hold its old log, vote and term; under its
+    old id the others could not tell it from the member it was (etcd refuses
+    the same way, ``ErrIDRemoved``). Wipe its data directory and add it under
+    a new id.
+    """
+
+    def __init__(self, node_id: int) -> None:
+        self.node_id = node_id
+        super().__init__(
+            f"node {node_id} was removed from the cluster and its id cannot be reused: "
+            f"wipe that node's data directory and add it under a new id"
+        )
+
+
 class LeaderNotReady(RaftError):
     """A new leader cannot serve reads or change membership until an entry of its term commits."""
 

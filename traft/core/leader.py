@@ -95,7 +95,7 @@ class LeaderMixin:
         # A node removed by an entry that is not committed yet (perhaps the
         # previous leader removing itself) must still hear that its removal
         # committed: replicate to it until it says so.
-        for node_id, index in self._conf.pending_removals():
+        for node_id, index in self._conf.pending_removals(self.commit_index):
             if node_id != self.id:
                 pr = self._progress.setdefault(node_id, Progress(node_id, log.last_index + 1))
                 pr.removal_index = index
@@ -349,7 +349,6 @@ class LeaderMixin:
         if index <= self.commit_index or self._log.term_at(index) != self.term:
             return  # §5.4.2: only entries of the current term commit by counting
         self.commit_index = index
-        self._conf.prune_upto(index)
         removed = self._removed_at
         if removed is not None and index >= removed:
             # A leader that removed itself steps down once the removal commits,

@@ -25,6 +25,7 @@ from traft.core.entry import Entry, EntryResponse, EntryStatus, EntryType, membe
 from traft.core.errors import (
     LeaderNotReady,
     MembershipError,
+    NodeIdRemoved,
     NodeUnknown,
     NotLeader,
     OneVotingChangeOnly,
@@ -141,6 +142,9 @@ class Raft(LeaderMixin, SnapshotMixin):
             base_index, base_term: the index and term just before the first
                 entry when the log was compacted below the snapshot's index.
 
+        A server whose snapshot lists it among the removed ids gets
+        ``RemovedSelf(snapshot.index)`` in its first Ready.
+
         Raises:
             ValueError: the pieces do not fit together: entries that do not
                 start right after the base or are not contiguous, a term that
@@ -154,8 +158,7 @@ class Raft(LeaderMixin, SnapshotMixin):
         raft.voted_for = voted_for
         raft._persisted_hs = HardState(term, voted_for)
         start = membership if snapshot is None else snapshot.membership
-        for node in (start or Membership()).nodes:
-            raft._conf.set_node(node)
+        raft._conf = Configuration(start or Membership())
         if snapshot is not None:
             raft.snapshot = snapshot
             raft.commit_index = raft.last_applied = snapshot.index
@@ -200,7 +203,12 @@ class Raft(LeaderMixin, SnapshotMixin):
         for entry in entries:
             if entry.type >= _MEMBERSHIP_MIN:
                 raft._apply_membership(entry, announce=False)
-        raft._conf.prune_upto(raft.commit_index)
+        raft._conf.prune_upto(raft.last_applied)
+        if snapshot is not None and raft._removed_at is None and node_id in raft._conf.removed:
+            # The snapshot says this server was removed: it is told again on
+            # every start, as the removing entry is no longer in its log.
+            raft._removed_at = snapshot.index
+            raft._events.append(RemovedSelf(snapshot.index))
         raft._stable_index = raft._handed_index = raft._log.last_index
         raft._unsent_from = raft._log.last_index + 1
         return raft
@@ -540,7 +548,6 @@ class Raft(LeaderMixin, SnapshotMixin):
         new_commit = min(msg.leader_commit, vouched)
         if new_commit > self.commit_index:
             self.commit_index = new_commit
-            self._conf.prune_upto(new_commit)
         self._msgs.append((from_id, self._ae_response(True, max(vouched, log.base_index), msg.seq)))
 
     def _reject_hint(self, msg: AppendEntries) -> int:
@@ -674,6 +681,8 @@ class Raft(LeaderMixin, SnapshotMixin):
         ADD_NONVOTING_NODE adds a node that replicates but does not vote;
         ADD_NODE promotes it to voting once it has caught up; REMOVE_NODE
         removes a node, the leader included. Each takes effect when appended.
+        The id of a removed node is never reused: adding it again is refused
+        (bring the server back with an empty log under a new id).
 
         Raises:
             NotLeader: this server is not the leader.
@@ -681,6 +690,8 @@ class Raft(LeaderMixin, SnapshotMixin):
                 node, is still uncommitted.
             LeaderNotReady: promoting or removing before an entry of this
                 term has committed.
+            NodeIdRemoved: adding or promoting a node whose id was removed (a
+                MembershipError).
             NodeUnknown: promoting or removing a node that is not a member.
             MembershipError: adding a node that is already a member, promoting a
                 voter, removing the last voter, or ``kind`` is not a membership type.
@@ -694,6 +705,8 @@ class Raft(LeaderMixin, SnapshotMixin):
         if self._conf.change_pending(node_id, self.commit_index):
             # Removing and re-adding the same node must not race (seed regression).
             raise OneVotingChangeOnly()
+        if kind is not EntryType.REMOVE_NODE and node_id in self._conf.removed:
+            raise NodeIdRemoved(node_id)
         if kind is EntryType.ADD_NONVOTING_NODE:
             if current is not None:
                 raise MembershipError(f"node {node_id} is already a member")
@@ -821,6 +834,9 @@ class Raft(LeaderMixin, SnapshotMixin):
                     self._maybe_commit()
         if rd.committed:
             self.last_applied = max(self.last_applied, rd.committed[-1].index)
+            # Undo records are kept until applied, not only committed: a
+            # snapshot at the applied index needs the configuration there.
+            self._conf.prune_upto(self.last_applied)
 
     # -- diagnostics ------------------------------------------------------------
 

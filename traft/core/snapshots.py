@@ -11,6 +11,11 @@ snapshot's plus the membership entries that survive, and the commit and
 applied indexes jump to the snapshot. A snapshot never moves the term
 backwards; the leader that sent it may move it forwards, as any message from
 a newer leader does.
+
+A snapshot whose configuration lists this server among the removed ids (see
+:mod:`traft.core.membership`) tells it that its removal committed at or
+before the snapshot's index, perhaps while it was away: it gets
+``RemovedSelf(index)`` as if it had applied the removing entry, once.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import TYPE_CHECKING
 from traft.core.entry import EntryType
 from traft.core.errors import NoSnapshotInProgress, NothingToSnapshot, SnapshotInProgress
 from traft.core.membership import Configuration, Membership
-from traft.core.ready import MembershipChanged, Role, SnapshotMeta
+from traft.core.ready import MembershipChanged, RemovedSelf, Role, SnapshotMeta
 
 if TYPE_CHECKING:
     from traft.core.entry import Entry
@@ -34,6 +39,7 @@ class SnapshotMixin:
     """Snapshot taking and loading of :class:`~traft.core.raft.Raft`."""
 
     if TYPE_CHECKING:
+        id: int
         role: Role
         commit_index: int
         last_applied: int
@@ -154,6 +160,8 @@ class SnapshotMixin:
         self._handed_index = max(self._handed_index, index)
         self._unsent_from = max(self._unsent_from, index + 1)
         self._stable_index = max(self._stable_index, index)
+        removed = self._removed_at
+        told = removed is not None and removed <= self._applying_to  # RemovedSelf went out
         self.commit_index = self.last_applied = self._applying_to = index
         self._removed_at = None
         old = self._conf.nodes
@@ -161,6 +169,11 @@ class SnapshotMixin:
         for entry in log.slice(index + 1, log.last_index + 1):
             if entry.type >= _MEMBERSHIP_MIN:
                 self._apply_membership(entry, announce=False)
+        if self._removed_at is None and self.id in self._conf.removed:
+            # Removed by an entry the snapshot covers: committed, and maybe never seen here.
+            self._removed_at = index
+            if not told:
+                self._events.append(RemovedSelf(index))
         for node_id in sorted(set(old) | set(self._conf.nodes)):
             if old.get(node_id) != self._conf.nodes.get(node_id):
                 self._events.append(MembershipChanged(node_id, self._conf.nodes.get(node_id)))

@@ -69,7 +69,7 @@ from traft.node.metrics import NodeCounters, make_registry
 from traft.node.snapshots import SnapshotMixin
 from traft.node.statemachine import StateMachine
 from traft.node.transfer import SnapshotReceiver, SnapshotSender
-from traft.node.waiters import MemberChange, Proposal, Read, Waiter
+from traft.node.waiters import MemberChange, Proposal, Read, Waiter, covered_by_snapshot
 from traft.wire import MalformedMessage, SnapshotAck, SnapshotChunk, WireMessage, decode, encode
 
 log = logging.getLogger(__name__)
@@ -158,6 +158,7 @@ class Node(MembershipMixin, SnapshotMixin):
         self._tick_carry = 0.0
         self._applied = 0
         self._snapshot_index = 0
+        self._covered_checked = 0  # proposals at or below it are not covered by a snapshot
         self._max_command = 0
 
     # -- lifecycle --------------------------------------------------------------------
@@ -564,6 +565,9 @@ class Node(MembershipMixin, SnapshotMixin):
             for event in rd.events:
                 self._on_event(event)
             raft.advance(rd)
+            snapshot = raft.snapshot
+            if snapshot is not None and snapshot.index > self._covered_checked:
+                self._fail_covered(snapshot.index, snapshot.term)
             if self._reads_waiting:
                 self._serve_reads()
             if self._member_waiters:
@@ -597,6 +601,23 @@ class Node(MembershipMixin, SnapshotMixin):
                     self.counters.proposals_lost += 1
                     waiter.fail(ProposalLost("the proposal was replaced by a new leader's entry"))
         self.counters.applied_entries += len(entries)
+
+    def _fail_covered(self, index: int, term: int) -> None:
+        """Answer the proposals a snapshot covered before they were applied here.
+
+        Their entries were compacted by a snapshot installed from the leader
+        and will never reach ``_apply``: rather than hang until their
+        deadline, they fail now, as lost or unknown, never as a success.
+        """
+        self._covered_checked = index
+        proposals = self._proposals
+        covered = [i for i in proposals if i <= index]
+        for i in covered:
+            waiter = proposals.pop(i)
+            error = covered_by_snapshot(waiter.term, term)
+            if isinstance(error, ProposalLost):
+                self.counters.proposals_lost += 1
+            waiter.fail(error)
 
     def _on_event(self, event: object) -> None:
         raft = self.raft

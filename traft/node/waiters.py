@@ -4,6 +4,12 @@ Theory of operation: a caller creates one of these, hands it to the main
 loop and parks on it; the main loop resolves or fails it when the entry is
 applied (or a read is confirmed, or a change commits), and its tick fails
 it at its deadline. A waiter is resolved at most once.
+
+A waiter succeeds only when the entry with its own index *and* term is known
+committed. An entry that a snapshot from the leader covered before this
+node applied it can no longer be checked by its term: see
+:func:`covered_by_snapshot` for proposals, and ``traft.node.members`` for
+membership changes, which check the configuration instead.
 """
 
 from __future__ import annotations
@@ -16,8 +22,36 @@ from typing import Any
 import trio
 
 from traft.core import EntryType
+from traft.node.errors import NodeError, ProposalLost, ProposalTimeout
 
 log = logging.getLogger(__name__)
+
+
+def covered_by_snapshot(term: int, snapshot_term: int) -> NodeError:
+    """The error for a proposal of ``term`` whose entry was covered by a
+    snapshot installed from the leader before this node applied it; the
+    snapshot's last entry has ``snapshot_term``.
+
+    Never a success: the state machine's answer is not known here. A term
+    has one leader, which never drops its own entries, so a snapshot ending
+    with an entry of the proposal's term holds that leader's log, proposal
+    included: it committed, answer unknown. One ending with an older term
+    holds only older entries up to its index: the proposal was lost. After
+    a newer term it cannot be told.
+    """
+    if snapshot_term < term:
+        return ProposalLost(
+            "the proposal was replaced by a new leader's entry (learnt from its snapshot)"
+        )
+    if snapshot_term == term:
+        return ProposalTimeout(
+            "the proposal committed, but this node learnt it from a snapshot and does not "
+            "know its result; retrying with the same key returns it"
+        )
+    return ProposalTimeout(
+        "outcome unknown: a snapshot from a new leader covered the entry before it was "
+        "applied here; retrying with the same key is safe"
+    )
 
 
 class Waiter:
@@ -107,7 +141,7 @@ class Read(Waiter):
 
 
 class MemberChange(Waiter):
-    __slots__ = ("kind", "node_id", "context", "promote")
+    __slots__ = ("kind", "node_id", "context", "promote", "committed")
 
     def __init__(self, kind: EntryType, node_id: int, context: bytes, promote: bool) -> None:
         super().__init__()
@@ -115,3 +149,4 @@ class MemberChange(Waiter):
         self.node_id = node_id
         self.context = context
         self.promote = promote
+        self.committed = False  # its own entry (index and term) is known committed
