@@ -182,7 +182,7 @@ class Simulation:
                 "install_crashes",
                 "readd_refused",
                 "away",
-                "removed_by_snapshot",
+                "away_compactions",
             ),
             0,
         )
@@ -479,7 +479,12 @@ class Simulation:
 
     def _readd(self, leader: SimServer) -> None:
         """Try to add again a server whose removal committed: the leader must refuse."""
-        removed = sorted(self.checker.removed_at)
+        # Only removals this leader knows committed: a deposed leader that
+        # never heard of a server may accept it (the entry can never commit).
+        commit = leader.raft.commit_index
+        removed = sorted(i for i, at in self.checker.removed_at.items() if at <= commit)
+        if not removed:
+            return
         node_id = removed[self.rng.randrange(len(removed))]
         try:
             leader.raft.propose_membership(EntryType.ADD_NONVOTING_NODE, node_id)
@@ -520,7 +525,7 @@ class Simulation:
             return
         meta = self.cluster.take_snapshot(leader_id)
         if meta is not None:
-            self.stats["removed_by_snapshot"] += 1
+            self.stats["away_compactions"] += 1
             self._note(f"leader {leader_id} snapshots at {meta.index} before {node_id} returns")
             self.checker.after_step(leader)
 
@@ -693,7 +698,7 @@ class Simulation:
             "install_crashes": self.cluster.install_crashes,
             "readd_refused": self.stats["readd_refused"],
             "away": self.stats["away"],
-            "removed_by_snapshot": self.stats["removed_by_snapshot"],
+            "away_compactions": self.stats["away_compactions"],
             "delivered": network.delivered,
             "dropped": network.dropped,
             "duplicated": network.duplicated,
