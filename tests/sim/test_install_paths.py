@@ -95,10 +95,13 @@ PATHS = SimOptions(
 )
 
 
-@pytest.mark.parametrize("seed", [3, 4])
+@pytest.mark.parametrize("seed", [4, 5])
 def test_seeds_take_the_new_paths_and_hold_every_invariant(seed: int) -> None:
+    # On main before issue 10's fixes, both fail (no_id_reuse, removal_notice).
     result = Simulation(PATHS, seed).run()
     assert result.violation is None, f"{result.violation} (iteration {result.iteration})"
     s = result.summary
     assert s["snapshots_loaded"] > 0
-    assert s["install_crashes"] + s["readd_refused"] + s["away"] > 0
+    assert s["install_crashes"] > 0  # installs crashed between steps
+    assert s["readd_refused"] > 0  # removed ids offered again, refused
+    assert s["away_compactions"] > 0  # a removed server came back to a snapshot
