@@ -7,6 +7,7 @@ import random
 import pytest
 
 from traft.core import (
+    AppendEntries,
     AppendEntriesResponse,
     Entry,
     EntryType,
@@ -20,8 +21,10 @@ from traft.core import (
     RemovedSelf,
     RequestVote,
     RequestVoteResponse,
+    SendSnapshot,
     SnapshotMeta,
 )
+from traft.core.progress import ProgressState
 from traft.sim import Cluster
 
 from .helpers import drain, elect, elect_and_commit, make, sent
@@ -249,3 +252,85 @@ def test_r14_restore_refuses_a_log_that_contradicts_its_snapshot() -> None:
     assert (raft.current_index, raft.last_log_term) == (22, 3)
     raft = restore([entry(1, 19), entry(2, 20), entry(2, 21)], base_index=18, base_term=1)
     assert raft.log.term_at(20) == 2
+
+
+class _SnapshotChase:
+    """Leader 1, follower 2 faked (acknowledges everything), follower 3 a real core."""
+
+    def __init__(self) -> None:
+        self.leader = make(1, snapshot_resend_ms=1000)
+        self.follower = make(3)
+        self.follower_up = False
+        self.snapshots_asked: list[SendSnapshot] = []
+
+    def settle(self) -> None:
+        leader, follower = self.leader, self.follower
+        for _ in range(100):
+            if not (leader.has_ready() or follower.has_ready()):
+                return
+            rd = drain(leader)
+            self.snapshots_asked += [e for e in rd.events if isinstance(e, SendSnapshot)]
+            for m in sent(rd, to=2, kind=AppendEntries):
+                assert isinstance(m, AppendEntries)
+                index = m.prev_log_index + len(m.entries)
+                leader.recv(
+                    2,
+                    AppendEntriesResponse(
+                        term=m.term, success=True, current_index=index, commit_index=0, seq=m.seq
+                    ),
+                )
+            if self.follower_up:
+                for m in sent(rd, to=3):
+                    follower.recv(1, m)
+                for m in sent(drain(follower), to=1):
+                    leader.recv(3, m)
+        raise AssertionError("did not settle")
+
+    def heartbeats(self, n: int) -> None:
+        for _ in range(n):
+            self.leader.periodic(100)
+            self.settle()
+
+    def commit(self, n: int) -> None:
+        self.leader.recv_entries([b"x"] * n)
+        self.settle()
+        assert self.leader.last_applied == self.leader.current_index
+
+
+@pytest.mark.parametrize("resent", [False, True], ids=["in_flight", "resent_newer"])
+def test_r16_follower_returns_to_replication_after_a_snapshot_install(resent: bool) -> None:
+    # Issue 10, bug 3. While follower 3 loads snapshot 31, the leader snapshots
+    # again (at 41, still holding 30..). In SNAPSHOT state the heartbeat probed
+    # the leader's newest snapshot, not the one sent, and rejections were
+    # ignored: the follower got snapshot after snapshot and never replicated.
+    c = _SnapshotChase()
+    leader, follower = c.leader, c.follower
+    elect(leader)
+    c.heartbeats(1)  # follower 2 answers the probe and replicates from here on
+    c.commit(30)
+    first = leader.begin_snapshot()
+    leader.end_snapshot(keep_entries=5)
+    assert (first.index, leader.first_index) == (31, 27)
+    c.follower_up = True
+    c.heartbeats(1)
+    assert [(e.node_id, e.index) for e in c.snapshots_asked] == [(3, 31)]
+    # The transfer of 31 takes a while; the leader goes on and snapshots again.
+    c.commit(10)
+    leader.begin_snapshot()
+    leader.end_snapshot(keep_entries=12)
+    assert leader.first_index == 30
+    if resent:
+        c.heartbeats(10)  # past snapshot_resend_ms: the leader asks again, for 41
+        assert c.snapshots_asked[-1].index == 41
+    asked = len(c.snapshots_asked)
+    # Snapshot 31 arrives and is installed.
+    assert follower.begin_load_snapshot(
+        first.term, first.index, first.membership, leader_term=leader.term, leader_id=1
+    )
+    follower.end_load_snapshot()
+    c.settle()
+    c.heartbeats(15)
+    assert len(c.snapshots_asked) == asked, "sent another snapshot after the install"
+    assert leader.progress()[3].state is ProgressState.REPLICATE
+    assert follower.current_index == leader.current_index == 41
+    assert follower.commit_index == leader.commit_index

@@ -28,11 +28,12 @@ from traft.core import (
     RequestVote,
     RequestVoteResponse,
 )
+from traft.core.progress import ProgressState
 from traft.node.durable import Durable
 from traft.node.node import Node
 from traft.wire import SnapshotChunk, decode, encode
 
-from .test_node import Counter, cluster_config
+from .test_node import Counter, cluster_config, harness
 
 MEMBERS = Membership((NodeConfig(1, True), NodeConfig(2, True), NodeConfig(3, True)))
 SNAP_INDEX, SNAP_TERM = 20, 2
@@ -200,3 +201,31 @@ async def test_snapshot_install_survives_a_crash_at_every_step(
                 reply = await vote_reply(candidate, request)
                 assert not reply.vote_granted, "voted for a candidate lacking (20, term 2)"
         nursery.cancel_scope.cancel()
+
+
+async def test_follower_returns_to_replication_while_the_leader_keeps_snapshotting(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Issue 10, bug 3: with the leader snapshotting more often than a follower's
+    # install round trip, the follower was sent snapshot after snapshot (the
+    # heartbeat probed the leader's newest snapshot, rejections were ignored)
+    # and never went back to replication.
+    async with harness(tmp_path, snapshot_entries=5) as h:
+        for i in (1, 2, 3):
+            await h.start(i)
+        leader = await h.leader()
+        lagger = next(i for i in (1, 2, 3) if i != leader.id)
+        h.kill(lagger)
+        for _ in range(30):
+            await h.submit(b"1")
+        node = await h.start(lagger)
+        # Five entries (one snapshot) every 100 ms, heartbeats every 50 ms.
+        for _ in range(40):
+            for _ in range(5):
+                await h.submit(b"1")
+            await trio.sleep(0.1)
+        assert leader.raft is not None and node.raft is not None
+        assert leader.raft.progress()[lagger].state is ProgressState.REPLICATE
+        assert node.counters.snapshots_installed <= 2
+        await trio.sleep(1)
+        assert h.machines[lagger].total == 230

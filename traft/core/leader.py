@@ -11,9 +11,11 @@ go out every ``request_timeout_ms``; each heartbeat round carries a new
 
 Commit rule (§5.3, §5.4.2): the commit index is the largest index stored on
 a majority of *voting* members, and only an entry of the current term is
-committed by counting replicas. The leader's own replica counts only once it
-is durable (``_stable_index``), because it may send before its fsync ends
-(thesis §10.2.1).
+committed by counting replicas. The leader's own replica counts only once
+``advance()`` reports it durable (``_stable_index``): entries proposed since
+the last Ready, or handed out in one not yet advanced, are in its log but not
+on its disk. The leader sends nothing before its own persist is durable
+(the Ready contract in :mod:`traft.core.ready`), like every other role.
 
 Membership (§6, seed semantics): a node removed by an entry the leader holds
 keeps receiving AppendEntries until it reports a commit index at or past its
@@ -174,9 +176,9 @@ class LeaderMixin:
                 pr.probe_sent = False
                 self._send_append(pr)
             elif state is _SNAPSHOT:
-                snap = self.snapshot
-                assert snap is not None
-                self._send_heartbeat(pr, snap.index, snap.term)
+                # Probe the snapshot being sent: once the follower has it, the
+                # answer is a success and replication resumes after it.
+                self._send_heartbeat(pr, pr.pending_snapshot, pr.pending_snapshot_term)
             elif pr.next_index - 1 > pr.match_index and pr.match_index == pr.stall_mark:
                 # Entries in flight and no progress for a whole heartbeat
                 # interval: some were lost. Resend from the last known match.
@@ -207,7 +209,7 @@ class LeaderMixin:
     def _start_snapshot(self, pr: Progress) -> None:
         snap = self.snapshot
         assert snap is not None, "entries were compacted without a snapshot"
-        pr.become_snapshot(snap.index)
+        pr.become_snapshot(snap.index, snap.term)
         self._events.append(SendSnapshot(pr.node_id, snap.index, snap.term))
 
     def _send_append(self, pr: Progress) -> None:
@@ -299,7 +301,13 @@ class LeaderMixin:
         if msg.success:
             advanced = pr.update_match(msg.current_index)
             state = pr.state
-            if state is _PROBE or state is _SNAPSHOT and pr.match_index >= pr.pending_snapshot:
+            if state is _PROBE:
+                pr.become_replicate()
+            elif state is _SNAPSHOT and self._log.term_at(pr.match_index) is not None:
+                # The follower installed a snapshot (perhaps an older one than
+                # pending) and the leader holds every entry after its match:
+                # replicate from there instead of waiting for another snapshot.
+                pr.next_index = pr.match_index + 1
                 pr.become_replicate()
             if advanced:
                 self._maybe_commit()
@@ -313,10 +321,18 @@ class LeaderMixin:
                 return
             self._check_sufficient_logs(pr)
         else:
-            if msg.current_index < pr.match_index or pr.state is _SNAPSHOT:
-                return  # stale, or waiting for the follower to load a snapshot
-            # Back up next_index in one step to the follower's hint (§5.3).
-            pr.next_index = min(pr.next_index, msg.current_index + 1)
+            if msg.current_index < pr.match_index:
+                return  # stale
+            if pr.state is _SNAPSHOT:
+                if self._log.term_at(msg.current_index) is None:
+                    return  # the follower still needs the snapshot being sent
+                # The follower's log may agree with ours where we still hold
+                # every later entry (it installed an older snapshot than the
+                # pending one): probe there instead of chasing snapshots.
+                pr.next_index = msg.current_index + 1
+            else:
+                # Back up next_index in one step to the follower's hint (§5.3).
+                pr.next_index = min(pr.next_index, msg.current_index + 1)
             pr.become_probe()
 
     def _check_sufficient_logs(self, pr: Progress) -> None:

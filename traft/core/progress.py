@@ -10,8 +10,13 @@ Theory of operation: a follower is in one of three states.
   entries optimistically, advancing ``next_index`` as it sends, up to
   ``max_inflight_entries`` beyond ``match_index``.
 * SNAPSHOT: the entries the follower needs are compacted; the driver was
-  asked to send a snapshot and the leader waits until the follower reports
-  an index at or beyond it.
+  asked to send snapshot ``pending_snapshot``. Heartbeats probe that
+  snapshot's index and term (not the leader's newest snapshot, which the
+  follower may never get). The follower leaves this state as soon as it can
+  be caught up from the log: when it reports an index from which the leader
+  still holds every later entry, whichever snapshot it installed (etcd does
+  the same), so a leader that snapshots faster than a transfer takes does
+  not send snapshot after snapshot.
 
 Invariant: match_index < next_index.
 Stale responses never move ``match_index`` backwards (it only grows).
@@ -40,6 +45,7 @@ class Progress:
         "acked_seq",
         "recent_active",
         "pending_snapshot",
+        "pending_snapshot_term",
         "snapshot_elapsed_ms",
         "sufficient_logs_reported",
         "removal_index",
@@ -55,6 +61,7 @@ class Progress:
         self.acked_seq = 0
         self.recent_active = True
         self.pending_snapshot = 0
+        self.pending_snapshot_term = 0
         self.snapshot_elapsed_ms = 0
         self.sufficient_logs_reported = False
         # Set while the node is removed by an entry the leader holds: the leader
@@ -80,9 +87,10 @@ class Progress:
         self.probe_sent = False
         self.next_index = max(self.next_index, self.match_index + 1)
 
-    def become_snapshot(self, index: int) -> None:
+    def become_snapshot(self, index: int, term: int) -> None:
         self.state = ProgressState.SNAPSHOT
         self.pending_snapshot = index
+        self.pending_snapshot_term = term
         self.snapshot_elapsed_ms = 0
 
     def update_match(self, index: int) -> bool:

@@ -11,11 +11,16 @@ The driver's loop (ARCHITECTURE §2), for every Ready it takes:
 3. apply ``committed`` in index order, react to ``events``;
 4. call :meth:`Raft.advance` with the same Ready.
 
-Nothing may be sent before step 1 is durable. A driver may keep feeding
-input between ``ready()`` and ``advance()`` (a pipelined driver does); the
-core counts its own copy of new entries toward commitment only once
-``advance()`` reports them durable. ``ready()`` may not be called again
-before ``advance()``.
+Nothing may be sent before step 1 is durable, on every role: the leader
+persists its own entries before it sends them too (thesis §10.2.1's sending
+before the leader's fsync is not part of this contract). Both drivers in
+this repository (:mod:`traft.node`, :mod:`traft.sim`) do exactly this.
+
+A driver may keep feeding input between ``ready()`` and ``advance()`` (the
+in-tree drivers do not); the core counts its own copy of entries toward
+commitment only once ``advance()`` reports them durable, so entries proposed
+or handed out but not yet persisted never commit on the leader's count
+alone. ``ready()`` may not be called again before ``advance()``.
 """
 
 from __future__ import annotations

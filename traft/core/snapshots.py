@@ -125,10 +125,11 @@ class SnapshotMixin:
         candidate steps down, as on an AppendEntries of that term); and the
         election timer restarts.
 
-        Returns False, changing nothing else, when the sender's term is stale,
-        the snapshot's term is above the sender's, this server is the leader
-        of ``leader_term``, or the snapshot is not newer than what this server
-        has committed. Otherwise the log keeps the entries after ``index`` if
+        Returns False, installing nothing, when the sender's term is stale or
+        below the snapshot's (nothing changes then), when this server is the
+        leader of ``leader_term``, or when the snapshot is not newer than what
+        this server has committed (a newer sender's term is still adopted).
+        Otherwise the log keeps the entries after ``index`` if
         the entry at ``index`` has ``term``, and is discarded otherwise; the
         configuration becomes ``membership``. The driver restores its state
         machine, then calls :meth:`end_load_snapshot`.
