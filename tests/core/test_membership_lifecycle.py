@@ -113,6 +113,12 @@ def test_popping_a_removal_forgets_the_removed_id() -> None:
 def test_membership_bytes_without_removed_ids_still_decode() -> None:
     # The encoding before removed ids were recorded: a count, then the nodes.
     old = Membership((NodeConfig(1, True, b"a"), NodeConfig(2, False)))
+    written_before = (
+        b"\x00\x00\x00\x02"
+        + b"\x00" * 7 + b"\x01\x01\x00\x00\x00\x01a"
+        + b"\x00" * 7 + b"\x02\x00\x00\x00\x00\x00"
+    )  # fmt: skip
+    assert old.to_bytes() == written_before
     assert Membership.from_bytes(old.to_bytes()) == old
     assert Membership.from_bytes(old.to_bytes()).removed == frozenset()
     new = Membership((NodeConfig(1, True),), removed=frozenset({2, 5}))

@@ -6,6 +6,7 @@ injector for partitions) under trio's autojump clock.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -250,3 +251,33 @@ def test_a_membership_change_covered_by_a_snapshot_is_judged_by_its_configuratio
         assert got is True
     else:
         assert isinstance(fate, type) and isinstance(got, fate)
+
+
+async def test_traft_member_add_of_a_removed_id_exits_1_with_the_way_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Real time (the CLI runs in a thread): a founding node and a joiner.
+    from traft import cli
+    from traft.kv.http import serve_http
+
+    with trio.fail_after(60):
+        async with faulty_harness(tmp_path, n=2, join=[2]) as h:
+            for i in (1, 2):
+                await h.start(i)
+            leader = await h.leader()
+            assert leader.id == 1
+            await leader.add_member(2, ("127.0.0.1", 7002), ("127.0.0.1", 8002))
+            await leader.remove_member(2)
+            shutdown = trio.Event()
+            app = KVApp(leader, KVStore())
+            host, port = await h.nursery.start(
+                functools.partial(serve_http, app, "127.0.0.1", 0, shutdown=shutdown)
+            )
+            argv = ["member", "add", "2", "127.0.0.1:7002", "127.0.0.1:8002"]
+            argv += ["--url", f"http://{host}:{port}", "--retry-for", "5"]
+            status = await trio.to_thread.run_sync(cli.main, argv)
+            shutdown.set()
+            err = capsys.readouterr().err
+            assert status == 1
+            assert "409" in err and "node 2 was removed" in err and "new id" in err
+            assert leader.raft is not None and leader.raft.voters() == [1]

@@ -18,7 +18,9 @@ Callers (``submit``, ``read``, membership calls) hand the main loop a
 waiter (:mod:`traft.node.waiters`) and park on it; the main loop answers
 when the entry is applied (same index *and* term: otherwise the proposal was
 lost to a new leader) or when a ReadIndex round confirms a read, and its
-tick fails waiters whose deadline passed. Membership changes live in
+tick fails waiters whose deadline passed. A proposal whose entry a snapshot
+from the leader covered before it was applied here fails at once, as lost
+or unknown (``waiters.covered_by_snapshot``), never as a success. Membership changes live in
 :mod:`traft.node.members`, snapshots in :mod:`traft.node.snapshots`.
 """
 
