@@ -36,6 +36,13 @@ _RATES = (
         "install_crash",
         "percent of snapshot installs that crash between two of their steps",
     ),
+    (
+        "--stale-compaction",
+        "stale_compaction",
+        "percent of partition heals, while a server holds a stale tail past the leader's "
+        "applied index, before which the leader compacts (the server then installs a "
+        "snapshot its tail contradicts)",
+    ),
     ("--readd", "readd", "percent of membership changes that try to re-add a removed id"),
     (
         "--away",

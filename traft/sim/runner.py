@@ -78,7 +78,10 @@ class SimOptions:
     two of its steps; ``readd`` the chance that a membership change tries to
     re-add a removed id; ``away`` the chance that a server being removed is
     crashed at once and kept down while its removal commits and the leader
-    compacts, so that it comes back to a snapshot.
+    compacts, so that it comes back to a snapshot; ``stale_compaction`` the
+    chance that, when a partition heals while a server holds a stale tail
+    past the leader's applied index, the leader compacts first, so that the
+    server is caught up by a snapshot its tail contradicts.
     """
 
     servers: int = 5
@@ -97,6 +100,7 @@ class SimOptions:
     install_crash: float = 25.0
     readd: float = 10.0
     away: float = 30.0
+    stale_compaction: float = 50.0
     client: float = 20.0
     random_period: bool = True
     election_timeout_ms: int = 150
@@ -183,6 +187,7 @@ class Simulation:
                 "readd_refused",
                 "away",
                 "away_compactions",
+                "stale_compactions",
             ),
             0,
         )
@@ -409,11 +414,42 @@ class Simulation:
         self._note(f"partition: links {sorted(cut)} cut until {self._heal_at}ms")
 
     def _heal(self) -> None:
+        if (
+            self.options.stale_compaction
+            and self.rng.random() * 100 < self.options.stale_compaction
+        ):
+            self._compact_over_stale_tails()
         self.cluster.network.heal()
         self._note("partition healed")
         self._cut = []
         self._heal_at = None
         self._healthy_cache = None
+
+    def _compact_over_stale_tails(self) -> None:
+        # A server cut off with entries the leader does not hold past its
+        # applied index (a deposed leader's tail, of an older term) is
+        # caught up, once healed, by a snapshot that contradicts its tail
+        # when the leader compacts first: the install a crash must not spoil.
+        leader = self._leader()
+        if leader is None or leader.install is not None:
+            return
+        raft = leader.raft
+        applied = raft.last_applied
+        term = raft.log.term_at(applied)
+        if term is None or applied <= raft.log.base_index:
+            return
+        stale = [
+            s.id
+            for s in self.cluster.alive()
+            if s.id != leader.id and s.raft.current_index > applied and s.raft.last_log_term < term
+        ]
+        if not stale:
+            return
+        meta = self.cluster.take_snapshot(leader.id)
+        if meta is not None:
+            self.stats["stale_compactions"] += 1
+            self._note(f"leader {leader.id} snapshots at {meta.index} over the tails of {stale}")
+            self.checker.after_step(leader)
 
     def _leader(self) -> SimServer | None:
         leader = self.cluster.leader()
@@ -702,6 +738,7 @@ class Simulation:
             "readd_refused": self.stats["readd_refused"],
             "away": self.stats["away"],
             "away_compactions": self.stats["away_compactions"],
+            "stale_compactions": self.stats["stale_compactions"],
             "delivered": network.delivered,
             "dropped": network.dropped,
             "duplicated": network.duplicated,
