@@ -14,11 +14,20 @@ applied the same entries in the same order have the same ``state``; a
 snapshot carries the chain value at its index. Beside it each server keeps a
 :class:`~traft.sim.kv.KVStore` that applies the simulator's client commands.
 
+A received snapshot is installed as the node installs one, in the steps of
+:data:`INSTALL_STEPS`, each durable (or done) on its own; with
+``install_ms`` set, virtual time passes before each step and the server
+takes no other input meanwhile, so a crash can fall between any two. A
+restart rebuilds the core from the disk the way ``Node._open`` does
+(:meth:`MemoryDisk.recover`).
+
 Hooks let an observer (the invariant checker, the client workload) see every
 step without the cluster knowing about them: ``on_persist`` sees each Ready
-once it is durable and before anything is sent, ``observers`` see it after it
-was sent and applied (before ``advance``), ``on_apply`` sees each applied
-entry with the key-value result, and ``on_snapshot``/``on_crash``/
+(or, during an install, each part of one) once it is durable and before
+anything is sent, ``observers`` see it after it was sent and applied (before
+``advance``), ``on_apply`` sees each applied entry with the key-value
+result, ``on_snapshot_saved`` a received snapshot's file once durable,
+``on_install`` each install as it starts, and ``on_snapshot``/``on_crash``/
 ``on_restart`` see the rest. With ``eager`` set, a server is processed until
 it has nothing left to do, so the core and the driver agree at every step.
 """
