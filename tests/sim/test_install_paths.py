@@ -105,3 +105,13 @@ def test_seeds_take_the_new_paths_and_hold_every_invariant(seed: int) -> None:
     assert s["install_crashes"] > 0  # installs crashed between steps
     assert s["readd_refused"] > 0  # removed ids offered again, refused
     assert s["away_compactions"] > 0  # a removed server came back to a snapshot
+
+
+def test_three_servers_snapshot_right_after_a_committing_advance() -> None:
+    # With one voter left, advance() commits; a snapshot taken right after it
+    # (as a node's policy does) must still hold the configuration at its
+    # index. Before issue 10's bug 6 was fixed this seed broke
+    # snapshot_membership at iteration 917.
+    options = SimOptions(servers=3, iterations=1000, member=2.0, compaction=5.0, readd=0, away=0)
+    result = Simulation(options, 5).run()
+    assert result.violation is None, f"{result.violation} (iteration {result.iteration})"
