@@ -43,6 +43,12 @@ _RATES = (
         "applied index, before which the leader compacts (the server then installs a "
         "snapshot its tail contradicts)",
     ),
+    (
+        "--chase",
+        "chase",
+        "percent of snapshots a leader is asked to send after which it keeps snapshotting "
+        "while the follower waits for it (a leader snapshotting faster than a transfer takes)",
+    ),
     ("--readd", "readd", "percent of membership changes that try to re-add a removed id"),
     (
         "--away",
@@ -154,6 +160,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="virtual ms without progress, while a quorum is up and connected, that fail a run",
     )
     g.add_argument(
+        "--catchup-ms",
+        type=int,
+        default=_DEFAULTS.catchup_ms,
+        help="virtual ms a leader may keep a follower it could catch up from its log in "
+        "SNAPSHOT state (replication_resumes)",
+    )
+    g.add_argument(
         "--no-check-quorum",
         action="store_true",
         help="run the core without check-quorum (leaders do not step down, votes are not withheld)",
@@ -238,6 +251,7 @@ def options_from(args: argparse.Namespace) -> SimOptions:
         election_timeout_ms=args.election_timeout_ms,
         heartbeat_ms=args.heartbeat_ms,
         liveness_ms=args.liveness_ms,
+        catchup_ms=args.catchup_ms,
         check_quorum=not args.no_check_quorum,
         clients=args.clients,
         keys=args.keys,

@@ -57,6 +57,7 @@ from traft.core import (
     Role,
     RoleChanged,
 )
+from traft.sim.catchup import CatchupChecker, SnapshotStorm
 from traft.sim.clients import Workload
 from traft.sim.cluster import INSTALL_STEPS, Cluster, Install, SimServer
 from traft.sim.invariants import InvariantChecker, InvariantViolation
@@ -81,7 +82,10 @@ class SimOptions:
     compacts, so that it comes back to a snapshot; ``stale_compaction`` the
     chance that, when a partition heals while a server holds a stale tail
     past the leader's applied index, the leader compacts first, so that the
-    server is caught up by a snapshot its tail contradicts.
+    server is caught up by a snapshot its tail contradicts; ``chase`` the
+    chance that a leader asked to send a snapshot then keeps snapshotting
+    while the follower waits for it (:class:`~traft.sim.catchup.SnapshotStorm`),
+    and ``catchup_ms`` the bound of ``replication_resumes``.
     """
 
     servers: int = 5
@@ -101,6 +105,8 @@ class SimOptions:
     readd: float = 10.0
     away: float = 30.0
     stale_compaction: float = 50.0
+    chase: float = 25.0
+    catchup_ms: int = 400
     client: float = 20.0
     random_period: bool = True
     election_timeout_ms: int = 150
@@ -170,6 +176,14 @@ class Simulation:
             after_step=self.checker.after_step,
         )
         c.observers.append(self._observe)
+        self.catchup = CatchupChecker(o.catchup_ms)
+        self.storm = SnapshotStorm(
+            c,
+            random.Random(root.getrandbits(64)),
+            chance=o.chase,
+            period_ms=(o.heartbeat_ms // 2, 2 * o.heartbeat_ms),
+            max_ms=40 * o.election_timeout_ms,
+        )
         self.next_id = o.servers + 1
         self.now_ms = 0
         self.iteration = 0
@@ -319,6 +333,10 @@ class Simulation:
             self._change_membership()
         if o.compaction and rng.random() * 100 < o.compaction:
             self._compact()
+        if self.storm.active:
+            for leader in self.storm.step(now):
+                self._note(f"leader {leader.id} snapshots at {leader.raft.snapshot} (storm)")
+                check(leader)
         if o.crash and rng.random() * 100 < o.crash:
             self._crash()
         if self._restart_at:
@@ -336,6 +354,8 @@ class Simulation:
         # no outage shorter than that excuses a whole window without progress.
         if not self.iteration % 4:
             self._check_liveness(now)
+            if self._liveness_applies:
+                self.catchup.check(cluster, now)
 
     def _deliver(self, now: int) -> None:
         o = self.options
@@ -739,6 +759,8 @@ class Simulation:
             "away": self.stats["away"],
             "away_compactions": self.stats["away_compactions"],
             "stale_compactions": self.stats["stale_compactions"],
+            "snapshot_storms": self.storm.storms,
+            "storm_snapshots": self.storm.snapshots,
             "delivered": network.delivered,
             "dropped": network.dropped,
             "duplicated": network.duplicated,
