@@ -44,6 +44,12 @@ _RATES = (
         "snapshot its tail contradicts)",
     ),
     (
+        "--early-send",
+        "early_send",
+        "percent of servers whose driver sends a leader's Ready before its fsync "
+        "(thesis 10.2.1; the fsync then takes --fsync-ms while input goes on)",
+    ),
+    (
         "--chase",
         "chase",
         "percent of snapshots a leader is asked to send after which it keeps snapshotting "
@@ -184,6 +190,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="MIN..MAX",
         help=f"one-way message delay range (default {lo}..{hi})",
     )
+    flo, fhi = _DEFAULTS.fsync_ms
+    c.add_argument(
+        "--fsync-ms",
+        type=_range,
+        default=_DEFAULTS.fsync_ms,
+        metavar="MIN..MAX",
+        help=f"virtual time the fsync of an early-sent leader Ready takes (default {flo}..{fhi})",
+    )
     ilo, ihi = _DEFAULTS.install_ms or (0, 0)
     installs = c.add_mutually_exclusive_group()
     installs.add_argument(
@@ -247,6 +261,7 @@ def options_from(args: argparse.Namespace) -> SimOptions:
         step_ms=args.step_ms,
         delay_ms=delay,
         install_ms=None if args.instant_installs else args.install_ms,
+        fsync_ms=args.fsync_ms,
         random_period=not args.no_random_period,
         election_timeout_ms=args.election_timeout_ms,
         heartbeat_ms=args.heartbeat_ms,
@@ -275,8 +290,8 @@ def replay_command(options: SimOptions, seed: int) -> str:
             parts.append("--no-check-quorum")
         elif name == "check_history":
             parts.append("--no-history-check")
-        elif name == "delay_ms":
-            parts.append(f"--delay-ms {value[0]}..{value[1]}")
+        elif name in ("delay_ms", "fsync_ms"):
+            parts.append(f"--{name.replace('_', '-')} {value[0]}..{value[1]}")
         elif name == "install_ms":
             parts.append(
                 "--instant-installs" if value is None else f"--install-ms {value[0]}..{value[1]}"

@@ -88,6 +88,35 @@ class DurabilityChecks:
                 f"a quorum of them could elect a leader without it",
             )
 
+    def _check_commit_durable(self, server: SimServer, index: int) -> None:
+        # A leader's commit index must rest on durable copies on a majority
+        # of its voters when it advances: its own copy counts only once its
+        # fsync completed, whatever it already sent (thesis §10.2.1).
+        self.checks += 1
+        raft = server.raft
+        entry = raft.log.get(index)
+        if entry is None:
+            return
+        voters = raft.voters()
+        holders = []
+        for node_id in voters:
+            track = self._tracks.get(node_id)
+            if track is None:
+                continue
+            shadow = track.shadow
+            if shadow.base_index >= index:
+                holders.append(node_id)
+            else:
+                held = shadow.get(index)
+                if held is not None and held.id == entry.id:
+                    holders.append(node_id)
+        if len(holders) <= len(voters) // 2:
+            raise InvariantViolation(
+                "durability",
+                f"leader {server.id} (term {raft.term}) commits {index}, durable only on "
+                f"{sorted(holders)} of its voters {sorted(voters)}",
+            )
+
     def on_restart(self, server: SimServer) -> None:
         """A server restarted from its disk: it must hold exactly what it persisted."""
         self.checks += 2

@@ -85,7 +85,10 @@ class SimOptions:
     server is caught up by a snapshot its tail contradicts; ``chase`` the
     chance that a leader asked to send a snapshot then keeps snapshotting
     while the follower waits for it (:class:`~traft.sim.catchup.SnapshotStorm`),
-    and ``catchup_ms`` the bound of ``replication_resumes``.
+    and ``catchup_ms`` the bound of ``replication_resumes``. ``early_send``
+    is the chance that a server's driver sends a leader's Ready before its
+    fsync (thesis §10.2.1), which then takes ``fsync_ms`` of virtual time
+    while the server keeps taking input.
     """
 
     servers: int = 5
@@ -107,6 +110,8 @@ class SimOptions:
     stale_compaction: float = 50.0
     chase: float = 25.0
     catchup_ms: int = 400
+    early_send: float = 50.0
+    fsync_ms: tuple[int, int] = (1, 20)
     client: float = 20.0
     random_period: bool = True
     election_timeout_ms: int = 150
@@ -184,6 +189,10 @@ class Simulation:
             period_ms=(o.heartbeat_ms // 2, 2 * o.heartbeat_ms),
             max_ms=40 * o.election_timeout_ms,
         )
+        self._early_rng = random.Random(root.getrandbits(64))
+        c.early_fsync_ms = o.fsync_ms
+        for server in c.servers.values():
+            self._draw_driver(server)
         self.next_id = o.servers + 1
         self.now_ms = 0
         self.iteration = 0
@@ -224,6 +233,11 @@ class Simulation:
         c.on_crash.append(self._on_crash)
         # Servers crashed by the away path: id -> (leader id, removal index).
         self._away: dict[int, tuple[int, int]] = {}
+
+    def _draw_driver(self, server: SimServer) -> None:
+        # Whether this server's driver sends a leader's Ready before its fsync.
+        early = self.options.early_send
+        server.early_send = bool(early) and self._early_rng.random() * 100 < early
 
     def keep_recent(self, count: int) -> None:
         """Remember the last ``count`` deliveries and chaos events (see :attr:`recent`)."""
@@ -322,6 +336,8 @@ class Simulation:
                 self._greet_new_leaders()
         # 2. Messages due by now, and snapshot install steps.
         self._deliver(now)
+        if cluster.early_sends:
+            cluster.run_syncs(now, check)
         if cluster.install_ms is not None:
             cluster.run_installs(now, check)
         # 3. Chaos.
@@ -514,6 +530,7 @@ class Simulation:
                 server = self.cluster.add_server(node_id)
                 server.keep_applied = False
                 server.keep_events = False
+                self._draw_driver(server)
                 self.checker.track(server)
             elif action == "promote":
                 node_id = non_voters[rng.randrange(len(non_voters))]
@@ -614,6 +631,12 @@ class Simulation:
         rng = self.rng
         server = live[rng.randrange(len(live))]
         in_ready = rng.random() < 0.5
+        syncing = [s for s in live if s.syncing is not None]
+        if syncing and rng.random() < 0.5:
+            # A leader whose Ready left before its fsync: crash before the
+            # fsync completes, so its entries never reach its disk.
+            server = syncing[rng.randrange(len(syncing))]
+            in_ready = True
         lo = self.options.election_timeout_ms
         self._restart_at[server.id] = self.now_ms + rng.randint(lo // 2, 10 * lo)
         if in_ready:
@@ -759,6 +782,8 @@ class Simulation:
             "away": self.stats["away"],
             "away_compactions": self.stats["away_compactions"],
             "stale_compactions": self.stats["stale_compactions"],
+            "early_sends": self.cluster.early_sends,
+            "early_crashes": self.cluster.early_crashes,
             "snapshot_storms": self.storm.storms,
             "storm_snapshots": self.storm.snapshots,
             "delivered": network.delivered,
