@@ -7,6 +7,8 @@ at most one leader per term —, log matching, state-machine safety, ...).
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from traft.core import (
@@ -19,7 +21,8 @@ from traft.core import (
     TransferFinished,
 )
 from traft.sim import Cluster
-from traft.sim.invariants import InvariantChecker
+from traft.sim.invariants import InvariantChecker, InvariantViolation
+from traft.sim.transfers import TransferChaos
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -158,3 +161,46 @@ def test_follower_read_is_served_from_the_follower_at_the_leaders_index() -> Non
     c.settle()
     assert ready == [(follower, ReadReady("r", c[leader].commit_index))]
     check(c, checker)
+
+
+def test_transfer_leaderless_invariant_fires_on_a_long_gap() -> None:
+    """The checker is not vacuous: a target that crashes right after its
+    campaign deposed the leader leaves the cluster leaderless until another
+    server's election timeout fires, longer than T: ``transfer_leaderless``."""
+    ids = [1, 2, 3]
+    c, checker = harness(ids, seed=2)
+    chaos = TransferChaos(c, random.Random(0), T)
+    chaos.calm(0)  # no fault from the start
+    leader = c.elect()
+    c.run(6 * T)
+    assert c.leader() == leader
+    chaos.rng = _Fixed(0)  # type: ignore[assignment]
+    chaos.start(c.now_ms)
+    target = chaos._watch[1] if chaos._watch is not None else None
+    assert target is not None and chaos.stats["transfers_watched"] == 1
+    # Deliver one message at a time until the target's campaign deposed the leader.
+    for _ in range(100):
+        if c[leader].role is not Role.LEADER:
+            break
+        if not c.network.in_flight:
+            c.tick(1)
+            continue
+        c.deliver(0)
+    assert c[target].role is Role.CANDIDATE and c[leader].role is Role.FOLLOWER
+    c.crash(target)
+    with pytest.raises(InvariantViolation, match="transfer_leaderless"):
+        for _ in range(400):
+            c.tick(5)
+            c.settle()
+            chaos.check(c.now_ms)
+    check(c, checker)
+
+
+class _Fixed:
+    """An rng whose randrange always picks ``index``."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def randrange(self, n: int) -> int:
+        return min(self.index, n - 1)

@@ -58,8 +58,9 @@ class TransferChaos:
             "transfers_finished": 0,
             "transfers_aborted": 0,
             "transfers_refused": 0,
+            "transfers_watched": 0,
         }
-        self._calm = False
+        self._calm_since: int | None = None
         # While calm: (time the watched transfer started, its target).
         self._watch: tuple[int, int] | None = None
         self._leaderless_since: int | None = None
@@ -72,12 +73,21 @@ class TransferChaos:
         elif isinstance(event, TransferAborted):
             self.stats["transfers_aborted"] += 1
 
-    def calm(self, calm: bool) -> None:
-        """Faults stopped (True) or resumed (False): arm the leaderless check."""
-        self._calm = calm
-        if not calm:
-            self._watch = None
-            self._leaderless_since = None
+    def calm(self, now_ms: int) -> None:
+        """Faults stopped at ``now_ms``: watch transfers once the cluster has settled."""
+        self._calm_since = now_ms
+
+    def _settled(self, now_ms: int, leader: SimServer) -> bool:
+        """Calm for 5 election timeouts, every voter up and in the leader's term."""
+        since = self._calm_since
+        if since is None or now_ms - since < 5 * self.election_timeout_ms:
+            return False
+        servers = self.cluster.servers
+        for voter in leader.raft.voters():
+            server = servers.get(voter)
+            if server is None or not server.alive:
+                return False
+        return all(s.raft.term == leader.raft.term for s in self.cluster.alive())
 
     def start(self, now_ms: int) -> None:
         """Ask the current leader to transfer leadership to a random voter."""
@@ -99,8 +109,9 @@ class TransferChaos:
         self.stats["transfers"] += 1
         if self._note is not None:
             self._note(f"leader {leader_id} transfers leadership to {target}")
-        if self._calm and self._watch is None:
+        if self._watch is None and self._settled(now_ms, leader):
             self._watch = (now_ms, target)
+            self.stats["transfers_watched"] += 1
         cluster.process(leader_id)
         if self._after_step is not None:
             self._after_step(leader)
