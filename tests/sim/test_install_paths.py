@@ -95,9 +95,12 @@ PATHS = SimOptions(
 )
 
 
-@pytest.mark.parametrize("seed", [4, 6])
+@pytest.mark.parametrize("seed", [4, 7])
 def test_seeds_take_the_new_paths_and_hold_every_invariant(seed: int) -> None:
-    # On main before issue 10's fixes, both fail (no_id_reuse, removal_notice).
+    # Seeds that take every path with pre-vote, transfers and the calm tail
+    # in the chaos (issue 14; seed 6 no longer reaches an away compaction).
+    # Seeds 4 and 6 were picked because both failed with issue 10's fixes
+    # undone (no_id_reuse, removal_notice); seed 7 was not checked that way.
     result = Simulation(PATHS, seed).run()
     assert result.violation is None, f"{result.violation} (iteration {result.iteration})"
     s = result.summary
@@ -120,12 +123,12 @@ def test_three_servers_snapshot_right_after_a_committing_advance() -> None:
 CHASE = SimOptions(iterations=600, chase=100.0, compaction=3.0, crash=0.5, check_history=False)
 
 
-@pytest.mark.parametrize("seed", [5, 10])
+@pytest.mark.parametrize("seed", [10, 14])
 def test_a_leader_snapshotting_during_transfers_lets_the_follower_replicate(seed: int) -> None:
     # Issue 10, bug 3: every snapshot sent is followed by a storm of leader
     # snapshots that keep the entries after it. Before the fix (02d4fa9) the
     # follower was sent snapshot after snapshot: replication_resumes fired
-    # at iteration 332 (seed 5) and 592 (seed 10).
+    # at iteration 424 (seed 10) and 412 (seed 14).
     result = Simulation(CHASE, seed).run()
     assert result.violation is None, f"{result.violation} (iteration {result.iteration})"
     s = result.summary

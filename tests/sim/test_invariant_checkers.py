@@ -372,7 +372,10 @@ def test_log_matching_restart_keeps_a_tail_the_snapshot_contradicts() -> None:
 
 
 def test_no_id_reuse_accepted_readd() -> None:
-    options = SimOptions(servers=3, iterations=400, member=0, crash=0, early_send=0, chase=0)
+    # No transfers: a transferring leader refuses every proposal, the re-add too.
+    options = SimOptions(
+        servers=3, iterations=400, member=0, crash=0, transfer=0, early_send=0, chase=0
+    )
     sim = Simulation(options, 1)
     sim.run()
     leader = sim._leader()

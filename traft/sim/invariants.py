@@ -76,7 +76,10 @@ Checked elsewhere: ``entry_status`` (by :mod:`traft.sim.clients`: what
 ``Raft.entry_status`` says about a proposal is never wrong), ``liveness``
 (by the run loop), ``replication_resumes`` (by :mod:`traft.sim.catchup`: a
 follower the leader's log can catch up leaves SNAPSHOT state within a
-bound) and ``linearizability`` (``traft.check`` on the history).
+bound), ``transfer_leaderless`` (by :mod:`traft.sim.transfers`: once faults
+stop, a leadership transfer never leaves the cluster without a leader for
+longer than an election timeout) and ``linearizability`` (``traft.check``
+on the history).
 """
 
 from __future__ import annotations

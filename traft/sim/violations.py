@@ -29,6 +29,7 @@ INVARIANTS = (
     "entry_status",
     "liveness",
     "replication_resumes",
+    "transfer_leaderless",
     "linearizability",
 )
 
