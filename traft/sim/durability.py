@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from traft.core import HardState
+from traft.core import EntryType, HardState
 from traft.sim.shadow import ShadowLog, Track, recover_shadow
 from traft.sim.violations import InvariantViolation
 
@@ -94,28 +94,41 @@ class DurabilityChecks:
         # fsync completed, whatever it already sent (thesis §10.2.1).
         self.checks += 1
         raft = server.raft
-        entry = raft.log.get(index)
+        log = raft.log
+        entry = log.get(index)
         if entry is None:
             return
-        voters = raft.voters()
-        holders = []
-        for node_id in voters:
-            track = self._tracks.get(node_id)
+        tracks = self._tracks
+
+        def holds(node_id: int) -> bool:
+            track = tracks.get(node_id)
             if track is None:
-                continue
+                return False
             shadow = track.shadow
             if shadow.base_index >= index:
-                holders.append(node_id)
-            else:
-                held = shadow.get(index)
-                if held is not None and held.id == entry.id:
-                    holders.append(node_id)
-        if len(holders) <= len(voters) // 2:
-            raise InvariantViolation(
-                "durability",
-                f"leader {server.id} (term {raft.term}) commits {index}, durable only on "
-                f"{sorted(holders)} of its voters {sorted(voters)}",
-            )
+                return True
+            held = shadow.get(index)
+            return held is not None and held.id == entry.id
+
+        voters = raft.voters()
+        if sum(map(holds, voters)) > len(voters) // 2:
+            return
+        # The configuration may have changed since the commit moved (a change
+        # appended later in the same step): any configuration in force since
+        # then will do.
+        conf = raft._conf  # noqa: SLF001
+        for later in range(index + 1, log.last_index + 1):
+            appended = log.get(later)
+            if appended is None or appended.type in (EntryType.NORMAL, EntryType.NO_OP):
+                continue
+            before = [n.node_id for n in conf.membership_at(later - 1).nodes if n.voting]
+            if sum(map(holds, before)) > len(before) // 2:
+                return
+        raise InvariantViolation(
+            "durability",
+            f"leader {server.id} (term {raft.term}) commits {index}, durable only on "
+            f"{sorted(v for v in voters if holds(v))} of its voters {sorted(voters)}",
+        )
 
     def on_restart(self, server: SimServer) -> None:
         """A server restarted from its disk: it must hold exactly what it persisted."""
