@@ -78,12 +78,14 @@ from traft.kv.faultctl import FaultRequestError, apply_fault_request, describe_f
 from traft.kv.state import KVStore
 from traft.node.config import ConfigError, parse_address
 from traft.node.errors import (
+    LeadershipTransferring,
     MemberChangeError,
     NodeStopped,
     NoLeaderError,
     NotLeaderError,
     ProposalLost,
     ProposalTimeout,
+    TransferFailed,
 )
 
 log = logging.getLogger(__name__)
@@ -401,6 +403,10 @@ class KVApp:
             ) from None
         except NodeStopped:
             raise _unavailable("this node is stopping") from None
+        except LeadershipTransferring as exc:
+            raise _unavailable(str(exc)) from None
+        except TransferFailed as exc:
+            raise HTTPError(409, str(exc), target=exc.target) from None
         except MemberChangeError as exc:
             raise HTTPError(409, f"membership change refused: {exc}") from None
 
