@@ -10,6 +10,12 @@ refused. Entries, the hot path, travel as flat arrays
 ``[term, index, id, type, data]`` and are decoded by a tight loop instead of
 per-field dispatch.
 
+Compatibility: tags are never renamed or reused. ``RequestVote`` gained
+``leader_transfer`` (leadership transfer, thesis §3.10); it is left out of
+the map when False, so such requests encode byte for byte as before. Pre-vote
+(``pv``/``pvr``), TimeoutNow (``tn``) and forwarded reads (``ri``/``rir``)
+are new tags, which an older decoder drops as malformed.
+
 Validation happens here, at the edge, not in the core: indexes and terms are
 non-negative and below 2**63, entries are contiguous after
 ``prev_log_index`` with non-decreasing terms no greater than the message's.
@@ -23,6 +29,7 @@ from typing import Any
 import attrs
 import cattrs
 import msgpack
+from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.preconf.msgpack import make_converter
 
 from traft.core import (
@@ -30,8 +37,13 @@ from traft.core import (
     AppendEntriesResponse,
     Entry,
     EntryType,
+    PreVote,
+    PreVoteResponse,
+    ReadIndex,
+    ReadIndexResponse,
     RequestVote,
     RequestVoteResponse,
+    TimeoutNow,
 )
 from traft.strict import register_strict_hooks
 
@@ -78,6 +90,11 @@ WireMessage = (
     | AppendEntriesResponse
     | SnapshotChunk
     | SnapshotAck
+    | PreVote
+    | PreVoteResponse
+    | TimeoutNow
+    | ReadIndex
+    | ReadIndexResponse
 )
 
 TAGS: dict[str, type[Any]] = {
@@ -87,6 +104,11 @@ TAGS: dict[str, type[Any]] = {
     "aer": AppendEntriesResponse,
     "sc": SnapshotChunk,
     "sa": SnapshotAck,
+    "pv": PreVote,
+    "pvr": PreVoteResponse,
+    "tn": TimeoutNow,
+    "ri": ReadIndex,
+    "rir": ReadIndexResponse,
 }
 _TAG_OF = {cls: tag for tag, cls in TAGS.items()}
 _ENTRY_TYPES = tuple(EntryType)
@@ -127,6 +149,12 @@ def _make_converter() -> cattrs.Converter:
     register_strict_hooks(conv, MalformedMessage)
     conv.register_structure_hook_func(lambda t: t == _ENTRIES, _structure_entries)
     conv.register_unstructure_hook_func(lambda t: t == _ENTRIES, lambda v: v)
+    # A RequestVote without leader_transfer encodes exactly as before the
+    # field existed, so older decoders still read ordinary vote requests.
+    conv.register_unstructure_hook(
+        RequestVote,
+        make_dict_unstructure_fn(RequestVote, conv, leader_transfer=override(omit_if_default=True)),
+    )
     return conv
 
 

@@ -36,11 +36,16 @@ def sent(rd: Ready, to: int | None = None, kind: type | None = None) -> list[Mes
 
 
 def elect(raft: Raft) -> Ready:
-    """Make ``raft`` leader by timing out and granting every vote; returns the Ready."""
-    from traft.core import RequestVoteResponse, Role
+    """Make ``raft`` leader by timing out and granting every (pre-)vote; returns the Ready."""
+    from traft.core import PreVoteResponse, RequestVoteResponse, Role
 
     raft.periodic(2 * raft.config.election_timeout_ms)
     drain(raft)
+    if raft.config.pre_vote and raft.role is Role.FOLLOWER:
+        for peer in raft.voters():
+            if peer != raft.id:
+                raft.recv(peer, PreVoteResponse(term=raft.term + 1, vote_granted=True))
+        drain(raft)
     for peer in raft.voters():
         if peer != raft.id:
             raft.recv(peer, RequestVoteResponse(term=raft.term, vote_granted=True))

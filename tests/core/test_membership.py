@@ -133,7 +133,7 @@ def test_removed_node_does_not_campaign_once_its_removal_commits() -> None:
 
 def test_voter_with_uncommitted_own_removal_may_still_campaign() -> None:
     """Thesis §4.2.2: until its removal commits, a server still takes part."""
-    raft = make(1)
+    raft = make(1, pre_vote=False)
     raft.recv(2, ae(1, 0, 0, [Entry(1, 1, 7, EntryType.REMOVE_NODE, membership_data(1))]))
     drain(raft)
     raft.periodic(10_000)

@@ -1,6 +1,8 @@
 """The rules of the Raft paper's Figure 2 and §5.4, one test each.
 
-Each test quotes the sentence it checks (Ongaro & Ousterhout 2014).
+Each test quotes the sentence it checks (Ongaro & Ousterhout 2014). The
+paper's elections have no pre-vote (thesis §9.6, tests/core/test_prevote.py):
+the election tests here turn it off.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def test_higher_term_in_any_message_converts_to_follower() -> None:
 
 def test_follower_election_timeout_starts_election() -> None:
     """'If election timeout elapses without receiving AppendEntries ... convert to candidate'."""
-    raft = make(1)
+    raft = make(1, pre_vote=False)
     raft.periodic(999)
     assert raft.role is Role.FOLLOWER
     raft.periodic(1001)
@@ -94,7 +96,7 @@ def test_election_timeout_is_randomised_in_t_to_2t() -> None:
     """'election timeouts are chosen randomly from a fixed interval' ([T, 2T) here)."""
     timeouts = set()
     for seed in range(40):
-        raft = make(1, seed=seed)
+        raft = make(1, seed=seed, pre_vote=False)
         elapsed = 0
         while raft.role is Role.FOLLOWER:
             raft.periodic(1)
@@ -109,7 +111,7 @@ def test_election_timeout_is_randomised_in_t_to_2t() -> None:
 
 def test_candidate_increments_term_votes_for_self_and_requests_votes() -> None:
     """'On conversion to candidate: increment currentTerm, vote for self, ... send RequestVote RPCs to all other servers'."""
-    raft = make(1, ids=(1, 2, 3))
+    raft = make(1, ids=(1, 2, 3), pre_vote=False)
     raft.periodic(2000)
     rd = drain(raft)
     assert raft.term == 1 and raft.voted_for == 1
@@ -121,7 +123,7 @@ def test_candidate_increments_term_votes_for_self_and_requests_votes() -> None:
 
 def test_candidate_with_majority_of_votes_becomes_leader() -> None:
     """'If votes received from majority of servers: become leader'."""
-    raft = make(1, ids=(1, 2, 3, 4, 5))
+    raft = make(1, ids=(1, 2, 3, 4, 5), pre_vote=False)
     raft.periodic(2000)
     drain(raft)
     raft.recv(2, RequestVoteResponse(term=1, vote_granted=True))
@@ -135,7 +137,7 @@ def test_candidate_with_majority_of_votes_becomes_leader() -> None:
 
 def test_candidate_receiving_append_entries_from_new_leader_becomes_follower() -> None:
     """'If AppendEntries RPC received from new leader: convert to follower'."""
-    raft = make(1)
+    raft = make(1, pre_vote=False)
     raft.periodic(2000)
     assert raft.role is Role.CANDIDATE
     raft.recv(2, ae(1, 0, 0, []))
@@ -144,7 +146,7 @@ def test_candidate_receiving_append_entries_from_new_leader_becomes_follower() -
 
 def test_candidate_election_timeout_starts_new_election() -> None:
     """'If election timeout elapses: start new election'."""
-    raft = make(1)
+    raft = make(1, pre_vote=False)
     raft.periodic(2000)
     assert raft.term == 1
     raft.periodic(2000)
@@ -340,7 +342,7 @@ def test_vote_and_term_are_persisted_before_the_response_is_sent() -> None:
 
 def test_leader_never_commits_previous_term_entries_by_counting_replicas() -> None:
     """§5.4.2: 'Raft never commits log entries from previous terms by counting replicas' (Figure 8)."""
-    raft = make(1, ids=(1, 2, 3))
+    raft = make(1, ids=(1, 2, 3), pre_vote=False)
     raft.recv(2, ae(2, 0, 0, [entry(2, 1)], leader=2))  # an entry of term 2, uncommitted
     drain(raft)
     raft.periodic(2000)

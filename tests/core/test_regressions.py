@@ -16,6 +16,8 @@ from traft.core import (
     Membership,
     NodeConfig,
     OneVotingChangeOnly,
+    PreVote,
+    PreVoteResponse,
     Raft,
     ReadReady,
     RemovedSelf,
@@ -74,7 +76,7 @@ def test_r03_removed_node_learns_of_removal_even_if_first_sends_were_lost() -> N
 
 
 def test_r04_term_and_vote_are_persisted_together() -> None:
-    raft = make(1, check_quorum=False)
+    raft = make(1, check_quorum=False, pre_vote=False)
     raft.recv(2, RequestVote(term=3, candidate_id=2, last_log_index=0, last_log_term=0))
     rd = drain(raft)
     assert rd.hard_state == HardState(3, 2)
@@ -126,6 +128,11 @@ def test_r07_request_vote_uses_snapshot_term_when_log_is_empty() -> None:
     raft.end_load_snapshot()
     drain(raft)
     raft.periodic(5000)
+    rd = drain(raft)
+    pre_votes = [m for _, m in rd.messages if isinstance(m, PreVote)]
+    assert pre_votes and all(v.last_log_index == 10 and v.last_log_term == 4 for v in pre_votes)
+    for peer in (2, 3):
+        raft.recv(peer, PreVoteResponse(term=raft.term + 1, vote_granted=True))
     rd = drain(raft)
     votes = [m for _, m in rd.messages if isinstance(m, RequestVote)]
     assert votes and all(v.last_log_index == 10 and v.last_log_term == 4 for v in votes)

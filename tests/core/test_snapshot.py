@@ -191,7 +191,7 @@ def test_load_snapshot_from_a_newer_leader_makes_a_leader_step_down() -> None:
     assert raft.begin_load_snapshot(1, 50, MEMBERS, leader_term=raft.term + 1, leader_id=2)
     raft.end_load_snapshot()
     assert raft.role is Role.FOLLOWER and raft.leader_id == 2 and raft.commit_index == 50
-    candidate = make(2)
+    candidate = make(2, pre_vote=False)
     candidate.periodic(5000)
     drain(candidate)
     assert candidate.role is Role.CANDIDATE

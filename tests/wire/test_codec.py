@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import msgpack
 import pytest
 from hypothesis import given
@@ -12,8 +13,13 @@ from traft.core import (
     AppendEntriesResponse,
     Entry,
     EntryType,
+    PreVote,
+    PreVoteResponse,
+    ReadIndex,
+    ReadIndexResponse,
     RequestVote,
     RequestVoteResponse,
+    TimeoutNow,
 )
 from traft.wire import TAGS, MalformedMessage, SnapshotAck, SnapshotChunk, decode, encode
 
@@ -59,7 +65,19 @@ messages = st.one_of(
         commit_index=u63,
         seq=u63,
     ),
-    st.builds(RequestVote, term=u63, candidate_id=u63, last_log_index=u63, last_log_term=u63),
+    st.builds(
+        RequestVote,
+        term=u63,
+        candidate_id=u63,
+        last_log_index=u63,
+        last_log_term=u63,
+        leader_transfer=st.booleans(),
+    ),
+    st.builds(PreVote, term=u63, candidate_id=u63, last_log_index=u63, last_log_term=u63),
+    st.builds(PreVoteResponse, term=u63, vote_granted=st.booleans()),
+    st.builds(TimeoutNow, term=u63, leader_id=u63),
+    st.builds(ReadIndex, term=u63, read_id=u63),
+    st.builds(ReadIndexResponse, term=u63, read_id=u63, index=u63, success=st.booleans()),
     st.builds(RequestVoteResponse, term=u63, vote_granted=st.booleans()),
     st.builds(
         SnapshotChunk,
@@ -80,6 +98,33 @@ messages = st.one_of(
 @given(messages)
 def test_round_trip(msg: object) -> None:
     assert decode(encode(msg)) == msg  # type: ignore[arg-type]
+
+
+def test_old_tags_are_unchanged_and_new_ones_are_short() -> None:
+    assert {tag: cls.__name__ for tag, cls in TAGS.items()} == {
+        "rv": "RequestVote",
+        "rvr": "RequestVoteResponse",
+        "ae": "AppendEntries",
+        "aer": "AppendEntriesResponse",
+        "sc": "SnapshotChunk",
+        "sa": "SnapshotAck",
+        "pv": "PreVote",
+        "pvr": "PreVoteResponse",
+        "tn": "TimeoutNow",
+        "ri": "ReadIndex",
+        "rir": "ReadIndexResponse",
+    }
+
+
+def test_request_vote_without_transfer_flag_encodes_as_before_the_flag() -> None:
+    vote = RequestVote(term=3, candidate_id=2, last_log_index=9, last_log_term=2)
+    old = msgpack.packb(
+        ["rv", {"term": 3, "candidate_id": 2, "last_log_index": 9, "last_log_term": 2}]
+    )
+    assert encode(vote) == old
+    assert decode(old) == vote
+    flagged = decode(encode(attrs.evolve(vote, leader_transfer=True)))
+    assert isinstance(flagged, RequestVote) and flagged.leader_transfer
 
 
 @given(st.binary(max_size=200))

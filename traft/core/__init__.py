@@ -26,6 +26,8 @@ from traft.core.errors import (
     OneVotingChangeOnly,
     RaftError,
     SnapshotInProgress,
+    TransferError,
+    TransferInProgress,
 )
 from traft.core.log import RaftLog
 from traft.core.membership import Membership, NodeConfig
@@ -33,8 +35,13 @@ from traft.core.messages import (
     AppendEntries,
     AppendEntriesResponse,
     Message,
+    PreVote,
+    PreVoteResponse,
+    ReadIndex,
+    ReadIndexResponse,
     RequestVote,
     RequestVoteResponse,
+    TimeoutNow,
 )
 from traft.core.progress import Progress, ProgressState
 from traft.core.raft import Raft
@@ -52,6 +59,9 @@ from traft.core.ready import (
     RoleChanged,
     SendSnapshot,
     SnapshotMeta,
+    TransferAborted,
+    TransferFinished,
+    TransferStarted,
 )
 
 __all__ = [
@@ -78,11 +88,15 @@ __all__ = [
     "NotLeader",
     "NothingToSnapshot",
     "OneVotingChangeOnly",
+    "PreVote",
+    "PreVoteResponse",
     "Progress",
     "ProgressState",
     "Raft",
     "RaftError",
     "RaftLog",
+    "ReadIndex",
+    "ReadIndexResponse",
     "ReadLost",
     "ReadReady",
     "Ready",
@@ -94,6 +108,12 @@ __all__ = [
     "SendSnapshot",
     "SnapshotInProgress",
     "SnapshotMeta",
+    "TimeoutNow",
+    "TransferAborted",
+    "TransferError",
+    "TransferFinished",
+    "TransferInProgress",
+    "TransferStarted",
     "membership_change",
     "membership_data",
 ]

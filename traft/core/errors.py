@@ -85,3 +85,24 @@ class NodeUnknown(RaftError):
     def __init__(self, node_id: int) -> None:
         self.node_id = node_id
         super().__init__(f"node {node_id} is not in the configuration")
+
+
+class TransferInProgress(NotLeader):
+    """A leadership transfer is in progress: proposals are refused until it ends.
+
+    A :class:`NotLeader` with ``leader_id`` None, so drivers treat it as
+    "no leader right now" and retry shortly (thesis §3.10: the leader stops
+    accepting client requests while it hands leadership over).
+    """
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        RaftError.__init__(
+            self,
+            f"leadership is being transferred to node {target}; retry the request shortly",
+        )
+        self.leader_id = None
+
+
+class TransferError(RaftError):
+    """``transfer_leadership`` cannot start: bad target, or a transfer already running."""

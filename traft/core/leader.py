@@ -31,7 +31,7 @@ from traft.core.membership import NodeConfig
 from traft.core.messages import AppendEntries, AppendEntriesResponse
 from traft.core.progress import Progress, ProgressState
 from traft.core.quorum import majority, quorum_index
-from traft.core.ready import NodeHasSufficientLogs, ReadReady, Role, SendSnapshot
+from traft.core.ready import NodeHasSufficientLogs, Role, SendSnapshot
 
 if TYPE_CHECKING:
     import random
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 _REPLICATE = ProgressState.REPLICATE
 _PROBE = ProgressState.PROBE
 _SNAPSHOT = ProgressState.SNAPSHOT
-_NEVER = 1 << 62
 
 
 class LeaderMixin:
@@ -69,17 +68,23 @@ class LeaderMixin:
         _election_elapsed_ms: int
         _heartbeat_elapsed_ms: int
         _quorum_elapsed_ms: int
+        _reads: list[tuple[object, int, int]]
+        _rounds_sent: list[tuple[int, int]]
+        _lease_void: bool
+        _transfer_target: int | None
 
         def _set_role(self, role: Role) -> None: ...
         def _set_leader(self, leader_id: int | None) -> None: ...
         def _become_follower(self, term: int, leader_id: int | None) -> None: ...
         def voting_change_in_progress(self) -> bool: ...
+        def _note_round(self, seq: int) -> None: ...
+        def _check_reads(self) -> None: ...
+        def _transfer_progress(self, pr: Progress) -> None: ...
 
     def _init_leader_state(self) -> None:
         self._progress: dict[int, Progress] = {}
         self._peers: list[Progress] = []
         self._seq = 0
-        self._reads: list[tuple[object, int, int]] = []
         self._want_broadcast = False
 
     # -- becoming and being leader ----------------------------------------------
@@ -89,6 +94,8 @@ class LeaderMixin:
         self._set_leader(self.id)
         self._heartbeat_elapsed_ms = 0
         self._quorum_elapsed_ms = 0
+        self._lease_void = False
+        self._rounds_sent = []
         log = self._log
         self._progress = {}
         for node_id in sorted(self._conf.nodes):
@@ -167,6 +174,7 @@ class LeaderMixin:
         """A heartbeat round: every follower hears from the leader with a new seq."""
         self._seq += 1
         self._want_broadcast = False
+        self._note_round(self._seq)
         inactive = self._inactive
         for pr in self._peers:
             if inactive and pr.node_id in inactive:
@@ -298,6 +306,7 @@ class LeaderMixin:
             pr.acked_seq = msg.seq
             if self._reads:
                 self._check_reads()
+
         if msg.success:
             advanced = pr.update_match(msg.current_index)
             state = pr.state
@@ -313,6 +322,8 @@ class LeaderMixin:
                 self._maybe_commit()
                 if self.role is not Role.LEADER:
                     return
+            if from_id == self._transfer_target:
+                self._transfer_progress(pr)
             if pr.removal_index is not None:
                 if msg.commit_index >= pr.removal_index:
                     # The removed node now knows its removal committed.
@@ -371,36 +382,3 @@ class LeaderMixin:
             # telling the others the new commit index on its way out.
             self._broadcast()
             self._become_follower(self.term, None)
-
-    # -- reads --------------------------------------------------------------------
-
-    def _register_read(self, ctx: object) -> None:
-        if self._conf.voters() == [self.id]:
-            self._events.append(ReadReady(ctx, self.commit_index))
-            return
-        self._reads.append((ctx, self.commit_index, self._seq + 1))
-        self._want_broadcast = True
-
-    def _check_reads(self) -> None:
-        acked = []
-        for v in self._conf.voters():
-            if v == self.id:
-                acked.append(_NEVER)
-            else:
-                pr = self._progress.get(v)
-                acked.append(pr.acked_seq if pr is not None else 0)
-        confirmed = quorum_index(acked)
-        reads = self._reads
-        done = 0
-        while done < len(reads) and reads[done][2] <= confirmed:
-            ctx, index, _ = reads[done]
-            self._events.append(ReadReady(ctx, index))
-            done += 1
-        if done:
-            del reads[:done]
-
-    def _drop_reads(self) -> list[object]:
-        ctxs = [ctx for ctx, _, _ in self._reads]
-        self._reads = []
-        self._want_broadcast = False
-        return ctxs

@@ -12,6 +12,16 @@ Beyond Figure 2:
   "optimization" paragraph).
 * ``AppendEntries.seq`` is echoed in the response. It lets the leader confirm
   its leadership for reads (ReadIndex, thesis §6.4) and for check-quorum.
+* ``PreVote`` / ``PreVoteResponse`` (thesis §9.6): a server asks whether it
+  could win an election at ``term`` (its own term + 1) before it changes any
+  state; the rules are in :mod:`traft.core.election`.
+* ``TimeoutNow`` (thesis §3.10): a leader transferring leadership tells the
+  target to start an election at once; the target's ``RequestVote`` then
+  carries ``leader_transfer=True`` so voters grant it despite having heard
+  from a leader recently (:mod:`traft.core.transfer`).
+* ``ReadIndex`` / ``ReadIndexResponse`` (thesis §6.4): a follower asks its
+  leader for a read index; the leader answers after a heartbeat round, or at
+  once under a lease (:mod:`traft.core.reads`).
 """
 
 from __future__ import annotations
@@ -29,6 +39,9 @@ class RequestVote:
     candidate_id: int
     last_log_index: int
     last_log_term: int
+    # Set by a candidate campaigning because its leader sent TimeoutNow
+    # (thesis §3.10): voters grant despite a recent leader (§4.2.3).
+    leader_transfer: bool = False
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -69,4 +82,65 @@ class AppendEntriesResponse:
     seq: int
 
 
-Message = RequestVote | RequestVoteResponse | AppendEntries | AppendEntriesResponse
+@attrs.frozen(slots=True, kw_only=True)
+class PreVote:
+    """Could ``candidate_id`` win an election at ``term``? (thesis §9.6).
+
+    ``term`` is the asker's current term + 1; neither side changes its term
+    or vote because of it.
+    """
+
+    term: int
+    candidate_id: int
+    last_log_index: int
+    last_log_term: int
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class PreVoteResponse:
+    """A pre-vote answer: granted at the request's term, refused at the voter's term."""
+
+    term: int
+    vote_granted: bool
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class TimeoutNow:
+    """The leader of ``term`` tells the transfer target to campaign now (thesis §3.10)."""
+
+    term: int
+    leader_id: int
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class ReadIndex:
+    """A follower asks its leader of ``term`` for a read index (thesis §6.4).
+
+    ``read_id`` is the follower's own number for the read, echoed back.
+    """
+
+    term: int
+    read_id: int
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class ReadIndexResponse:
+    """The leader's answer: serve once applied >= ``index``; refused when not ``success``."""
+
+    term: int
+    read_id: int
+    index: int
+    success: bool
+
+
+Message = (
+    RequestVote
+    | RequestVoteResponse
+    | AppendEntries
+    | AppendEntriesResponse
+    | PreVote
+    | PreVoteResponse
+    | TimeoutNow
+    | ReadIndex
+    | ReadIndexResponse
+)

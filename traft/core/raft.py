@@ -9,7 +9,9 @@ out by :meth:`Raft.ready`; the driver persists, sends and applies, then calls
 :meth:`Raft.advance`. Same inputs and seed give the same Ready values.
 
 Role-specific message handling lives in :mod:`traft.core.leader` (the
-replication and commit side) and in this module (elections, following);
+replication and commit side), :mod:`traft.core.election` (timeouts,
+pre-vote, voting) and this module (following, proposals, output); reads in
+:mod:`traft.core.reads`, leadership transfer in :mod:`traft.core.transfer`,
 snapshot taking and loading in :mod:`traft.core.snapshots`.
 Input from peers never raises; misuse by the local caller raises a
 :class:`~traft.core.errors.RaftError`.
@@ -21,6 +23,7 @@ import random
 from collections.abc import Sequence
 
 from traft.core.config import Config
+from traft.core.election import ElectionMixin
 from traft.core.entry import Entry, EntryResponse, EntryStatus, EntryType, membership_data
 from traft.core.errors import (
     LeaderNotReady,
@@ -29,6 +32,7 @@ from traft.core.errors import (
     NodeUnknown,
     NotLeader,
     OneVotingChangeOnly,
+    TransferInProgress,
 )
 from traft.core.leader import LeaderMixin
 from traft.core.log import RaftLog
@@ -37,16 +41,21 @@ from traft.core.messages import (
     AppendEntries,
     AppendEntriesResponse,
     Message,
+    PreVote,
+    PreVoteResponse,
+    ReadIndex,
+    ReadIndexResponse,
     RequestVote,
     RequestVoteResponse,
+    TimeoutNow,
 )
 from traft.core.progress import Progress
+from traft.core.reads import ReadsMixin
 from traft.core.ready import (
     Event,
     HardState,
     LeaderChanged,
     MembershipChanged,
-    ReadLost,
     Ready,
     RemovedSelf,
     Role,
@@ -54,6 +63,7 @@ from traft.core.ready import (
     SnapshotMeta,
 )
 from traft.core.snapshots import SnapshotMixin
+from traft.core.transfer import TransferMixin
 
 _NORMAL = EntryType.NORMAL
 # Entry(...) goes through a Python-level __new__; tuple.__new__ skips it (hot path).
@@ -61,7 +71,7 @@ _new = tuple.__new__
 _MEMBERSHIP_MIN = int(EntryType.ADD_NONVOTING_NODE)
 
 
-class Raft(LeaderMixin, SnapshotMixin):
+class Raft(ElectionMixin, LeaderMixin, ReadsMixin, TransferMixin, SnapshotMixin):
     """One Raft server's consensus state (the seed's ``raft_server_t``).
 
     Args:
@@ -99,7 +109,6 @@ class Raft(LeaderMixin, SnapshotMixin):
         self._heartbeat_elapsed_ms = 0
         self._quorum_elapsed_ms = 0
         self._timeout_ms = self._draw_timeout()
-        self._votes: set[int] = set()
         # Snapshots.
         self.snapshot: SnapshotMeta | None = None
         self._snapshotting: SnapshotMeta | None = None
@@ -112,6 +121,9 @@ class Raft(LeaderMixin, SnapshotMixin):
         self._persisted_hs = HardState(0, None)
         self._ready_out = False
         self._init_leader_state()
+        self._init_election_state()
+        self._init_read_state()
+        self._init_transfer_state()
 
     # -- construction ---------------------------------------------------------
 
@@ -251,6 +263,8 @@ class Raft(LeaderMixin, SnapshotMixin):
         self._conf.set_node(node)
         if self.role is Role.LEADER and node.node_id != self.id:
             self._ensure_progress(node.node_id)
+        if node.node_id == self._transfer_target:
+            self._transfer_check_target()
 
     # -- accessors --------------------------------------------------------------
 
@@ -331,53 +345,25 @@ class Raft(LeaderMixin, SnapshotMixin):
         return t + self._rng.randrange(t)
 
     def periodic(self, elapsed_ms: int) -> None:
-        """Let ``elapsed_ms`` milliseconds pass (the seed's raft_periodic)."""
-        if elapsed_ms < 0:
-            raise ValueError("elapsed_ms must not be negative")
-        self._election_elapsed_ms += elapsed_ms
-        if self.role is Role.LEADER:
-            self._leader_tick(elapsed_ms)
-        elif self._election_elapsed_ms >= self._timeout_ms:
-            self._election_elapsed_ms = 0
-            if self._can_campaign():
-                self._campaign()
-            else:
-                # A whole election timeout without the leader: it is not known
-                # any more. Keeping it would make the leader look fresh again
-                # each time this timer restarts, and a server that cannot
-                # campaign (it may be a voter in everyone's eyes but its own)
-                # would go on ignoring RequestVotes (§4.2.3) with no leader.
-                self._set_leader(None)
-                self._timeout_ms = self._draw_timeout()
-
-    def _can_campaign(self) -> bool:
-        # The seed: only voting members start elections, and not while loading a snapshot.
-        if self._loading:
-            return False
-        if self._conf.is_voter(self.id):
-            return True
-        # A voter whose own removal is appended but not yet committed still
-        # campaigns (thesis §4.2.2: a removed leader may lead again until the
-        # removal commits); only the new configuration's votes count. Else a
-        # cluster shrinking from two voters wedges when only the removed
-        # server holds its removal: the other needs its vote and never gets
-        # it, having the shorter log.
-        removed = self._removed_at
-        if removed is None or removed <= self.commit_index:
-            return False
-        before = self._conf.membership_at(removed - 1)
-        return any(n.node_id == self.id and n.voting for n in before.nodes)
-
-    def campaign(self) -> None:
-        """Start an election now (as if the election timeout had fired).
+        """Let ``elapsed_ms`` milliseconds pass (the seed's raft_periodic).
 
         Raises:
-            MembershipError: this server is not a voting member.
+            ValueError: ``elapsed_ms`` is negative.
         """
-        if not self._can_campaign():
-            raise MembershipError(f"node {self.id} is not a voting member; it cannot campaign")
-        if self.role is not Role.LEADER:
-            self._campaign()
+        if elapsed_ms < 0:
+            raise ValueError("elapsed_ms must not be negative")
+        self._now_ms += elapsed_ms
+        self._election_elapsed_ms += elapsed_ms
+        if self._boot_guard_ms:
+            self._boot_guard_ms = max(0, self._boot_guard_ms - elapsed_ms)
+        if self.role is Role.LEADER:
+            self._leader_tick(elapsed_ms)
+        else:
+            self._election_tick()
+        if self._transfer_target is not None:
+            self._transfer_tick(elapsed_ms)
+        if self._forwarded:
+            self._expire_forwarded_reads()
 
     # -- roles ------------------------------------------------------------------
 
@@ -385,6 +371,9 @@ class Raft(LeaderMixin, SnapshotMixin):
         if leader_id != self.leader_id:
             self.leader_id = leader_id
             self._events.append(LeaderChanged(leader_id, self.term))
+            self._lose_forwarded_reads()
+            if leader_id is not None:
+                self._transfer_leader_seen(leader_id)
 
     def _set_role(self, role: Role) -> None:
         if role is not self.role:
@@ -402,36 +391,10 @@ class Raft(LeaderMixin, SnapshotMixin):
         self._set_role(Role.FOLLOWER)
         self._set_leader(leader_id)
         self._votes.clear()
+        self._pre_votes = None
         if reset_timer:
             self._election_elapsed_ms = 0
             self._timeout_ms = self._draw_timeout()
-
-    def _campaign(self) -> None:
-        # §5.2: increment currentTerm, vote for self, reset the timer, send RequestVote.
-        self.term += 1
-        self.voted_for = self.id
-        self._set_role(Role.CANDIDATE)
-        self._set_leader(None)
-        self._votes = {self.id}
-        self._election_elapsed_ms = 0
-        self._timeout_ms = self._draw_timeout()
-        if self._has_vote_majority():
-            self._become_leader()
-            return
-        msg = RequestVote(
-            term=self.term,
-            candidate_id=self.id,
-            last_log_index=self._log.last_index,
-            last_log_term=self._log.last_term,
-        )
-        for node_id in self._conf.voters():
-            if node_id != self.id and node_id not in self._inactive:
-                self._msgs.append((node_id, msg))
-
-    def _has_vote_majority(self) -> bool:
-        voters = self._conf.voters()
-        granted = sum(1 for v in voters if v in self._votes)
-        return granted > len(voters) // 2
 
     # -- input: messages --------------------------------------------------------
 
@@ -442,11 +405,22 @@ class Raft(LeaderMixin, SnapshotMixin):
         answered; this never raises for peer input.
         """
         term = msg.term
+        if isinstance(msg, PreVote):
+            # Never adopt a pre-vote's term: nobody is in it (election rule 3).
+            self._recv_pre_vote(from_id, msg)
+            return
+        if isinstance(msg, PreVoteResponse) and (msg.vote_granted or term <= self.term):
+            self._recv_pre_vote_response(from_id, msg)
+            return
         if term > self.term:
-            if isinstance(msg, RequestVote) and self._leader_is_fresh():
+            if isinstance(msg, RequestVote) and not msg.leader_transfer and self._leader_is_fresh():
                 # §4.2.3 (thesis): ignore disruptive candidates while a leader is alive.
                 return
-            leader = msg.leader_id if isinstance(msg, AppendEntries) else None
+            leader = msg.leader_id if isinstance(msg, (AppendEntries, TimeoutNow)) else None
+            if self.role is Role.LEADER and from_id == self._transfer_target:
+                # The transfer target's election (or leadership) deposes us: the
+                # transfer goes on until we hear from it as leader.
+                self._transfer_handed_off = True
             # Figure 2: a follower's timer restarts on hearing from the leader
             # or granting a vote, not on a candidate's higher term alone (that
             # vote may be refused). Restarting it let candidates that cannot
@@ -472,41 +446,18 @@ class Raft(LeaderMixin, SnapshotMixin):
             self._recv_vote(from_id, msg)
         elif isinstance(msg, RequestVoteResponse):
             self._recv_vote_response(from_id, msg)
+        elif isinstance(msg, ReadIndex):
+            self._recv_read_index(from_id, msg)
+        elif isinstance(msg, ReadIndexResponse):
+            self._recv_read_index_response(from_id, msg)
+        elif isinstance(msg, TimeoutNow):
+            self._recv_timeout_now()
 
-    def _leader_is_fresh(self) -> bool:
-        if not self.config.check_quorum:
-            return False
-        if self.role is Role.LEADER:
-            return True
-        return (
-            self.leader_id is not None
-            and self._election_elapsed_ms < self.config.election_timeout_ms
-        )
-
-    def _recv_vote(self, from_id: int, msg: RequestVote) -> None:
-        # §5.2, §5.4.1: grant if we have not voted for another candidate in this
-        # term and the candidate's log is at least as up-to-date as ours. A
-        # duplicated request from the candidate we voted for is granted again.
-        last_term = self._log.last_term
-        up_to_date = msg.last_log_term > last_term or (
-            msg.last_log_term == last_term and msg.last_log_index >= self._log.last_index
-        )
-        grant = (
-            self.voted_for in (None, msg.candidate_id)
-            and up_to_date
-            and self.role is not Role.LEADER
-        )
-        if grant:
-            self.voted_for = msg.candidate_id
-            self._election_elapsed_ms = 0
-        self._msgs.append((from_id, RequestVoteResponse(term=self.term, vote_granted=grant)))
-
-    def _recv_vote_response(self, from_id: int, msg: RequestVoteResponse) -> None:
-        if self.role is not Role.CANDIDATE or not msg.vote_granted:
-            return
-        self._votes.add(from_id)
-        if self._has_vote_majority():
-            self._become_leader()
+    def _recv_timeout_now(self) -> None:
+        # Thesis §3.10: the transfer target starts an election at once,
+        # skipping the pre-vote; its RequestVote says why (election rule 6).
+        if self.role is not Role.LEADER and self._can_campaign():
+            self._campaign(transfer=True)
 
     def _ae_response(self, success: bool, index: int, seq: int) -> AppendEntriesResponse:
         return AppendEntriesResponse(
@@ -523,6 +474,7 @@ class Raft(LeaderMixin, SnapshotMixin):
             self._become_follower(self.term, msg.leader_id)
         self._set_leader(msg.leader_id)
         self._election_elapsed_ms = 0
+        self._pre_votes = None
         log = self._log
         prev = msg.prev_log_index
         entries = msg.entries
@@ -616,14 +568,25 @@ class Raft(LeaderMixin, SnapshotMixin):
             self._events.append(MembershipChanged(node_id, node))
         if self.role is Role.LEADER:
             self._leader_membership_changed(node_id, node, entry.index)
+        if node_id == self._transfer_target:
+            self._transfer_check_target()
 
     # -- input: proposals -------------------------------------------------------
+
+    def _check_proposable(self) -> None:
+        if self.role is not Role.LEADER or self._removed_at is not None:
+            raise NotLeader(self.leader_id if self.leader_id != self.id else None)
+        if self._transfer_target is not None:
+            # Thesis §3.10: the leader stops accepting client requests.
+            raise TransferInProgress(self._transfer_target)
 
     def recv_entry(self, data: bytes, *, id: int | None = None) -> EntryResponse:
         """Propose one entry (the seed's raft_recv_entry).
 
         Raises:
             NotLeader: this server is not the leader.
+            TransferInProgress: a leadership transfer is in progress (a
+                NotLeader naming no leader: retry shortly).
         """
         return self.recv_entries([data], ids=None if id is None else [id])[0]
 
@@ -634,10 +597,11 @@ class Raft(LeaderMixin, SnapshotMixin):
 
         Raises:
             NotLeader: this server is not the leader.
+            TransferInProgress: a leadership transfer is in progress (a
+                NotLeader naming no leader: retry shortly).
             ValueError: ``ids`` is given and its length differs from ``datas``.
         """
-        if self.role is not Role.LEADER or self._removed_at is not None:
-            raise NotLeader(self.leader_id if self.leader_id != self.id else None)
+        self._check_proposable()
         index = self._log.last_index + 1
         term = self.term
         if ids is None:
@@ -659,9 +623,10 @@ class Raft(LeaderMixin, SnapshotMixin):
 
         Raises:
             NotLeader: this server is not the leader.
+            TransferInProgress: a leadership transfer is in progress (a
+                NotLeader naming no leader: retry shortly).
         """
-        if self.role is not Role.LEADER or self._removed_at is not None:
-            raise NotLeader(self.leader_id if self.leader_id != self.id else None)
+        self._check_proposable()
         first = self._log.last_index + 1
         term = self.term
         bits = self._rng.getrandbits
@@ -686,6 +651,8 @@ class Raft(LeaderMixin, SnapshotMixin):
 
         Raises:
             NotLeader: this server is not the leader.
+            TransferInProgress: a leadership transfer is in progress (a
+                NotLeader naming no leader: retry shortly).
             OneVotingChangeOnly: a voting change, or any change of the same
                 node, is still uncommitted.
             LeaderNotReady: promoting or removing before an entry of this
@@ -696,8 +663,7 @@ class Raft(LeaderMixin, SnapshotMixin):
             MembershipError: adding a node that is already a member, promoting a
                 voter, removing the last voter, or ``kind`` is not a membership type.
         """
-        if self.role is not Role.LEADER or self._removed_at is not None:
-            raise NotLeader(self.leader_id if self.leader_id != self.id else None)
+        self._check_proposable()
         kind = EntryType(kind)
         if not kind.is_membership:
             raise MembershipError(f"{kind.name} is not a membership entry type")
@@ -736,25 +702,6 @@ class Raft(LeaderMixin, SnapshotMixin):
         )
         self._append([entry])
         return EntryResponse(entry.id, entry.term, entry.index)
-
-    def read_index(self, ctx: object) -> None:
-        """Register a linearizable read (ReadIndex, thesis §6.4).
-
-        A :class:`~traft.core.ready.ReadReady` event follows once a majority
-        has confirmed this leadership; serve the read when the applied index
-        reaches the event's index. A :class:`~traft.core.ready.ReadLost`
-        follows instead if leadership is lost first.
-
-        Raises:
-            NotLeader: this server is not the leader.
-            LeaderNotReady: no entry of this term has committed yet (the
-                leader does not yet know the full commit index, §8).
-        """
-        if self.role is not Role.LEADER:
-            raise NotLeader(self.leader_id)
-        if self._log.term_at(self.commit_index) != self.term:
-            raise LeaderNotReady()
-        self._register_read(ctx)
 
     # -- output -----------------------------------------------------------------
 
@@ -852,6 +799,6 @@ class Raft(LeaderMixin, SnapshotMixin):
         return dict(self._progress)
 
     def _leave_leadership(self) -> None:
-        for ctx in self._drop_reads():
-            self._events.append(ReadLost(ctx))
+        self._drop_reads()
         self._progress.clear()
+        self._transfer_leadership_lost()

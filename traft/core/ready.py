@@ -124,9 +124,35 @@ class ReadReady:
 
 @attrs.frozen(slots=True)
 class ReadLost:
-    """A registered read cannot be confirmed (leadership lost); retry elsewhere."""
+    """A registered read cannot be confirmed; retry (elsewhere).
+
+    On a leader: leadership was lost. On a follower: the leader changed or
+    became unknown, it refused, or it did not answer within an election timeout.
+    """
 
     ctx: object
+
+
+@attrs.frozen(slots=True)
+class TransferStarted:
+    """This leader began handing leadership to ``to``; proposals are refused meanwhile."""
+
+    to: int
+
+
+@attrs.frozen(slots=True)
+class TransferFinished:
+    """``to`` became leader after this server's transfer (it heard from ``to`` as leader)."""
+
+    to: int
+
+
+@attrs.frozen(slots=True)
+class TransferAborted:
+    """The transfer to ``to`` gave up (``reason`` says why); a leader accepts proposals again."""
+
+    to: int
+    reason: str
 
 
 Event = (
@@ -138,6 +164,9 @@ Event = (
     | RemovedSelf
     | ReadReady
     | ReadLost
+    | TransferStarted
+    | TransferFinished
+    | TransferAborted
 )
 
 
