@@ -1,5 +1,8 @@
 # traft: the two commands of the quick start are `make demo` and `make test`.
 PYTHON ?= python3
+# Hypothesis profile (tests/conftest.py): ci is derandomized, so make test is
+# reproducible; HYPOTHESIS_PROFILE=explore make test hunts with many more examples.
+HYPOTHESIS_PROFILE ?= ci
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -23,7 +26,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict traft storage net
 
 pytest: $(STAMP)
-	$(BIN)/pytest --cov=traft.core --cov-branch --cov-report=term:skip-covered
+	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(BIN)/pytest --cov=traft.core --cov-branch --cov-report=term:skip-covered
 
 test: lint typecheck pytest
 

@@ -2,7 +2,7 @@
 
 ``scripts/cluster`` and ``scripts/kill-restart`` may be started with any
 ``python3``; when that interpreter cannot import traft and its dependencies
-(hypercorn, trio), they re-run themselves with ``.venv/bin/python`` of the
+(httptools, trio), they re-run themselves with ``.venv/bin/python`` of the
 checkout (``make`` builds it).
 """
 
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def ensure_traft() -> None:
     """Make ``import traft`` work, re-executing under the checkout's venv if needed."""
     try:
-        import hypercorn  # noqa: F401
+        import httptools  # noqa: F401
         import trio  # noqa: F401
 
         import traft  # noqa: F401

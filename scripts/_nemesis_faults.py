@@ -338,7 +338,7 @@ class Faults:
     # --- membership -------------------------------------------------------------------
 
     def member_request(self, method: str, path: str, body: bytes | None) -> tuple[int, str]:
-        client = Client(self.urls(), timeout=35.0, retry_for=40.0)
+        client = Client(self.urls(), timeout=35.0, retry_for=40.0, retry_unreachable=True)
         try:
             reply = client.request(method, path, body)
         except ClientError as exc:

@@ -22,6 +22,7 @@ from _bootstrap import ensure_traft  # noqa: E402
 
 ensure_traft()
 
+from traft.cli import traft_command  # noqa: E402
 from traft.kv.cli.status import collect, table  # noqa: E402
 from traft.kv.client import Client, new_idempotency_key  # noqa: E402
 from traft.kv.localcluster import LocalCluster  # noqa: E402
@@ -143,7 +144,10 @@ def main() -> int:
     for line in summary:
         print(f"  {line}")
     print()
-    print("next: scripts/cluster start, then traft status / put / get --config <the printed path>")
+    print(
+        f"next: scripts/cluster start, then {traft_command()} status / put / get "
+        "--config <the printed path>"
+    )
     return 0
 
 

@@ -29,6 +29,7 @@ from ._datadir import (
 )
 from ._errors import (
     CorruptLogError,
+    DataDirLocked,
     DiskFullError,
     LogUnusableError,
     StorageError,
@@ -49,6 +50,7 @@ __all__ = [
     "DEFAULT_SEGMENT_BYTES",
     "CorruptLogError",
     "DataDir",
+    "DataDirLocked",
     "DataDirReport",
     "DiskFullError",
     "LogUnusableError",

@@ -6,15 +6,28 @@ operators (``traft log inspect`` / ``verify``): it runs the same checks as
 opening but only reports what opening would repair, and it never writes,
 renames or deletes anything, so it is safe on a directory a stopped node
 will open later (and harmless, though possibly stale, on a running one).
+
+One process at a time: :func:`open_data_dir` takes an exclusive ``flock`` on
+the directory's ``lock`` file before it reads or repairs anything, writes its
+pid into it, and holds it until :meth:`DataDir.close` (or until the process
+dies: the kernel drops the lock, the file stays). A second open, in another
+process or in this one, raises :class:`DataDirLocked` naming the holder's
+pid. :func:`inspect_data_dir` takes no lock, so it works on a directory a
+running node holds. The lock file is not data: it is never fsynced and its
+content is only informative. The lower-level stores (``SegmentLog``,
+``MetaStore``, ``SnapshotStore``) take no lock; open a node's directory
+through :func:`open_data_dir`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from ._errors import CorruptLogError, write_error
+from ._errors import CorruptLogError, DataDirLocked, write_error
 from ._fileio import make_dirs
 from ._log import DEFAULT_SEGMENT_BYTES, SegmentLog
 from ._meta import MetaStore, decode_meta
@@ -24,26 +37,39 @@ from ._snapshot import SnapshotInfo, SnapshotStore, read_infos
 META_NAME = "meta"
 LOG_DIR = "log"
 SNAP_DIR = "snap"
+LOCK_NAME = "lock"
 
 
 class DataDir:
     """The open stores of one node's data directory; close it when done."""
 
     def __init__(
-        self, path: str, meta: MetaStore, log: SegmentLog, snapshots: SnapshotStore
+        self,
+        path: str,
+        meta: MetaStore,
+        log: SegmentLog,
+        snapshots: SnapshotStore,
+        lock_fd: int | None = None,
     ) -> None:
         self.path = path
         self.meta = meta
         self.log = log
         self.snapshots = snapshots
+        self._lock_fd = lock_fd
 
     def close(self) -> None:
-        """Sync and close the log (the other stores hold nothing open).
+        """Sync and close the log (the other stores hold nothing open), then
+        release the directory's lock. Closing twice is harmless.
 
         Raises:
-            WriteError: the log's final sync failed.
+            WriteError: the log's final sync failed (the lock is released anyway).
         """
-        self.log.close()
+        try:
+            self.log.close()
+        finally:
+            if self._lock_fd is not None:
+                _unlock(self._lock_fd)
+                self._lock_fd = None
 
     def __enter__(self) -> DataDir:
         return self
@@ -62,7 +88,11 @@ def open_data_dir(
 ) -> DataDir:
     """Open (creating or recovering) the meta file, log and snapshots under ``path``.
 
+    The directory is locked until the returned :class:`DataDir` is closed
+    (see the module docstring).
+
     Raises:
+        DataDirLocked: another process (or another open in this one) holds it.
         CorruptLogError: any of the three is damaged; nothing was changed.
         WriteError: the directory could not be created or a repair failed.
     """
@@ -71,6 +101,56 @@ def open_data_dir(
         make_dirs(path)
     except OSError as exc:
         raise write_error(path, "creating data directory", exc) from exc
+    lock_fd = _lock(path)
+    try:
+        meta, log, snapshots = _open_stores(path, segment_bytes, keep_snapshots)
+    except BaseException:
+        _unlock(lock_fd)
+        raise
+    return DataDir(path, meta, log, snapshots, lock_fd)
+
+
+def _lock(path: str) -> int:
+    """Take the exclusive lock of data directory ``path``; its file descriptor.
+
+    Raises:
+        DataDirLocked: it is held already.
+        WriteError: the lock file could not be opened or written.
+    """
+    lock_path = os.path.join(path, LOCK_NAME)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise write_error(lock_path, "opening the lock file", exc) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raw = os.pread(fd, 32, 0)
+        os.close(fd)
+        text = raw.decode("ascii", "replace").strip()
+        raise DataDirLocked(path, int(text) if text.isdigit() else None) from None
+    except OSError as exc:
+        os.close(fd)
+        raise write_error(lock_path, "locking", exc) from exc
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as exc:
+        os.close(fd)
+        raise write_error(lock_path, "writing the lock file", exc) from exc
+    return fd
+
+
+def _unlock(fd: int) -> None:
+    """Release a directory lock (closing the descriptor drops the flock)."""
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def _open_stores(
+    path: str, segment_bytes: int, keep_snapshots: int
+) -> tuple[MetaStore, SegmentLog, SnapshotStore]:
+    """Open the three stores of a data directory this process has locked."""
     # Check the meta file and the snapshots before the log's recovery repairs
     # anything, so damage in any store is reported with nothing changed.
     meta_path = os.path.join(path, META_NAME)
@@ -87,7 +167,7 @@ def open_data_dir(
     except BaseException:
         log.close()
         raise
-    return DataDir(path, meta, log, snapshots)
+    return meta, log, snapshots
 
 
 @dataclass

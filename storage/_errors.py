@@ -9,6 +9,8 @@ own type, all under :class:`StorageError`.
 - :class:`WriteError` (and :class:`DiskFullError` for ``ENOSPC``): the
   operating system refused a write, fsync, rename or delete. What was synced
   before stays readable.
+- :class:`DataDirLocked`: another process (named by its pid) holds the data
+  directory; one process at a time may open it.
 - :class:`LogUnusableError`: the object was closed, or an earlier failure left
   its in-memory view uncertain (a failed fsync, say); close it and reopen the
   directory, which re-reads the truth from disk.
@@ -73,3 +75,16 @@ def write_error(path: str, action: str, exc: OSError) -> WriteError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFullError(path, message + " (disk full)", exc.errno)
     return WriteError(path, message, exc.errno)
+
+
+class DataDirLocked(StorageError):
+    """Another process (or another open in this one) holds the data directory."""
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        holder = f"pid {pid}" if pid is not None else "pid unknown"
+        super().__init__(f"{path}: the data directory is in use by another process ({holder})")
+        self.path = path
+        self.pid = pid
+
+    def __reduce__(self) -> tuple[type[DataDirLocked], tuple[str, int | None]]:
+        return (type(self), (self.path, self.pid))

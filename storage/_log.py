@@ -437,6 +437,23 @@ class SegmentLog:
             self._raise_unusable()
         if not self._unsynced and not self._dir_unsynced:
             return
+        self._flush()
+        if self._segments and self._segments[-1].first_index != self._recorded_newest:
+            # The newest segment is durable now: name it in the state file so
+            # that losing it later is detected (see _recovery).
+            try:
+                self._write_state(LogState(self._first_index))
+            except OSError as exc:
+                self._failed = f"writing the state file failed: {exc}"
+                raise write_error(self._path, "state", exc) from exc
+        self._evict_files()
+
+    def _flush(self) -> None:
+        """fdatasync the unsynced segments, then the directory if it changed.
+
+        Raises:
+            DiskFullError, WriteError: an fsync failed; the log is now unusable.
+        """
         segment = None
         try:
             for segment in self._unsynced:
@@ -450,15 +467,6 @@ class SegmentLog:
             raise write_error(where, "fsync", exc) from exc
         self._unsynced.clear()
         self._dir_unsynced = False
-        if self._segments and self._segments[-1].first_index != self._recorded_newest:
-            # The newest segment is durable now: name it in the state file so
-            # that losing it later is detected (see _recovery).
-            try:
-                self._write_state(LogState(self._first_index))
-            except OSError as exc:
-                self._failed = f"writing the state file failed: {exc}"
-                raise write_error(self._path, "state", exc) from exc
-        self._evict_files()
 
     def truncate_from(self, index: int) -> None:
         """Drop record ``index`` and every record after it, durably.
@@ -519,10 +527,11 @@ class SegmentLog:
         deleted; records of a segment that is still partly live stay on disk
         but are no longer readable. If ``index >= last_index`` the log becomes
         empty and the next append is ``index + 1``. An ``index`` before
-        ``first_index`` changes nothing.
+        ``first_index`` changes nothing. Records appended but not yet synced
+        that stay live are made durable first (see docs/storage-format.md).
 
         Raises:
-            WriteError: a write failed; the log is now unusable (reopen it).
+            DiskFullError, WriteError: a write failed; the log is now unusable (reopen it).
             LogUnusableError: the log is closed or failed.
         """
         if self._failed is not None or self._closed:
@@ -530,6 +539,13 @@ class SegmentLog:
         if index < self._first_index:
             return
         first = index + 1
+        if index < self._last_index and self._unsynced:
+            # The state file names the newest *durable* segment. With newer
+            # segments waiting for a sync, that can be a segment this very
+            # compaction deletes, and after a crash open would refuse the log
+            # (the named newest segment is missing). Make them durable first,
+            # so the state names the real newest one, which always survives.
+            self._flush()
         try:
             if index >= self._last_index:
                 # Every segment goes: the state names none as the newest.

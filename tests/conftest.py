@@ -1,8 +1,19 @@
 """Shared pytest configuration.
 
 Hypothesis profiles, chosen with the HYPOTHESIS_PROFILE environment variable:
-``dev`` (the default: few examples, fast) and ``ci`` (more examples). Seeds
-are never pinned; a failure prints the reproduction blob Hypothesis needs.
+
+- ``dev`` (the default for a bare ``pytest``): few examples, fresh random
+  ones on every run, failures saved in ``.hypothesis/`` and replayed first.
+- ``ci`` (what ``make test`` selects): the same examples as ``dev`` but
+  derandomized (each test's examples follow from its code) and with no
+  example database, so a run from a clean clone is reproducible: the same
+  code passes or fails the same way every time, on any machine.
+- ``explore``: many more examples and longer programs, random, with the
+  database; for hunting bugs (``HYPOTHESIS_PROFILE=explore make test``, or a
+  single test file). What it finds becomes a deterministic regression test.
+
+No test pins a seed with ``@seed``; a failure prints the reproduction blob
+Hypothesis needs.
 """
 
 from __future__ import annotations
@@ -20,8 +31,18 @@ settings.register_profile(
 )
 settings.register_profile(
     "ci",
-    max_examples=150,
-    stateful_step_count=80,
+    max_examples=40,
+    stateful_step_count=50,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "explore",
+    max_examples=500,
+    stateful_step_count=100,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

@@ -33,6 +33,24 @@ def test_linearizable_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert out.startswith(f"{path}: linearizable (2 operations, 1 partition,")
 
 
+@pytest.mark.timeout(30)
+def test_space_separated_jepsen_log_is_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 10 bug 9: this exited 2 with "no Jepsen operation lines found"."""
+    text = (
+        "INFO  jepsen.util - 0 :invoke :write 1\n"
+        "INFO  jepsen.util - 0 :ok :write 1\n"
+        "INFO  jepsen.util - 1 :invoke :cas [1 2]\n"
+        "INFO  jepsen.util - 1 :ok :cas [1 2]\n"
+        "INFO  jepsen.util - 2 :invoke :read nil\n"
+        "INFO  jepsen.util - 2 :ok :read 2\n"
+    )
+    path = _file(tmp_path, text, "jepsen.log")
+    assert main(["check", path, "--model", "register"]) == 0
+    assert capsys.readouterr().out.startswith(f"{path}: linearizable (3 operations,")
+
+
 def test_not_linearizable_exits_1_with_explanation(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

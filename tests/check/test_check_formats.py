@@ -48,6 +48,28 @@ def test_jepsen_etcd_mapping() -> None:
     assert detect_format(ETCD) == "jepsen-etcd"
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "separator", [" ", "  ", " \t", "\t "], ids=["space", "spaces", "space-tab", "tab-space"]
+)
+def test_jepsen_etcd_fields_may_be_separated_by_any_whitespace(separator: str) -> None:
+    """Issue 10 bug 9: a log whose fields are separated by spaces instead of
+    tabs was refused ("no Jepsen operation lines found"); the format allows
+    any run of whitespace between the fields."""
+    spaced = ETCD.replace("\t", separator)
+    assert "\t" not in spaced or "\t" in separator
+    assert detect_format(spaced) == "jepsen-etcd"
+    assert parse_history(spaced, "jepsen-etcd") == parse_history(ETCD, "jepsen-etcd")
+    assert parse_history(spaced) == parse_history(ETCD, "jepsen-etcd")
+
+
+@pytest.mark.timeout(30)
+def test_jepsen_etcd_cas_pair_may_hold_any_whitespace() -> None:
+    text = "INFO  jepsen.util - 2 :invoke :cas [4   0]\nINFO  jepsen.util - 2 :ok :cas [4\t0]\n"
+    (op,) = parse_history(text, "jepsen-etcd")
+    assert (op.kind, op.prev, op.arg, op.result, op.outcome) == ("cas", 4, 0, True, Outcome.OK)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

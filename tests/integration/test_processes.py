@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import http.client
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,9 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     c = LocalCluster.create(tmp_path / "cluster", 3)
     c.start_all()
     try:
+        # wait_for_leader asks only the nodes that answer: a node whose process
+        # starts late (a loaded machine) could still be down when a test picks it.
+        c.wait_up(30)
         yield c
     finally:
         c.stop_all(timeout=5)
@@ -126,6 +131,52 @@ def test_member_add_and_remove(cluster: LocalCluster) -> None:
     put(client, "y", b"three nodes again")
 
 
+# Moments of a node's start-up, each marked by a line of its log (None: right
+# after the process was spawned, before Python has installed any handler).
+START_UP_MOMENTS = {
+    "at-spawn": None,
+    "storage-opened": "restored term",
+    "http-bound": "Running on http://",
+    "serving": "serving the HTTP API",
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("moment", [*START_UP_MOMENTS, "answering"])
+def test_sigterm_at_any_moment_of_start_up_stops_cleanly(tmp_path: Path, moment: str) -> None:
+    """Issue 10 bug 13: the node announced readiness before it installed its
+    SIGTERM handler, so a SIGTERM in between killed it by the default action
+    (exit status -15). Each case waits for its moment (an event, not a
+    delay), sends SIGTERM at once, and wants a clean stop."""
+    cluster = LocalCluster.create(tmp_path / "cluster", 1)
+    cluster.start(1)
+    log_path = cluster.log_path(1)
+    try:
+        marker = START_UP_MOMENTS.get(moment)
+        if moment == "answering":
+            cluster.wait_up(60)
+        elif marker is not None:
+            deadline = time.monotonic() + 60
+            while marker not in log_path.read_text():
+                assert time.monotonic() < deadline, f"never logged {marker!r}"
+                assert cluster.pid(1) is not None, log_path.read_text()
+                time.sleep(0.001)  # polling for the moment, not timing anything
+        assert cluster.signal(1, signal.SIGTERM)
+        assert cluster.wait_exit(1, 30)
+        status = cluster.exit_status(1)
+        log = log_path.read_text()
+        assert "Traceback" not in log, log
+        if moment == "at-spawn":
+            # Until the interpreter has loaded traft, SIGTERM's default action
+            # ends the process: nothing was opened yet, nothing to clean up.
+            assert status in (0, -signal.SIGTERM), log
+        else:
+            assert status == 0, f"exit status {status}\n{log}"
+            assert "received SIGTERM; stopping" in log, log
+    finally:
+        cluster.stop_all(timeout=5)
+
+
 def test_sigterm_stops_cleanly(cluster: LocalCluster) -> None:
     cluster.wait_for_leader(15)
     cluster.signal(1, signal.SIGTERM)
@@ -133,3 +184,43 @@ def test_sigterm_stops_cleanly(cluster: LocalCluster) -> None:
     assert cluster.exit_status(1) == 0
     log = cluster.log_path(1).read_text()
     assert "received SIGTERM; stopping" in log and "Traceback" not in log
+
+
+@pytest.mark.timeout(90)
+def test_a_second_serve_on_the_same_data_dir_exits_1_naming_the_holder(tmp_path: Path) -> None:
+    """Issue 10 bug 7: started twice on one --data-dir (other ports), both
+    processes served and acknowledged different writes at the same index."""
+    first = LocalCluster.create(tmp_path / "first", 1)
+    other_ports = LocalCluster.create(tmp_path / "second", 1)  # node 1 again, other ports
+    first.start(1)
+    try:
+        first.wait_up(30)
+        holder = first.pid(1)
+        data_dir = first.data_dir(1)
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "traft.cli",
+                "serve",
+                "--config",
+                str(other_ports.config_path),
+                "--id",
+                "1",
+                "--data-dir",
+                str(data_dir),
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert second.returncode == 1, second.stderr
+        errors = [line for line in second.stderr.splitlines() if "traft serve: error:" in line]
+        assert len(errors) == 1, second.stderr
+        assert str(data_dir) in errors[0] and f"pid {holder}" in errors[0], errors[0]
+        assert "Traceback" not in second.stderr
+        assert 1 in first.statuses(), "the first node must keep serving"
+    finally:
+        first.stop_all(timeout=5)
+        print(first.log_path(1).read_text()[-3000:])

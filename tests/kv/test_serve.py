@@ -88,6 +88,28 @@ def test_address_in_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert status == 1 and "in use" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("which", ["http", "peer"])
+def test_address_in_use_names_the_address(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], which: str
+) -> None:
+    config, path = one_node(tmp_path)
+    member = config.members[1]
+    kind = socket.SOCK_STREAM if which == "http" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as taken:
+        address = member.http if which == "http" else member.peer
+        taken.bind(address)
+        if which == "http":
+            taken.listen()
+        status = cli.main(
+            ["serve", "--config", str(path), "--id", "1", "--data-dir", str(tmp_path / "d")]
+        )
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if x.startswith("traft serve: error:"))
+    what = "HTTP" if which == "http" else "peer (UDP)"
+    assert status == 1 and f"the {what} address {address[0]}:{address[1]} is already in use" in line
+    assert "Traceback" not in err
+
+
 async def test_one_node_serves_stops_and_restarts(tmp_path: Path) -> None:
     config, _ = one_node(tmp_path)
     data = tmp_path / "d"

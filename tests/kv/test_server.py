@@ -1,4 +1,4 @@
-"""The app behind real hypercorn sockets, driven by the synchronous client and the CLI."""
+"""The app behind the real HTTP server (traft.kv.server) on sockets, driven by the synchronous client and the CLI."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import trio
 from tests.kv.fakenode import FakeNode
 from traft import cli
 from traft.kv.client import Client, ClientError
-from traft.kv.http import KVApp, serve_http
+from traft.kv.http import KVApp
+from traft.kv.server import serve_http
 from traft.node.errors import ProposalLost
 
 pytestmark = pytest.mark.timeout(30)
@@ -27,7 +28,7 @@ class Served:
 
 @pytest.fixture
 async def servers() -> AsyncIterator[Callable[..., Any]]:
-    """Start fake nodes behind hypercorn on 127.0.0.1, port 0; all stop at the end."""
+    """Start fake nodes behind the HTTP server on 127.0.0.1, port 0; all stop at the end."""
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
 

@@ -35,7 +35,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 def test_open_data_dir_creates_and_reopens_the_three_stores(tmp_path: Path) -> None:
     path = tmp_path / "node"
     make_node_dir(path)
-    assert sorted(os.listdir(path)) == ["log", "meta", "snap"]
+    assert sorted(os.listdir(path)) == ["lock", "log", "meta", "snap"]
     with open_data_dir(str(path), segment_bytes=500) as node:
         assert (node.meta.term, node.meta.voted_for) == (3, 2)
         assert (node.log.first_index, node.log.last_index) == (21, 60)

@@ -10,7 +10,8 @@ record synced, or made durable by a truncation, must survive, and what
 remains of the rest must be a prefix. After every step the log's bounds,
 terms and contents must match the model.
 
-``HYPOTHESIS_PROFILE=ci`` runs more examples.
+Example counts come from the Hypothesis profile (tests/conftest.py);
+``HYPOTHESIS_PROFILE=explore`` runs many more.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from storage_faults import PowerLossOps, fast_scratch_root, install
 from storage import Record, SegmentLog
 from storage._fileio import FileOps
 
-CI = os.environ.get("HYPOTHESIS_PROFILE") == "ci"
 SEGMENT_BYTES = 160
 
 
@@ -144,7 +144,6 @@ class LogMachine(RuleBasedStateMachine):
 
 
 LogMachine.TestCase.settings = settings(
-    max_examples=300 if CI else 40,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

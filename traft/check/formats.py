@@ -5,8 +5,8 @@
     ``docs/history-format.md``. :func:`write_history` writes it.
 ``jepsen-etcd``
     Jepsen's log of its etcd test (a compare-and-set register), lines
-    ``INFO  jepsen.util - <process>\\t<type>\\t<f>\\t<value>``; any other line
-    is noise and skipped.
+    ``INFO  jepsen.util - <process>\\t<type>\\t<f>\\t<value>`` (any run of
+    whitespace may separate the fields); any other line is noise and skipped.
 ``edn-kv``
     One EDN map per line,
     ``{:process P, :type :invoke|:ok|:fail|:info, :f :get|:put|:append, :key "K", :value V}``.
@@ -60,9 +60,12 @@ class FormatError(HistoryError):
 
 # -- detection ---------------------------------------------------------------
 
+# Jepsen separates the fields with tabs, but any run of whitespace between
+# them is the same log (copies through editors and mail turn tabs to spaces).
 _JEPSEN_LINE = re.compile(
-    r"jepsen\.util - (\d+)\t:(invoke|ok|fail|info)\t:(read|write|cas)\t(.*?)\s*$"
+    r"jepsen\.util\s+-\s+(\d+)\s+:(invoke|ok|fail|info)\s+:(read|write|cas)(?:\s+(.*?))?\s*$"
 )
+_JEPSEN_MARK = re.compile(r"jepsen\.util\s+-\s")
 
 
 def detect_format(text: str) -> str:
@@ -76,7 +79,7 @@ def detect_format(text: str) -> str:
         return "edn-kv"
     if first.startswith("{"):
         return "traft"
-    if "jepsen.util - " in text:
+    if _JEPSEN_MARK.search(text):
         return "jepsen-etcd"
     if not first:
         return "traft"  # an empty history, readable in the native format
@@ -307,7 +310,7 @@ class _Pairer:
 # -- jepsen-etcd -----------------------------------------------------------------
 
 _INT = re.compile(r"-?\d+")
-_PAIR = re.compile(r"\[(-?\d+) (-?\d+)\]")
+_PAIR = re.compile(r"\[\s*(-?\d+)\s+(-?\d+)\s*\]")
 
 
 def parse_jepsen_etcd(text: str) -> list[Operation]:
@@ -332,7 +335,7 @@ def parse_jepsen_etcd(text: str) -> list[Operation]:
         if m is None:
             continue
         seen_any = True
-        process, typ, f, raw = int(m.group(1)), m.group(2), m.group(3), m.group(4)
+        process, typ, f, raw = int(m.group(1)), m.group(2), m.group(3), m.group(4) or ""
         if typ == "invoke":
             arg: Value = None
             prev: Value = None

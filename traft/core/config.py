@@ -19,7 +19,10 @@ class Config:
     """Settings of a :class:`~traft.core.raft.Raft` server.
 
     Attributes:
-        election_timeout_ms: T; each election timeout is drawn from [T, 2T) (§5.2).
+        election_timeout_ms: T; each election timeout is drawn from [T, 2T) (§5.2)
+            with the server's rng. Servers whose rngs are seeded alike draw
+            the same timeouts and split every vote: give each its own seed
+            (see :class:`~traft.core.raft.Raft`).
         request_timeout_ms: heartbeat interval of a leader; keep it well below T.
         max_entries_per_message: cap on entries in one AppendEntries.
         max_bytes_per_message: cap on entry bytes in one AppendEntries, each

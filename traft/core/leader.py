@@ -14,8 +14,10 @@ a majority of *voting* members, and only an entry of the current term is
 committed by counting replicas. The leader's own replica counts only once
 ``advance()`` reports it durable (``_stable_index``): entries proposed since
 the last Ready, or handed out in one not yet advanced, are in its log but not
-on its disk. The leader sends nothing before its own persist is durable
-(the Ready contract in :mod:`traft.core.ready`), like every other role.
+on its disk. That is what lets a driver send the leader's AppendEntries
+before or while it persists them (thesis §10.2.1; the exact exception is in
+the Ready contract in :mod:`traft.core.ready`): followers' fsyncs overlap the
+leader's, and an entry never commits on a leader copy that a crash could lose.
 
 Membership (§6, seed semantics): a node removed by an entry the leader holds
 keeps receiving AppendEntries until it reports a commit index at or past its

@@ -78,6 +78,11 @@ class Raft(ElectionMixin, LeaderMixin, ReadsMixin, TransferMixin, SnapshotMixin)
         node_id: this server's id, unique in the cluster.
         config: timeouts and limits.
         rng: the only source of randomness (election timeouts, entry ids).
+            Every server needs its own: two servers whose rngs are seeded
+            alike draw identical election timeouts, start every election
+            together and split the vote for ever (a livelock: no leader is
+            ever elected). Use ``random.Random()`` (seeded by the OS), or a
+            distinct seed per server when runs must be reproducible.
     """
 
     def __init__(self, node_id: int, config: Config, rng: random.Random) -> None:

@@ -11,16 +11,20 @@ The driver's loop (ARCHITECTURE §2), for every Ready it takes:
 3. apply ``committed`` in index order, react to ``events``;
 4. call :meth:`Raft.advance` with the same Ready.
 
-Nothing may be sent before step 1 is durable, on every role: the leader
-persists its own entries before it sends them too (thesis §10.2.1's sending
-before the leader's fsync is not part of this contract). Both drivers in
-this repository (:mod:`traft.node`, :mod:`traft.sim`) do exactly this.
+Nothing may be sent before step 1 is durable, with one exception (thesis
+§10.2.1): a leader's Ready with neither ``hard_state`` nor ``truncate_from``
+may send its messages before (or while) it persists its entries. Everything
+else waits for the persist: votes and vote refusals, AppendEntries responses,
+and any message of a Ready that changes the term or vote or truncates the log.
+The exception is safe because the core counts the leader's own copy of new
+entries toward commitment only once ``advance()`` reports them durable, so an
+entry can commit on followers' copies alone but never on a copy the leader
+might still lose. :mod:`traft.node` sends early in exactly that case.
 
 A driver may keep feeding input between ``ready()`` and ``advance()`` (the
-in-tree drivers do not); the core counts its own copy of entries toward
-commitment only once ``advance()`` reports them durable, so entries proposed
-or handed out but not yet persisted never commit on the leader's count
-alone. ``ready()`` may not be called again before ``advance()``.
+in-tree drivers do not); entries proposed or handed out but not yet persisted
+never commit on the leader's count alone. ``ready()`` may not be called again
+before ``advance()``.
 """
 
 from __future__ import annotations

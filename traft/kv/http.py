@@ -1,15 +1,21 @@
-"""The KV service's HTTP/1.1 API: a small ASGI app served by hypercorn on trio.
+"""The KV service's HTTP/1.1 API: routing and commands, with no sockets.
 
 Theory of operation
 -------------------
-:class:`KVApp` turns each request into one call on the node —
+:class:`KVApp` is a plain ``async handle(Request) -> Response``: it turns
+each request into one call on the node —
 ``node.submit(command)`` for writes, ``node.read(query)`` for reads (both
 linearizable), the membership calls for ``/members`` — and the node's answer
 or error into a status code and a small JSON body. It keeps no state of its
 own besides metrics; the node and the :class:`~traft.kv.state.KVStore` it
-replicates hold everything. HTTP parsing is hypercorn's; this module only
-routes ASGI scopes. :func:`serve_http` runs the app on a trio listener until
-a shutdown event is set.
+replicates hold everything. It never sees a socket: :mod:`traft.kv.server`
+(a trio loop around the ``httptools`` parser) reads a whole request, calls
+:meth:`KVApp.handle` and writes the answer; tests call ``handle`` directly;
+:meth:`KVApp.__call__` adapts it to ASGI for anyone who wants to mount the
+API in another server. Batching happens below: every request waiting on the
+node joins the main loop's next proposal batch or ReadIndex round
+(:mod:`traft.node.node`), and each answer is written as soon as its entry is
+applied.
 
 The table (docs/http-api.md has the full reference):
 
@@ -43,7 +49,9 @@ is allowed and percent-escapes are decoded); an Idempotency-Key is 1..128
 printable ASCII characters; the encoded command (key, value, prev and
 idempotency key together) must fit ``max_command_bytes``, by default
 ``cluster.max_datagram - 2101`` under ``traft serve`` so that any entry fits
-one datagram (the node refuses larger commands too: 413 as well).
+one datagram (the node refuses larger commands too: 413 as well). A 413
+names the room left for the value with the request's key, ``prev`` and
+Idempotency-Key (:meth:`KVApp.room_for_value`).
 """
 
 from __future__ import annotations
@@ -55,7 +63,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol, TypeVar, cast
 from urllib.parse import unquote_to_bytes
 
-import trio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
@@ -95,13 +102,73 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
-Handler = Callable[[Scope, Receive], Awaitable[Answer]]
+Headers = list[tuple[bytes, bytes]]
+Handler = Callable[["Request"], Awaitable["Response"]]
 
 DEFAULT_MAX_COMMAND_BYTES: Final = 60_000 - 2101  # what traft serve uses by default
 RETRY_AFTER_S: Final = 1
 _JSON: Final = b"application/json"
+_OCTETS: Final = b"application/octet-stream"
 _METHODS: Final = frozenset({"GET", "PUT", "POST", "DELETE", "HEAD"})
+_KV_METHODS: Final = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+_POST: Final = frozenset({"POST"})
+_GET: Final = frozenset({"GET", "HEAD"})
+_NO_PARAMS: Final[frozenset[str]] = frozenset()
+_PREV: Final = frozenset({"prev"})
+
+
+class Request:
+    """One whole HTTP request, as the server parsed it.
+
+    ``path`` is the raw path (still percent-encoded) and ``query`` the raw
+    query string without ``?``; header names are lower-case.
+    """
+
+    __slots__ = ("method", "path", "query", "headers", "body")
+
+    def __init__(
+        self,
+        method: str,
+        path: bytes,
+        query: bytes = b"",
+        headers: Headers | None = None,
+        body: bytes = b"",
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers: Headers = headers if headers is not None else []
+        self.body = body
+
+    @property
+    def target(self) -> str:
+        """The path and query as the client sent them."""
+        target = self.path.decode("latin-1")
+        return f"{target}?{self.query.decode('latin-1')}" if self.query else target
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header ``name`` (lower-case), or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+class Response:
+    """An answer: status, headers (the server adds ``content-length``) and body.
+
+    For ``HEAD`` the body is still set: the server sends its length, not its bytes.
+    """
+
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: Headers, body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def __repr__(self) -> str:
+        return f"Response({self.status}, {self.headers!r}, {self.body[:80]!r})"
 
 
 class NodeAPI(Protocol):
@@ -136,13 +203,16 @@ class HTTPError(Exception):
         status: int,
         message: str,
         *,
-        headers: list[tuple[bytes, bytes]] | None = None,
+        headers: Headers | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.headers = headers or []
         self.body = {"error": message, **extra}
+
+    def response(self) -> Response:
+        return Response(self.status, [(b"content-type", _JSON), *self.headers], _json(self.body))
 
 
 class _Metrics:
@@ -160,10 +230,25 @@ class _Metrics:
             registry=registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        # Children by label values: ``labels()`` costs a lock and a dict
+        # lookup per call, and every request counts twice.
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._histograms: dict[str, Any] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self.requests.labels(method, route, str(status))
+        counter.inc()
+        histogram = self._histograms.get(route)
+        if histogram is None:
+            histogram = self._histograms[route] = self.latency.labels(route)
+        histogram.observe(seconds)
 
 
 class KVApp:
-    """The ASGI application.
+    """The application: ``await app.handle(request)`` answers one request.
 
     Args:
         node: the node (anything with :class:`NodeAPI`'s surface).
@@ -193,81 +278,100 @@ class KVApp:
         self.member_timeout = member_timeout
         self._metrics = _Metrics(node.registry)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return  # websockets are not served; hypercorn closes the connection
+    @property
+    def max_body_bytes(self) -> int:
+        """No request body can be longer than this (a server may refuse it unread)."""
+        return self.max_command_bytes
+
+    async def handle(self, request: Request) -> Response:
+        """Answer one request; never raises (a bug answers 500 and is logged)."""
         start = time.perf_counter()
-        method = scope["method"]
+        method = request.method
         route = "other"
         try:
-            route, handler, allowed = self._route(scope)
+            route, handler, allowed = self._route(request.path)
             if method not in allowed:
                 raise HTTPError(
                     405,
                     f"method {method} not allowed here",
                     headers=[(b"allow", ", ".join(sorted(allowed)).encode())],
                 )
-            status, headers, body = await handler(scope, receive)
+            response = await handler(request)
         except HTTPError as exc:
-            status, headers = exc.status, [(b"content-type", _JSON), *exc.headers]
-            body = _json(exc.body)
+            response = exc.response()
         except Exception:
-            log.exception("unexpected error answering %s %s", method, scope.get("path"))
-            status, headers, body = 500, [(b"content-type", _JSON)], _json({"error": "internal"})
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
-        self._metrics.requests.labels(
-            method if method in _METHODS else "other", route, str(status)
-        ).inc()
-        self._metrics.latency.labels(route).observe(time.perf_counter() - start)
+            log.exception("unexpected error answering %s %s", method, request.target)
+            response = Response(500, [(b"content-type", _JSON)], _json({"error": "internal"}))
+        self._metrics.observe(
+            method if method in _METHODS else "other",
+            route,
+            response.status,
+            time.perf_counter() - start,
+        )
+        return response
+
+    def too_large(self, request: Request, length: int | None = None) -> Response:
+        """The 413 for a body the server refused unread (``length``: its Content-Length)."""
+        return self._too_large(request, length).response()
+
+    def room_for_value(self, key: str, prev: bytes | None, session: str | None) -> int:
+        """The longest value a ``PUT`` of ``key`` with ``prev`` and ``session`` can carry."""
+        empty = len(encode_command(Command(op=Put(key=key, value=b"", prev=prev), session=session)))
+        # msgpack frames the value as bin 8, 16 or 32: 2, 3 or 5 bytes before it.
+        fixed = empty - 2
+        room = self.max_command_bytes - fixed
+        if room - 5 > 0xFFFF:
+            return room - 5
+        if room - 3 > 0xFF:
+            return min(room - 3, 0xFFFF)
+        return max(min(room - 2, 0xFF), 0)
 
     # --- routing --------------------------------------------------------------
 
-    def _route(self, scope: Scope) -> tuple[str, Handler, frozenset[str]]:
-        raw: bytes = scope.get("raw_path") or scope["path"].encode()
-        raw = raw.split(b"?", 1)[0]
-        if raw.startswith(b"/kv/"):
-            return "kv", self._kv, frozenset({"GET", "HEAD", "PUT", "DELETE"})
-        if raw == b"/ticket":
-            return "ticket", self._ticket, frozenset({"POST"})
-        if raw == b"/status":
-            return "status", self._status, frozenset({"GET", "HEAD"})
-        if raw == b"/metrics":
-            return "metrics", self._metrics_page, frozenset({"GET", "HEAD"})
-        if raw == b"/members":
-            return "members", self._add_member, frozenset({"POST"})
-        if raw.startswith(b"/members/"):
+    def _route(self, path: bytes) -> tuple[str, Handler, frozenset[str]]:
+        if path.startswith(b"/kv/"):
+            return "kv", self._kv, _KV_METHODS
+        if path == b"/ticket":
+            return "ticket", self._ticket, _POST
+        if path == b"/status":
+            return "status", self._status, _GET
+        if path == b"/metrics":
+            return "metrics", self._metrics_page, _GET
+        if path == b"/members":
+            return "members", self._add_member, _POST
+        if path.startswith(b"/members/"):
             return "members", self._remove_member, frozenset({"DELETE"})
-        if raw == b"/faults" and self.faults is not None:
+        if path == b"/faults" and self.faults is not None:
             return "faults", self._faults, frozenset({"GET", "POST"})
         raise HTTPError(404, "no such path")
 
     # --- handlers ---------------------------------------------------------------
 
-    async def _kv(self, scope: Scope, receive: Receive) -> Answer:
-        key = _key(scope)
-        params = _params(scope, allowed={"prev"} if scope["method"] in ("PUT", "DELETE") else set())
-        if scope["method"] in ("GET", "HEAD"):
-            value = await self._call(scope, self.node.read(_getter(key), timeout=self.timeout))
+    async def _kv(self, request: Request) -> Response:
+        key = _key(request)
+        method = request.method
+        params = _params(request, allowed=_PREV if method in ("PUT", "DELETE") else _NO_PARAMS)
+        if method in ("GET", "HEAD"):
+            value = await self._call(request, self.node.read(_getter(key), timeout=self.timeout))
             if value is None:
                 raise HTTPError(404, "no such key", key=key)
-            return 200, [(b"content-type", b"application/octet-stream")], value
+            return Response(200, [(b"content-type", _OCTETS)], value)
         prev = params.get("prev")
         op: Op
-        if scope["method"] == "PUT":
-            op = Put(key=key, value=await self._body(scope, receive), prev=prev)
+        if method == "PUT":
+            op = Put(key=key, value=self._body(request), prev=prev)
         else:
             op = Delete(key=key, prev=prev)
-        result = await self._submit(scope, op)
+        result = await self._submit(request, op)
         if isinstance(result, Written):
-            body: dict[str, Any] = {"index": result.index}
             if isinstance(op, Delete):
-                body["deleted"] = result.existed
-            return 200, [(b"content-type", _JSON)], _json(body)
+                body = b'{"index":%d,"deleted":%s}\n' % (
+                    result.index,
+                    b"true" if result.existed else b"false",
+                )
+            else:
+                body = b'{"index":%d}\n' % result.index
+            return Response(200, [(b"content-type", _JSON)], body)
         if isinstance(result, Conflict):
             raise HTTPError(
                 412,
@@ -277,31 +381,31 @@ class KVApp:
             )
         raise self._unexpected(result)
 
-    async def _ticket(self, scope: Scope, receive: Receive) -> Answer:
-        _params(scope, allowed=set())
-        result = await self._submit(scope, NextTicket())
+    async def _ticket(self, request: Request) -> Response:
+        _params(request, allowed=_NO_PARAMS)
+        result = await self._submit(request, NextTicket())
         if isinstance(result, Issued):
-            body = {"ticket": result.ticket, "index": result.index}
-            return 200, [(b"content-type", _JSON)], _json(body)
+            body = b'{"ticket":%d,"index":%d}\n' % (result.ticket, result.index)
+            return Response(200, [(b"content-type", _JSON)], body)
         raise self._unexpected(result)
 
-    async def _status(self, scope: Scope, receive: Receive) -> Answer:
-        params = _params(scope, allowed={"digest"})
+    async def _status(self, request: Request) -> Response:
+        params = _params(request, allowed=frozenset({"digest"}))
         status = dict(self.node.status())
         if self.store is not None:
             status["kv"] = self.store.summary()
             if params.get("digest", b"0") not in (b"0", b"", b"false"):
                 status["kv"]["digest"] = self.store.digest()
-        return 200, [(b"content-type", _JSON)], _json(status)
+        return Response(200, [(b"content-type", _JSON)], _json(status))
 
-    async def _metrics_page(self, scope: Scope, receive: Receive) -> Answer:
+    async def _metrics_page(self, request: Request) -> Response:
         body = generate_latest(self.node.registry)
-        return 200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], body
+        return Response(200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], body)
 
-    async def _add_member(self, scope: Scope, receive: Receive) -> Answer:
-        _params(scope, allowed=set())
+    async def _add_member(self, request: Request) -> Response:
+        _params(request, allowed=_NO_PARAMS)
         try:
-            spec = json.loads(await self._body(scope, receive))
+            spec = json.loads(self._body(request))
         except ValueError:
             raise HTTPError(400, "the body must be JSON: {id, peer, http}") from None
         if not isinstance(spec, dict) or set(spec) != {"id", "peer", "http"}:
@@ -317,27 +421,26 @@ class KVApp:
         except ConfigError as exc:
             raise HTTPError(400, str(exc)) from None
         await self._call(
-            scope, self.node.add_member(node_id, peer, http, timeout=self.member_timeout)
+            request, self.node.add_member(node_id, peer, http, timeout=self.member_timeout)
         )
         return self._members_answer(node_id, "added")
 
-    async def _remove_member(self, scope: Scope, receive: Receive) -> Answer:
-        _params(scope, allowed=set())
-        raw: bytes = scope.get("raw_path") or scope["path"].encode()
-        text = raw.split(b"?", 1)[0][len(b"/members/") :]
+    async def _remove_member(self, request: Request) -> Response:
+        _params(request, allowed=_NO_PARAMS)
+        text = request.path[len(b"/members/") :]
         if not text.isdigit() or not 0 < int(text) < 2**63:
             raise HTTPError(400, "the member id must be a positive integer")
         node_id = int(text)
-        await self._call(scope, self.node.remove_member(node_id, timeout=self.member_timeout))
+        await self._call(request, self.node.remove_member(node_id, timeout=self.member_timeout))
         return self._members_answer(node_id, "removed")
 
-    async def _faults(self, scope: Scope, receive: Receive) -> Answer:
-        _params(scope, allowed=set())
+    async def _faults(self, request: Request) -> Response:
+        _params(request, allowed=_NO_PARAMS)
         assert self.faults is not None  # routed only when set
-        if scope["method"] == "GET":
-            return 200, [(b"content-type", _JSON)], _json(describe_faults(self.faults))
+        if request.method == "GET":
+            return Response(200, [(b"content-type", _JSON)], _json(describe_faults(self.faults)))
         try:
-            spec = json.loads(await self._body(scope, receive))
+            spec = json.loads(self._body(request))
         except ValueError:
             raise HTTPError(400, "the body must be a JSON object") from None
         try:
@@ -345,27 +448,31 @@ class KVApp:
         except FaultRequestError as exc:
             raise HTTPError(400, str(exc)) from None
         log.warning("network faults set: %s", {k: v for k, v in state.items() if k != "stats"})
-        return 200, [(b"content-type", _JSON)], _json(state)
+        return Response(200, [(b"content-type", _JSON)], _json(state))
 
-    def _members_answer(self, node_id: int, what: str) -> Answer:
+    def _members_answer(self, node_id: int, what: str) -> Response:
         members = self.node.status().get("members", [])
         body = {what: node_id, "members": members}
-        return 200, [(b"content-type", _JSON)], _json(body)
+        return Response(200, [(b"content-type", _JSON)], _json(body))
 
     # --- helpers ------------------------------------------------------------------
 
-    async def _submit(self, scope: Scope, op: Op) -> Any:
-        session = _header(scope, b"idempotency-key")
+    def _session(self, request: Request) -> str | None:
+        session = _header(request, b"idempotency-key")
         if session is not None:
             try:
                 check_session(session)
             except ValueError as exc:
                 raise HTTPError(400, str(exc)) from None
+        return session
+
+    async def _submit(self, request: Request, op: Op) -> Any:
+        session = self._session(request)
         command = encode_command(Command(op=op, session=session))
         if len(command) > self.max_command_bytes:
-            raise HTTPError(413, f"the request is too large (limit {self.max_command_bytes} bytes)")
+            raise self._too_large(request)
         try:
-            result = await self._call(scope, self.node.submit(command, timeout=self.timeout))
+            result = await self._call(request, self.node.submit(command, timeout=self.timeout))
         except ValueError as exc:  # the node's own size limit, should ours be looser
             raise HTTPError(413, f"the request is too large: {exc}") from None
         if isinstance(result, KeyReused):
@@ -376,14 +483,35 @@ class KVApp:
             )
         return result
 
-    async def _call(self, scope: Scope, call: Awaitable[T]) -> T:
+    def _too_large(self, request: Request, length: int | None = None) -> HTTPError:
+        """413, naming the room the value really has with this key, prev and session."""
+        limit = self.max_command_bytes
+        size = f" ({length} bytes)" if length is not None else ""
+        room: int | None = None
+        if request.method == "PUT" and request.path.startswith(b"/kv/"):
+            try:
+                prev = _params(request, allowed=_PREV).get("prev")
+                room = self.room_for_value(_key(request), prev, self._session(request))
+            except HTTPError:
+                room = None  # the request is bad anyway; the generic message will do
+        if room is not None:
+            return HTTPError(
+                413,
+                f"the value is too large{size}: with this key, prev and Idempotency-Key "
+                f"it may be at most {room} bytes (limit {limit} bytes for the whole "
+                "encoded command)",
+                max_value_bytes=room,
+            )
+        return HTTPError(413, f"the request is too large{size} (limit {limit} bytes)")
+
+    async def _call(self, request: Request, call: Awaitable[T]) -> T:
         """Await a node call and turn its errors into answers."""
         try:
             return await call
         except NotLeaderError as exc:
             if isinstance(exc, NoLeaderError) or not exc.leader_url:
                 raise _unavailable("no leader is known; retry shortly") from None
-            location = exc.leader_url.rstrip("/") + _target(scope)
+            location = exc.leader_url.rstrip("/") + request.target
             raise HTTPError(
                 307,
                 "not the leader",
@@ -410,30 +538,66 @@ class KVApp:
         except MemberChangeError as exc:
             raise HTTPError(409, f"membership change refused: {exc}") from None
 
-    async def _body(self, scope: Scope, receive: Receive) -> bytes:
-        limit = self.max_command_bytes
-        length = _header(scope, b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            if not length.isdigit():
-                raise HTTPError(400, "bad Content-Length")
-            raise HTTPError(413, f"the body is too large (limit {limit} bytes)")
+    def _body(self, request: Request) -> bytes:
+        length = _header(request, b"content-length")
+        if length is not None and not length.isdigit():
+            raise HTTPError(400, "bad Content-Length")
+        if len(request.body) > self.max_body_bytes:
+            raise self._too_large(request, len(request.body))
+        return request.body
+
+    def _unexpected(self, result: Any) -> HTTPError:
+        log.error("unexpected result from the state machine: %r", result)
+        return HTTPError(500, f"unexpected result: {type(result).__name__}")
+
+    # --- ASGI ------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The same app as ASGI 3, for mounting under another server.
+
+        ``traft serve`` does not use this (see :mod:`traft.kv.server`).
+        """
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return  # websockets are not served
+        raw: bytes = scope.get("raw_path") or scope["path"].encode()
+        path, _, query = raw.partition(b"?")
+        request = Request(
+            scope["method"],
+            path,
+            query or scope.get("query_string", b""),
+            [(k.lower(), v) for k, v in scope.get("headers", ())],
+        )
+        response = await self._asgi_body(request, receive)
+        if response is None:
+            response = await self.handle(request)
+        headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        body = b"" if request.method == "HEAD" else response.body
+        await send({"type": "http.response.body", "body": body})
+
+    async def _asgi_body(self, request: Request, receive: Receive) -> Response | None:
+        """Read the ASGI body into ``request``; a 413 or 400 instead when it cannot be."""
+        limit = self.max_body_bytes
+        length = _header(request, b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return self.too_large(request, int(length))
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise HTTPError(400, "the client went away")
+                return HTTPError(400, "the client went away").response()
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise HTTPError(413, f"the body is too large (limit {limit} bytes)")
+                return self.too_large(request)
             chunks.append(chunk)
             if not message.get("more_body", False):
-                return b"".join(chunks)
-
-    def _unexpected(self, result: Any) -> HTTPError:
-        log.error("unexpected result from the state machine: %r", result)
-        return HTTPError(500, f"unexpected result: {type(result).__name__}")
+                request.body = b"".join(chunks)
+                return None
 
 
 def _getter(key: str) -> Callable[[Any], bytes | None]:
@@ -451,29 +615,19 @@ def _json(body: Any) -> bytes:
     return (json.dumps(body, default=str, separators=(",", ":")) + "\n").encode()
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            try:
-                return cast(bytes, value).decode("ascii")
-            except UnicodeDecodeError:
-                raise HTTPError(400, f"the {name.decode()} header is not ASCII") from None
-    return None
-
-
-def _target(scope: Scope) -> str:
-    """The request's path and query, as the client sent them."""
-    raw: bytes = scope.get("raw_path") or scope["path"].encode()
-    target = raw.decode("latin-1")
-    if "?" not in target and scope.get("query_string"):
-        target += "?" + cast(bytes, scope["query_string"]).decode("latin-1")
-    return target
-
-
-def _key(scope: Scope) -> str:
-    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+def _header(request: Request, name: bytes) -> str | None:
+    value = request.header(name)
+    if value is None:
+        return None
     try:
-        key = unquote_to_bytes(raw.split(b"?", 1)[0][len(b"/kv/") :]).decode("utf-8")
+        return value.decode("ascii")
+    except UnicodeDecodeError:
+        raise HTTPError(400, f"the {name.decode()} header is not ASCII") from None
+
+
+def _key(request: Request) -> str:
+    try:
+        key = unquote_to_bytes(request.path[len(b"/kv/") :]).decode("utf-8")
         check_key(key)
     except UnicodeDecodeError:
         raise HTTPError(400, "the key is not UTF-8") from None
@@ -482,15 +636,16 @@ def _key(scope: Scope) -> str:
     return key
 
 
-def _params(scope: Scope, *, allowed: set[str]) -> dict[str, bytes]:
+def _params(request: Request, *, allowed: frozenset[str]) -> dict[str, bytes]:
     """Query parameters (values percent-decoded to bytes).
 
     Raises:
         HTTPError: 400 for an unknown or repeated parameter.
     """
     params: dict[str, bytes] = {}
-    query: bytes = scope.get("query_string", b"")
-    for part in query.split(b"&"):
+    if not request.query:
+        return params
+    for part in request.query.split(b"&"):
         if not part:
             continue
         name_raw, _, value_raw = part.partition(b"=")
@@ -512,45 +667,3 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
-
-
-async def serve_http(
-    app: KVApp,
-    host: str,
-    port: int,
-    *,
-    shutdown: trio.Event,
-    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve ``app`` on ``host:port`` (0: any free port) until ``shutdown`` is set.
-
-    Reports the bound ``(host, port)`` through ``task_status`` once listening.
-
-    Raises:
-        OSError: the address cannot be bound.
-    """
-    from hypercorn.config import Config
-    from hypercorn.trio import serve
-
-    config = Config()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("traft.kv.http.server")
-    config.graceful_timeout = 2.0
-    config.include_server_header = False
-    config.keep_alive_timeout = 30.0
-
-    class _Status:
-        def started(self, binds: list[str] | None = None) -> None:
-            assert binds
-            where = binds[0].rpartition("://")[2]
-            bound_host, _, bound_port = where.rpartition(":")
-            task_status.started((bound_host.strip("[]"), int(bound_port)))
-
-    await serve(
-        app,  # type: ignore[arg-type]
-        config,
-        shutdown_trigger=shutdown.wait,
-        task_status=_Status(),
-        mode="asgi",
-    )

@@ -8,15 +8,16 @@ returns when one of three things happens:
 
 * SIGTERM or SIGINT: a leader first hands leadership to its most
   up-to-date follower (bounded: twice the election timeout), still answering
-  peers and clients; then the HTTP server stops accepting and finishes what
-  it has (2 s at most), and the node stops and closes its storage. A repeated
-  signal does not cut this short; a second SIGINT forces the exit
-  (:mod:`traft.kv.shutdown`);
+  peers and clients; then the HTTP server (:mod:`traft.kv.server`) stops
+  accepting, closes idle connections and finishes what it has (2 s at most),
+  and the node stops and closes its storage. A repeated signal does not cut
+  this short; a second SIGINT forces the exit (:mod:`traft.kv.shutdown`);
 * the node applies its own removal from the cluster: the same clean stop,
   and the process says so and exits with status 0 (a supervisor should not
   restart it: it is no longer a member);
 * the node fails (damaged data directory, address in use): the error is
-  logged in one line and the exit status is 1.
+  logged in one line and the exit status is 1; an address in use is named,
+  HTTP or peer (:class:`AddressInUse`).
 
 With ``--enable-faults`` (fault testing only: anyone who can reach the HTTP
 port can then cut the node off) the node's UDP endpoint gets a
@@ -33,7 +34,9 @@ by the garbage collector: fewer long pauses that could cost an election.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import enum
+import errno
 import gc
 import logging
 import random
@@ -63,6 +66,23 @@ DATE_FORMAT = "%H:%M:%S"
 # margin for the AppendEntries framing (2048 bytes): any command that passes
 # this limit fits one datagram.
 COMMAND_MARGIN = 53 + 2048
+
+
+class AddressInUse(OSError):
+    """One of this node's addresses is taken; the message names which."""
+
+    def __init__(self, what: str, address: tuple[str, int]) -> None:
+        super().__init__(
+            errno.EADDRINUSE,
+            f"the {what} address {format_address(address)} is already in use "
+            "(another traft serve with this configuration, or another program?)",
+        )
+
+
+def _address_in_use(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_address_in_use(e) for e in exc.exceptions)
+    return isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE
 
 
 class Outcome(enum.Enum):
@@ -230,7 +250,8 @@ async def serve(
         OSError: an address cannot be bound, or the data directory cannot be used.
         storage.StorageError: the data directory is damaged.
     """
-    from traft.kv.http import KVApp, serve_http
+    from traft.kv.http import KVApp
+    from traft.kv.server import serve_http
     from traft.kv.state import KVStore
     from traft.node.node import Node
 
@@ -250,7 +271,16 @@ async def serve(
         format_address(me.http),
         data_dir,
     )
-    async with stop_on_signals(shutdown, enabled=handle_signals), node:
+    # The signal handler goes first: before the node opens its storage and long
+    # before the API answers, so a SIGTERM at any moment of start-up stops it.
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(stop_on_signals(shutdown, enabled=handle_signals))
+        try:
+            await stack.enter_async_context(node)
+        except BaseException as exc:
+            if _address_in_use(exc):
+                raise AddressInUse("peer (UDP)", me.peer) from None
+            raise
         app = KVApp(
             node,
             store,
@@ -260,9 +290,14 @@ async def serve(
         if faults is not None:
             log.warning("network fault injection is enabled (/faults)")
         async with trio.open_nursery() as nursery:
-            host, port = await nursery.start(
-                partial(serve_http, app, me.http[0], me.http[1], shutdown=http_stop)
-            )
+            try:
+                host, port = await nursery.start(
+                    partial(serve_http, app, me.http[0], me.http[1], shutdown=http_stop)
+                )
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise AddressInUse("HTTP", me.http) from None
+                raise
             log.info("serving the HTTP API on http://%s", format_address((host, port)))
             if freeze_gc:
                 gc.collect()

@@ -1,4 +1,11 @@
-"""traft.node: the trio runtime that runs a Raft core over UDP and a segment log."""
+"""traft.node: the trio runtime that runs a Raft core over UDP and a segment log.
+
+``Node`` (:mod:`traft.node.node`) is re-exported lazily (PEP 562): it brings
+in trio, the storage and the network, which the client commands, importing
+only the configuration from here, do without.
+"""
+
+from typing import TYPE_CHECKING
 
 from traft.node.config import ClusterConfig, ConfigError, Member, SnapshotPolicy, Timing
 from traft.node.errors import (
@@ -12,12 +19,25 @@ from traft.node.errors import (
 )
 from traft.node.statemachine import StateMachine
 
+if TYPE_CHECKING:
+    from traft.node.node import Node
+else:
+
+    def __getattr__(name: str) -> object:
+        if name == "Node":
+            from traft.node.node import Node
+
+            return Node
+        raise AttributeError(f"module 'traft.node' has no attribute {name!r}")
+
+
 __all__ = [
     "ClusterConfig",
     "ConfigError",
     "Member",
     "MemberChangeError",
     "NoLeaderError",
+    "Node",
     "NodeError",
     "NodeStopped",
     "NotLeaderError",

@@ -31,6 +31,7 @@ founding members of a running cluster.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,12 @@ class ClusterConfig:
         Raises:
             ConfigError: a field is missing or wrong.
         """
+        unknown = set(data) - _TOP_LEVEL
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown setting(s) at the top level: {_names(unknown)} "
+                f"(known: {', '.join(sorted(_TOP_LEVEL))})"
+            )
         cluster_id = data.get("cluster_id")
         if not isinstance(cluster_id, str) or not cluster_id:
             raise ConfigError(f"{source}: cluster_id must be a non-empty string")
@@ -190,9 +197,11 @@ class ClusterConfig:
 
     def to_toml(self) -> str:
         """Render as ``cluster.toml`` text (used by scripts that generate clusters)."""
-        lines = [f'cluster_id = "{self.cluster_id}"']
+        lines = [f"cluster_id = {_toml_string(self.cluster_id)}"]
         if self.key:
-            lines.append(f'key = "{self.key.decode()}"')
+            lines.append(f"key = {_toml_string(self.key.decode())}")
+        if self.max_datagram != 60_000:
+            lines.append(f"max_datagram = {self.max_datagram}")
         t = self.timing
         lines += [
             "",
@@ -221,6 +230,21 @@ class ClusterConfig:
             if m.join:
                 lines.append("join = true")
         return "\n".join(lines) + "\n"
+
+
+def _toml_string(text: str) -> str:
+    # A TOML basic string: JSON's escapes are TOML's, once non-ASCII stays as it is
+    # (TOML has no surrogate-pair escapes).
+    return json.dumps(text, ensure_ascii=False)
+
+
+# Every top-level key of cluster.toml; anything else is a mistake (a typo such as
+# ``[timings]`` or ``clusterid`` would otherwise be ignored without a word).
+_TOP_LEVEL = frozenset({"cluster_id", "key", "timing", "snapshot", "max_datagram", "node"})
+
+
+def _names(keys: set[str]) -> str:
+    return ", ".join(repr(k) for k in sorted(keys))
 
 
 def _table(data: dict[str, Any], name: str, cls: type[Any], source: str) -> Any:

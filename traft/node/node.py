@@ -15,7 +15,10 @@ Theory of operation. :class:`Node` supervises four tasks in one nursery:
   is the group commit.
 
 Callers (``submit``, ``read``, membership calls) hand the main loop a
-waiter (:mod:`traft.node.waiters`) and park on it; the main loop answers
+waiter (:mod:`traft.node.waiters`) and park on it. Proposals and reads are
+appended to plain lists (the first of a batch wakes the main loop), so all
+that arrive between two wake-ups become one ``recv_entries`` batch and one
+ReadIndex round (one heartbeat confirms them all, thesis §6.4); the main loop answers
 when the entry is applied (same index *and* term: otherwise the proposal was
 lost to a new leader) or when a ReadIndex round confirms a read, and its
 tick fails waiters whose deadline passed. A proposal whose entry a snapshot
@@ -169,6 +172,7 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
         self._inbox_send, self._inbox = trio.open_memory_channel[tuple[Any, ...]](INBOX_SIZE)
         self._proposals: dict[int, Waiter] = {}
         self._to_propose: list[Proposal] = []
+        self._to_read: list[Read] = []
         # Waiters by timeout; each deque is in deadline order (see _expire).
         self._deadlines: dict[float, collections.deque[Waiter]] = {}
         self._reads_deferred: list[Read] = []
@@ -336,6 +340,7 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
         for waiter in [
             *self._proposals.values(),
             *self._to_propose,
+            *self._to_read,
             *self._reads_deferred,
             *self._reads_waiting,
             *(w for queue in self._deadlines.values() for w in queue),
@@ -442,6 +447,8 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
                 except trio.WouldBlock:
                     break
                 self._handle(item)
+            if self._to_read:
+                self._flush_reads()
             self._flush_proposals()
             await self._process()
 
@@ -473,11 +480,9 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
             if self._deadlines:
                 self._expire(now)
         elif kind == "wake":
-            pass  # proposals already in self._to_propose
+            pass  # proposals and reads already in self._to_propose and self._to_read
         elif kind == "propose":
             self._to_propose.append(item[1])
-        elif kind == "read":
-            self._start_read(item[1])
         elif kind == "member":
             self._start_member_change(item[1])
         elif kind == "transfer":
@@ -543,6 +548,15 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
             proposals[index] = p
             index += 1
 
+    def _flush_reads(self) -> None:
+        # Every read that arrived since the last wake-up joins the same
+        # ReadIndex round: the core confirms them all with one heartbeat
+        # (thesis §6.4; etcd batches the same way).
+        reads, self._to_read = self._to_read, []
+        for read in reads:
+            if not read.done:
+                self._start_read(read)
+
     def _start_read(self, read: Read) -> None:
         # On a follower the core forwards the read to the leader (thesis §6.4);
         # it refuses only when no leader is known.
@@ -583,6 +597,15 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
         assert raft is not None and durable is not None
         while raft.has_ready():
             rd = raft.ready()
+            # Thesis §10.2.1: a leader may send its AppendEntries before its own
+            # fsync ends (the core counts the leader's copy only once advance()
+            # says it is durable), so the followers' fsyncs overlap the
+            # leader's instead of following it: one fsync off each write's
+            # path. Only without a new term or vote, and with no truncation.
+            early = rd.hard_state is None and rd.truncate_from is None and raft.role is Role.LEADER
+            if early:
+                for to, msg in rd.messages:
+                    self._send_wire(to, msg)
             if (
                 rd.hard_state is not None
                 or rd.entries
@@ -596,8 +619,9 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
                     durable.persist(rd)
                 self._observe_fsync(trio.current_time() - start)
                 self.counters.fsyncs += 1
-            for to, msg in rd.messages:
-                self._send_wire(to, msg)
+            if not early:
+                for to, msg in rd.messages:
+                    self._send_wire(to, msg)
             if rd.committed:
                 self._apply(rd.committed)
             for event in rd.events:
@@ -842,9 +866,37 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
         if raft.role is not Role.LEADER and (not forward or raft.leader_id is None):
             raise self._not_leader()
         read = Read(query)
-        await self._inbox_send.send(("read", read))
+        if not self._to_read:
+            try:
+                self._inbox_send.send_nowait(_PROPOSE)
+            except trio.WouldBlock:
+                pass  # the inbox is full: the main loop is awake already
+        self._to_read.append(read)
         result: T = await self._wait(read, timeout, "read")
         return result
+
+    async def wait_for_leader(self, *, timeout: float = 10.0) -> int:
+        """Wait until this node knows a leader (itself or another); that leader's id.
+
+        A node starts without one: call this after start before :meth:`submit`
+        or :meth:`read`, which raise :class:`NoLeaderError` rather than wait.
+        It looks once per tick (``cluster.timing.tick_ms``).
+
+        Raises:
+            NoLeaderError: none was known within ``timeout`` seconds.
+            NodeStopped: the node is not running (or stopped while waiting).
+        """
+        self._check_running()
+        with trio.move_on_after(timeout):
+            while True:
+                raft = self.raft
+                assert raft is not None
+                leader = raft.leader_id
+                if leader is not None and (leader != self.id or raft.role is Role.LEADER):
+                    return leader
+                await trio.sleep(self.cluster.timing.tick_ms / 1000)
+                self._check_running()
+        raise NoLeaderError()
 
     def status(self) -> dict[str, Any]:
         """A JSON-ready summary of this node's view of the cluster."""

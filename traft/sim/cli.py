@@ -72,9 +72,26 @@ def _client_rate(text: str) -> float:
     return value
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Adds "(default X)" to every option's help that does not say it already.
+
+    Not for on/off flags (off by default) and options without a default.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            "default" in text
+            or not action.option_strings
+            or action.default in (None, False, argparse.SUPPRESS)
+        ):
+            return text
+        return f"{text} (default %(default)s)"
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``traft sim``."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.formatter_class = _HelpFormatter
     parser.epilog = (
         "Units: one iteration is --step-ms of virtual time. --drop, --dupe and\n"
         "--reorder are percentages of delivered messages; the other rates are\n"
@@ -85,16 +102,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("cluster and length")
     g.add_argument("--servers", type=int, default=_DEFAULTS.servers, help="initial voters")
     length = g.add_mutually_exclusive_group()
-    length.add_argument("--iterations", type=int, default=_DEFAULTS.iterations)
-    length.add_argument("--duration-ms", type=int, default=None, help="virtual time per run")
+    length.add_argument(
+        "--iterations", type=int, default=_DEFAULTS.iterations, help="iterations per run"
+    )
+    length.add_argument(
+        "--duration-ms",
+        type=int,
+        default=None,
+        help="virtual time per run, instead of --iterations (default: set by --iterations)",
+    )
     seeds = g.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
-    seeds.add_argument("--seeds", type=_range, default=None, metavar="A..B", help="seeds A to B")
+    seeds.add_argument(
+        "--seeds", type=_range, default=None, metavar="A..B", help="seeds A to B (default: --seed)"
+    )
     g.add_argument(
         "--step-ms", type=int, default=_DEFAULTS.step_ms, help="virtual ms per iteration"
     )
-    g.add_argument("--election-timeout-ms", type=int, default=_DEFAULTS.election_timeout_ms)
-    g.add_argument("--heartbeat-ms", type=int, default=_DEFAULTS.heartbeat_ms)
+    g.add_argument(
+        "--election-timeout-ms",
+        type=int,
+        default=_DEFAULTS.election_timeout_ms,
+        help="the core's election timeout T (drawn in [T, 2T))",
+    )
+    g.add_argument(
+        "--heartbeat-ms", type=int, default=_DEFAULTS.heartbeat_ms, help="the core's heartbeat"
+    )
     g.add_argument(
         "--liveness-ms",
         type=int,
@@ -110,7 +143,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     for flag, field, text in _RATES:
         default = getattr(_DEFAULTS, field)
         kind = _client_rate if field == "client" else _rate
-        c.add_argument(flag, type=kind, default=default, help=f"{text} (default {default})")
+        c.add_argument(flag, type=kind, default=default, help=text)
     lo, hi = _DEFAULTS.delay_ms
     c.add_argument(
         "--delay-ms",
@@ -134,7 +167,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         default=None,
         help="write each run's client history as JSON lines (traft check's format); "
-        "{seed} in PATH is replaced by the seed",
+        "{seed} in PATH is replaced by the seed (default: not written)",
     )
     o = parser.add_argument_group("output")
     o.add_argument("-q", "--quiet", action="store_true", help="print only failures and totals")

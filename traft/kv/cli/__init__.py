@@ -10,8 +10,10 @@ on stderr (exit status 1 for a refused or failed request, 2 for bad usage).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from traft.kv.client import Client, ClientError, Reply
@@ -44,19 +46,36 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, timeout: float = 10
     )
     parser.add_argument(
         "--retry-for",
-        type=float,
+        type=_seconds(allow_zero=True),
         default=30.0,
         metavar="SECONDS",
-        help="keep retrying while there is no leader or a node is down (default 30)",
+        help="keep retrying while there is no leader or a node is down (default 30); "
+        "when no node at all can be reached, fail at once",
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds(allow_zero=False),
         default=timeout,
         metavar="SECONDS",
         help=f"wait this long for each HTTP answer (default {timeout:g})",
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="print each retry on stderr")
+
+
+def _seconds(*, allow_zero: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds, above 0 (or at least 0)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            least = "0 or more" if allow_zero else "more than 0"
+            raise argparse.ArgumentTypeError(f"must be {least} seconds, got {text}")
+        return value
+
+    return parse
 
 
 def node_urls(args: argparse.Namespace) -> list[str]:
