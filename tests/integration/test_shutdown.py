@@ -137,3 +137,20 @@ def test_a_short_rolling_restart_under_load_fails_no_request(tmp_path: Path) -> 
     assert figures["failed_requests"] == 0, figures["failures"]
     assert figures["unclean_stops"] == []
     assert figures["acknowledged_writes"] > 0
+
+
+def test_traft_leader_transfer_moves_leadership(cluster: LocalCluster) -> None:
+    first = cluster.wait_for_leader(30)
+    target = max(i for i in cluster.ids if i != first)
+    command = [sys.executable, "-m", "traft.cli", "leader", "transfer"]
+    where = ["--config", str(cluster.config_path)]
+    result = subprocess.run(
+        [*command, str(target), *where], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == f"leadership moved from node {first} to node {target}"
+    assert cluster.wait_for_leader(10) == target
+    result = subprocess.run([*command, *where], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"from node {target} to node" in result.stdout
+    assert cluster.wait_for_leader(10) != target
