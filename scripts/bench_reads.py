@@ -6,7 +6,7 @@ default (every read confirmed by a heartbeat round: ReadIndex, thesis §6.4)
 and once with ``traft serve --lease-reads`` (the leader answers while its
 lease lasts, §6.4.1), preloads ``--keys`` keys, and runs the same ``wrk``
 load of ``GET /kv/k{i}`` (keep-alive, ``--connections`` connections, two
-threads) against the leader, and against a follower (which asks the leader
+threads at most) against the leader, and against a follower (which asks the leader
 for a read index, then answers itself). Prints requests/s and p50/p99 per
 row, and the load average beside each: on a busy machine the absolute
 numbers are noise, the ratio less so. Needs ``wrk`` (Debian: ``apt-get
@@ -47,7 +47,7 @@ def wrk(url: str, seconds: float, connections: int, script: Path) -> dict[str, A
     out = subprocess.run(
         [
             "wrk",
-            "-t2",
+            f"-t{min(2, connections)}",
             f"-c{connections}",
             f"-d{seconds:g}s",
             "--latency",
