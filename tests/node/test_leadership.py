@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
+import net
 from tests.node.test_node import Counter, harness
 from traft.node.errors import (
     LeadershipTransferring,
     NoLeaderError,
     NotLeaderError,
+    ProposalTimeout,
     TransferFailed,
 )
 from traft.node.node import Node
@@ -144,3 +148,40 @@ async def test_lease_reads_are_linearizable_on_the_leader(
         for k in range(1, 4):
             expected = await leader.submit(b"%d" % k)
             assert await leader.read(total) == expected
+
+
+async def test_a_leader_frozen_past_its_lease_does_not_serve_a_stale_read(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # The classic lease bug: a leader stopped (SIGSTOP) for longer than its
+    # lease resumes and answers the reads queued meanwhile before its clock
+    # catches up, while another leader has taken writes.
+    async with harness(tmp_path) as h:
+        faults = net.FaultInjector(random.Random(0))
+        h.network = net.MemoryNetwork(cluster_id=net.cluster_id_from("test"), faults=faults)
+        for i in (1, 2, 3):
+            await h.start(i, lease_reads=True)
+        old = await h.leader()
+        await old.submit(b"1")
+        assert await old.read(total) == 1
+        assert old.raft is not None and old.raft.lease_remaining_ms() > 0
+        # Freeze its clock: no tick reaches its core (as when the process is stopped).
+        frozen = True
+        real_handle = old._handle
+
+        def handle(item: tuple[Any, ...]) -> None:
+            if not (frozen and item[0] == "tick"):
+                real_handle(item)
+
+        old._handle = handle  # type: ignore[method-assign]
+        others = [i for i in sorted(h.nodes) if i != old.id]
+        faults.partition([old.id], others)
+        with trio.fail_after(10):
+            while not any(h.nodes[i].raft.is_leader for i in others):  # type: ignore[union-attr]
+                await trio.sleep(0.05)
+        new = next(h.nodes[i] for i in others if h.nodes[i].raft.is_leader)  # type: ignore[union-attr]
+        assert await new.submit(b"10") == 11
+        frozen = False  # it resumes; the first thing it handles is a read
+        with pytest.raises((ProposalTimeout, NotLeaderError)):
+            stale = await old.read(total, timeout=1.0)
+            raise AssertionError(f"the deposed leader answered {stale}, not 11")

@@ -141,9 +141,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(faster; thesis 6.4.1). Linearizable only while clocks advance at nearly the same "
         "rate on every server: the lease is the election timeout less a drift margin, so "
         "it assumes no server's clock runs faster than another's by more than that margin "
-        "per election timeout (see docs/operations.md). A paused or stepped process is fine; "
-        "a clock running fast is not. Off by default: reads confirm leadership with a "
-        "heartbeat round (ReadIndex)",
+        "per election timeout (see docs/operations.md). The node reads the monotonic clock "
+        "before it answers from the lease, so a stopped process (SIGSTOP) is safe; a clock "
+        "that stops while the machine runs on (a paused VM) or runs fast is not. Off by "
+        "default: reads confirm leadership with a heartbeat round (ReadIndex)",
     )
     parser.add_argument(
         "--log-level",

@@ -434,12 +434,22 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
 
     async def _main_loop(self) -> None:
         inbox = self._inbox
+        lease_reads = self.lease_reads
         while True:
+            item: tuple[Any, ...] | None = None
             if self._to_propose:
                 # Proposals left over from a capped batch: go round again at once.
                 await trio.lowlevel.checkpoint()
             else:
                 item = await inbox.receive()
+            if lease_reads:
+                # The core judges its lease by the time periodic() told it.
+                # After this process was stopped (SIGSTOP) the reads and
+                # ReadIndex requests queued meanwhile may be handled before
+                # the next tick: bring the core's clock up to date first, or
+                # an expired lease would answer them (a stale read).
+                self._advance_clock(trio.current_time())
+            if item is not None:
                 self._handle(item)
             while True:
                 try:
@@ -470,12 +480,7 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
                 raft.recv(item[1], msg)
         elif kind == "tick":
             now = trio.current_time()
-            elapsed = (now - self._last_tick) * 1000 + self._tick_carry
-            self._last_tick = now
-            whole = math.floor(elapsed)
-            self._tick_carry = elapsed - whole
-            if whole > 0:
-                raft.periodic(whole)
+            self._advance_clock(now)
             self._retry_deferred()
             if self._deadlines:
                 self._expire(now)
@@ -487,6 +492,17 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
             self._start_member_change(item[1])
         elif kind == "transfer":
             self._start_transfer(item[1])
+
+    def _advance_clock(self, now: float) -> None:
+        """Tell the core how much time passed since it last heard (whole milliseconds)."""
+        raft = self.raft
+        assert raft is not None
+        elapsed = (now - self._last_tick) * 1000 + self._tick_carry
+        self._last_tick = now
+        whole = math.floor(elapsed)
+        self._tick_carry = elapsed - whole
+        if whole > 0:
+            raft.periodic(whole)
 
     def _expire(self, now: float) -> None:
         """Fail every waiter whose deadline has passed: its outcome is unknown.
