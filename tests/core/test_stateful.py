@@ -1,5 +1,6 @@
 """A Hypothesis state machine over a 3-5 server cluster: random delivery, drops,
-duplicates and partitions; election safety and log matching after every step."""
+duplicates and partitions, leadership transfers and reads on any server;
+election safety and log matching after every step."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import contextlib
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from traft.core import NotLeader, Role
+from traft.core import NotLeader, RaftError, Role
 from traft.sim import Cluster
 
 
@@ -59,6 +60,22 @@ class ClusterMachine(RuleBasedStateMachine):
         if leader is not None:
             with contextlib.suppress(NotLeader):
                 self.cluster.propose(data)
+
+    @rule(data=st.data())
+    def transfer(self, data: st.DataObject) -> None:
+        leader = self.cluster.leader()
+        if leader is not None:
+            to = data.draw(st.sampled_from(self.ids))
+            with contextlib.suppress(RaftError):  # NotLeader, TransferError
+                self.cluster[leader].transfer_leadership(to)
+            self.cluster.process(leader)
+
+    @rule(data=st.data())
+    def read(self, data: st.DataObject) -> None:
+        node_id = data.draw(st.sampled_from(self.ids))
+        with contextlib.suppress(RaftError):  # NotLeader, LeaderNotReady
+            self.cluster[node_id].read_index(object())
+        self.cluster.process(node_id)
 
     @rule()
     def settle(self) -> None:

@@ -17,7 +17,10 @@ client and is not recorded, because nothing was attempted.
 * ``get`` uses ReadIndex (:meth:`Raft.read_index`, thesis §6.4): after the
   :class:`~traft.core.ReadReady` event the read is served from the server's
   store once it has applied the read's index; a
-  :class:`~traft.core.ReadLost` fails it.
+  :class:`~traft.core.ReadLost` fails it. Half the reads go to a random live
+  server instead of the believed leader: on a follower the core forwards the
+  read to its leader for the read index, and the read is served from the
+  follower's own store (``follower_reads`` counts them).
 
 Call and return times are the simulator's virtual milliseconds, made
 distinct within one millisecond by a small increment so the history keeps
@@ -41,6 +44,7 @@ from traft.core import (
     NotLeader,
     ReadLost,
     ReadReady,
+    Role,
     SnapshotMeta,
 )
 from traft.sim.cluster import Cluster, SimServer
@@ -119,7 +123,7 @@ class Workload:
         self._seen: dict[str, list[str]] = {k: [] for k in self.keys}
         self._values = 0
         self._next_ctx = 1
-        self.counts = {"ok": 0, "fail": 0, "unknown": 0, "refused": 0}
+        self.counts = {"ok": 0, "fail": 0, "unknown": 0, "refused": 0, "follower_reads": 0}
         cluster.on_apply.append(self._on_apply)
         cluster.on_event.append(self._on_event)
         cluster.on_crash.append(self._on_crash)
@@ -156,6 +160,10 @@ class Workload:
         key = self.keys[rng.randrange(len(self.keys))]
         roll = rng.random()
         if roll < 0.4:
+            if rng.random() < 0.5:
+                # A read from wherever the client happens to be (thesis §6.4).
+                live = [s for _, s in sorted(self.cluster.servers.items()) if s.alive]
+                server = live[rng.randrange(len(live))]
             self._get(client, server, key)
         elif roll < 0.75:
             self._values += 1
@@ -209,7 +217,10 @@ class Workload:
         except (NotLeader, LeaderNotReady) as exc:
             self._refused(client, exc)
             return
-        self._leader_guess[client] = server.id
+        if server.raft.role is not Role.LEADER:
+            self.counts["follower_reads"] += 1
+        else:
+            self._leader_guess[client] = server.id
         handle = self.history.invoke(client, "get", key=key)
         read = _Read(client, handle, key, server.id, self._now_ms)
         self._busy[client] = read
