@@ -185,13 +185,21 @@ class Faults:
             for node_id in order:
                 if self.stop_faults.is_set():
                     break
+                # A node another fault just restarted may still be importing
+                # Python: a SIGTERM before traft serve installs its handler ends
+                # it by the signal. An operator restarts running nodes: wait.
+                try:
+                    self.cluster.wait_up(20, ids=[node_id])
+                    was_up = True
+                except ClusterError:
+                    was_up = False
                 was_leader = self.leader() == node_id
                 with self.lock:
                     self.down.add(node_id)
                 start = time.monotonic()
                 status = self.cluster.stop(node_id, 15.0)
                 stopped_ms = round((time.monotonic() - start) * 1000)
-                if status not in (0, None):
+                if status not in (0, None) and was_up:
                     with self.lock:
                         self.violations.append(
                             f"node {node_id} exited with status {status} on one SIGTERM; "
