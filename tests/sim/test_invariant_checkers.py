@@ -8,9 +8,21 @@ asserts the checker names the right invariant.
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
-from traft.core import Entry, EntryType, HardState, Ready, Role
+from traft.core import (
+    Entry,
+    EntryType,
+    HardState,
+    Membership,
+    NodeConfig,
+    Ready,
+    Role,
+    SnapshotMeta,
+)
+from traft.core.log import RaftLog
+from traft.core.messages import RequestVote
 from traft.sim import Cluster
 from traft.sim.invariants import INVARIANTS, InvariantChecker, InvariantViolation
 from traft.sim.runner import SimOptions, Simulation
@@ -272,3 +284,98 @@ def test_linearizability_stale_reads_are_caught(monkeypatch: pytest.MonkeyPatch)
     result = Simulation(options, 3).run()
     assert result.violation is not None
     assert result.violation.name == "linearizability"
+
+
+def test_vote_safety_vote_for_a_candidate_lacking_a_committed_entry() -> None:
+    # What an unsound recovery does (issue 10, bug 2): the server holds a
+    # committed entry durably yet grants its vote to a less up-to-date log.
+    w = Watched()
+    f = w.server(w.follower())
+    other = next(i for i in w.cluster.servers if i not in (f.id, w.leader))
+    term = f.raft.term + 1
+    f.vote_request = RequestVote(term=term, candidate_id=other, last_log_index=1, last_log_term=0)
+    with _violates("vote_safety"):
+        w.checker.on_persist(f, Ready(hard_state=HardState(term, other)))
+
+
+def test_vote_safety_allows_an_up_to_date_candidate() -> None:
+    w = Watched()
+    f = w.server(w.follower())
+    other = next(i for i in w.cluster.servers if i not in (f.id, w.leader))
+    term = f.raft.term + 1
+    f.vote_request = RequestVote(
+        term=term,
+        candidate_id=other,
+        last_log_index=f.raft.current_index,
+        last_log_term=f.raft.last_log_term,
+    )
+    w.checker.on_persist(f, Ready(hard_state=HardState(term, other)))
+
+
+def test_snapshot_membership_includes_a_later_change() -> None:
+    # Issue 10, bug 6: a snapshot's configuration from after its index.
+    w = Watched()
+    f = w.server(w.follower())
+    meta = w.cluster.take_snapshot(f.id)
+    assert meta is not None
+    later = Membership((*meta.membership.nodes, NodeConfig(9, False)))
+    with _violates("snapshot_membership"):
+        w.checker.on_snapshot(f, attrs.evolve(meta, membership=later), False)
+
+
+def test_removal_notice_never_seen() -> None:
+    # Issue 10, bug 5: removed, applied past the removal, no RemovedSelf.
+    w = Watched()
+    f = w.server(w.follower())
+    w.checker.removed_at[f.id] = f.applied_index
+    with _violates("removal_notice"):
+        w.checker.check_removals([f])
+    f.removed_seen.append(f.applied_index)
+    w.checker.check_removals([f])
+
+
+def test_removal_notice_seen_twice_or_without_a_removal() -> None:
+    w = Watched()
+    f = w.server(w.follower())
+    f.removed_seen.append(2)
+    with _violates("removal_notice"):
+        w.checker.check_removals([f])
+    w.checker.removed_at[f.id] = 2
+    f.removed_seen.append(2)
+    with _violates("removal_notice"):
+        w.checker.check_removals([f])
+
+
+def test_log_matching_restart_keeps_a_tail_the_snapshot_contradicts() -> None:
+    # Issue 10, bug 2: the disk holds a snapshot (S, T) and a tail after S of
+    # a lower term (an install crashed before its truncation was durable); a
+    # recovery that keeps the tail restores a log whose terms go backwards.
+    w = Watched(entries=5)
+    f = w.server(w.follower())
+    w.cluster.crash(f.id)
+    stale = f.disk.entries[-2:]
+    index = stale[0].index - 1
+    term = stale[-1].term + 1
+    membership = Membership(tuple(NodeConfig(i, True) for i in (1, 2, 3)))
+    meta = SnapshotMeta(index, term, membership)
+    f.disk.snapshot = meta
+    f.disk.snapshot_state = w.checker._chain_at[index]
+    w.checker.on_snapshot_saved(f, meta)
+    w.cluster.restart(f.id)  # a sound recovery drops the tail
+    assert f.raft.current_index == index
+    unsound = RaftLog(index, term)
+    unsound.append(stale)
+    f.raft._log = unsound
+    with _violates("log_matching"):
+        w.checker.on_restart(f)
+
+
+def test_no_id_reuse_accepted_readd() -> None:
+    sim = Simulation(SimOptions(servers=3, iterations=400, member=0, crash=0), 1)
+    sim.run()
+    leader = sim._leader()
+    assert leader is not None
+    # Pretend server 9 was removed: a leader that has never heard of it accepts it.
+    sim.checker.removed_at[9] = 1
+    with _violates("no_id_reuse"):
+        sim._readd(leader)

@@ -32,6 +32,25 @@ _RATES = (
     ("--compaction", "compaction", "percent chance per iteration of a snapshot on one server"),
     ("--crash", "crash", "percent chance per iteration that a server crashes"),
     (
+        "--install-crash",
+        "install_crash",
+        "percent of snapshot installs that crash between two of their steps",
+    ),
+    (
+        "--stale-compaction",
+        "stale_compaction",
+        "percent of partition heals, while a server holds a stale tail past the leader's "
+        "applied index, before which the leader compacts (the server then installs a "
+        "snapshot its tail contradicts)",
+    ),
+    ("--readd", "readd", "percent of membership changes that try to re-add a removed id"),
+    (
+        "--away",
+        "away",
+        "percent of removals whose server is crashed at once and kept down while the "
+        "removal commits and the leader compacts",
+    ),
+    (
         "--client",
         "client",
         "percent chance per iteration that a client starts an operation; "
@@ -152,6 +171,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="MIN..MAX",
         help=f"one-way message delay range (default {lo}..{hi})",
     )
+    ilo, ihi = _DEFAULTS.install_ms or (0, 0)
+    installs = c.add_mutually_exclusive_group()
+    installs.add_argument(
+        "--install-ms",
+        type=_range,
+        default=_DEFAULTS.install_ms,
+        metavar="MIN..MAX",
+        help="virtual time each step of a snapshot install takes: save the file, restore "
+        f"the state machine, truncate, compact (default {ilo}..{ihi})",
+    )
+    installs.add_argument(
+        "--instant-installs",
+        action="store_true",
+        help="install a received snapshot at once, every step in a row",
+    )
     c.add_argument(
         "--no-random-period",
         action="store_true",
@@ -199,6 +233,7 @@ def options_from(args: argparse.Namespace) -> SimOptions:
         duration_ms=args.duration_ms,
         step_ms=args.step_ms,
         delay_ms=delay,
+        install_ms=None if args.instant_installs else args.install_ms,
         random_period=not args.no_random_period,
         election_timeout_ms=args.election_timeout_ms,
         heartbeat_ms=args.heartbeat_ms,
@@ -228,6 +263,10 @@ def replay_command(options: SimOptions, seed: int) -> str:
             parts.append("--no-history-check")
         elif name == "delay_ms":
             parts.append(f"--delay-ms {value[0]}..{value[1]}")
+        elif name == "install_ms":
+            parts.append(
+                "--instant-installs" if value is None else f"--install-ms {value[0]}..{value[1]}"
+            )
         elif name in ("max_extra_servers", "client_timeout_ms"):
             continue
         else:

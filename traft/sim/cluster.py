@@ -14,11 +14,20 @@ applied the same entries in the same order have the same ``state``; a
 snapshot carries the chain value at its index. Beside it each server keeps a
 :class:`~traft.sim.kv.KVStore` that applies the simulator's client commands.
 
+A received snapshot is installed as the node installs one, in the steps of
+:data:`INSTALL_STEPS`, each durable (or done) on its own; with
+``install_ms`` set, virtual time passes before each step and the server
+takes no other input meanwhile, so a crash can fall between any two. A
+restart rebuilds the core from the disk the way ``Node._open`` does
+(:meth:`MemoryDisk.recover`).
+
 Hooks let an observer (the invariant checker, the client workload) see every
 step without the cluster knowing about them: ``on_persist`` sees each Ready
-once it is durable and before anything is sent, ``observers`` see it after it
-was sent and applied (before ``advance``), ``on_apply`` sees each applied
-entry with the key-value result, and ``on_snapshot``/``on_crash``/
+(or, during an install, each part of one) once it is durable and before
+anything is sent, ``observers`` see it after it was sent and applied (before
+``advance``), ``on_apply`` sees each applied entry with the key-value
+result, ``on_snapshot_saved`` a received snapshot's file once durable,
+``on_install`` each install as it starts, and ``on_snapshot``/``on_crash``/
 ``on_restart`` see the rest. With ``eager`` set, a server is processed until
 it has nothing left to do, so the core and the driver agree at every step.
 """
@@ -47,7 +56,7 @@ from traft.core import (
     SendSnapshot,
     SnapshotMeta,
 )
-from traft.core.messages import Message
+from traft.core.messages import Message, RequestVote
 from traft.sim.kv import KVStore
 from traft.sim.network import Network
 
@@ -106,6 +115,49 @@ class MemoryDisk:
     def last_index(self) -> int:
         return self.base_index + len(self.entries)
 
+    def term_at(self, index: int) -> int | None:
+        offset = index - self.base_index
+        if 0 < offset <= len(self.entries):
+            return self.entries[offset - 1].term
+        return None
+
+    def recover(self) -> list[Entry]:
+        """The entries a restarting node hands to ``Raft.restore``, as the node finds them.
+
+        Mirrors ``Node._open`` and :class:`~traft.node.durable.Durable`:
+        ``finish_snapshot_install`` first makes the log agree with the newest
+        snapshot (S, T), where an install interrupted by a crash can leave a
+        log that ends before S (it is compacted up to S) or one that
+        contradicts the snapshot, another term at S or a lower one at S + 1
+        (everything after S goes and the log is compacted up to S); then
+        ``entries_after(S)`` reads the rest, and the snapshot is the base.
+        """
+        snap = self.snapshot
+        if snap is None:
+            return list(self.entries)
+        index, term = snap.index, snap.term
+        at, after = self.term_at(index), self.term_at(index + 1)
+        if (at is not None and at != term) or (after is not None and after < term):
+            if after is not None:
+                del self.entries[index + 1 - self.base_index - 1 :]
+            self._compact_to_snapshot()
+        elif self.last_index < index:
+            self._compact_to_snapshot()
+        # Durable.entries_after.
+        offset = index - self.base_index
+        assert offset >= 0, "the log starts after the snapshot: entries are missing"
+        return self.entries[offset:]
+
+    def _compact_to_snapshot(self) -> None:
+        snap = self.snapshot
+        assert snap is not None
+        drop = snap.index - self.base_index
+        if drop > 0:
+            del self.entries[:drop]
+            self.base_index = snap.index
+            self.base_term = snap.term
+        self.fsyncs += 1
+
 
 @attrs.frozen
 class SnapshotTransfer:
@@ -118,6 +170,33 @@ class SnapshotTransfer:
 
 
 SimMessage = Message | SnapshotTransfer
+
+# The steps of a snapshot install on the receiver, each persisted (or done)
+# on its own, with virtual time between them:
+# save: the snapshot file is durable (the node's SnapshotReceiver commits it);
+# restore: begin_load_snapshot, the state machine restored, end_load_snapshot;
+# truncate: the install Ready's truncate_from is durable;
+# compact: its compact_upto (and the rest of its storage part) is durable,
+# then the Ready goes on as usual (send, apply, advance).
+INSTALL_STEPS = ("save", "restore", "truncate", "compact")
+
+
+@attrs.define
+class Install:
+    """A snapshot install in progress on a receiver (see :data:`INSTALL_STEPS`).
+
+    ``crash_before`` (set by an ``on_install`` hook) crashes the server just
+    before that step runs: 1 is after the save, 4 after the truncation and
+    compaction are durable but before anything is sent or applied.
+    """
+
+    transfer: SnapshotTransfer
+    sender: int
+    started_ms: int
+    step: int = 0
+    due_ms: int = 0
+    crash_before: int | None = None
+    rd: Ready | None = None
 
 
 class SimServer:
@@ -141,21 +220,36 @@ class SimServer:
         self.promote: list[int] = []
         self.keep_events = True
         self.events: list[object] = []
+        # A snapshot install in progress: the server takes no other input
+        # (held in ``inbox``) and its clock waits (``missed_ms``) until it ends.
+        self.install: Install | None = None
+        self.inbox: list[tuple[int, SimMessage]] = []
+        self.missed_ms = 0
+        # RemovedSelf indexes the driver has seen, across restarts.
+        self.removed_seen: list[int] = []
+        # Take a snapshot right after the next advance() (a node's snapshot
+        # policy runs after each Ready cycle): the keep_entries to use.
+        self.snapshot_after_advance: int | None = None
+        # The last RequestVote delivered (what a granted vote was granted for).
+        self.vote_request: RequestVote | None = None
 
     def restart(self) -> None:
-        """Rebuild the core from the disk only, as after a crash."""
+        """Rebuild the core from the disk only, as after a crash, the way the node does.
+
+        Raises:
+            ValueError: ``Raft.restore`` refuses what the disk holds.
+        """
         disk = self.disk
+        entries = disk.recover()
         self.raft = Raft.restore(
             self.id,
             self.config,
             self.rng,
             term=disk.term,
             voted_for=disk.voted_for,
-            entries=list(disk.entries),
+            entries=entries,
             snapshot=disk.snapshot,
             membership=self.bootstrap,
-            base_index=disk.base_index,
-            base_term=disk.base_term,
         )
         self.state = disk.snapshot_state
         self.kv = disk.snapshot_kv.copy()
@@ -201,9 +295,17 @@ class Cluster:
         self.on_crash: list[Callable[[SimServer], None]] = []
         self.on_restart: list[Callable[[SimServer], None]] = []
         self.on_event: list[Callable[[SimServer, object], None]] = []
+        # A received snapshot's file is durable (before it is loaded).
+        self.on_snapshot_saved: list[Callable[[SimServer, SnapshotMeta], None]] = []
+        # A snapshot install starts (the hook may set Install.crash_before).
+        self.on_install: list[Callable[[SimServer, Install], None]] = []
         self.eager = False
         # Time to make a Ready durable, drawn per Ready that writes; None: instant.
         self.fsync_ms: tuple[int, int] | None = None
+        # Virtual time each step of a snapshot install takes, drawn per step;
+        # None: a received snapshot is installed at once, every step in a row.
+        self.install_ms: tuple[int, int] | None = None
+        self.install_crashes = 0
 
     def _new_server(self, node_id: int, bootstrap: Membership) -> SimServer:
         server = SimServer(node_id, self.config, random.Random(self.rng.getrandbits(64)))
@@ -253,7 +355,7 @@ class Cluster:
         With ``eager`` set, cycles run until the server has nothing left to do.
         """
         server = self.servers[node_id]
-        if not server.alive:
+        if not server.alive or server.install is not None:
             return False
         worked = self._cycle(server)
         if worked and self.eager:
@@ -267,11 +369,16 @@ class Cluster:
         raft = server.raft
         if not raft.has_ready():
             return False
-        node_id = server.id
         rd = raft.ready()
         server.disk.persist(rd)
         for hook in self.on_persist:
             hook(server, rd)
+        return self._after_persist(server, rd)
+
+    def _after_persist(self, server: SimServer, rd: Ready) -> bool:
+        """The rest of a Ready cycle once its storage part is durable."""
+        raft = server.raft
+        node_id = server.id
         if server.crash_in_ready:
             # Crash after the fsync, before anything was sent or applied.
             server.crash_in_ready = False
@@ -314,6 +421,10 @@ class Cluster:
             observer(server, rd)
         server.led_last_cycle = raft.role is Role.LEADER
         raft.advance(rd)
+        if server.snapshot_after_advance is not None:
+            keep, server.snapshot_after_advance = server.snapshot_after_advance, None
+            if self._snapshot(server, keep) is not None:
+                self._cycle(server)  # the compaction
         if server.promote:
             self._promote(server)
         return True
@@ -346,6 +457,7 @@ class Cluster:
                 server.promote.append(event.node_id)
         elif isinstance(event, RemovedSelf):
             server.removed = True
+            server.removed_seen.append(event.index)
         elif isinstance(event, MembershipChanged):
             pass
         for hook in self.on_event:
@@ -376,35 +488,147 @@ class Cluster:
         server = self.servers.get(dst)
         if server is None or not server.alive:
             return
+        if server.install is not None:
+            # Busy installing: the message waits, as in a node's receive channel.
+            if not isinstance(msg, SnapshotTransfer):
+                server.inbox.append((src, msg))
+            return
         if isinstance(msg, SnapshotTransfer):
-            self._load_snapshot(server, msg)
-        else:
-            server.raft.recv(src, msg)
+            self._start_install(server, src, msg)
+            return
+        if type(msg) is RequestVote:
+            server.vote_request = msg
+        server.raft.recv(src, msg)
         self.process(dst)
 
-    def _load_snapshot(self, server: SimServer, transfer: SnapshotTransfer) -> None:
+    # -- snapshot installs ---------------------------------------------------------
+
+    def _start_install(self, server: SimServer, src: int, transfer: SnapshotTransfer) -> None:
         raft = server.raft
         meta = transfer.meta
-        if raft.snapshot_in_progress:
+        # The node answers "done" without saving anything in these cases.
+        if raft.snapshot_in_progress or raft.role is Role.LEADER or meta.index <= raft.commit_index:
             return
-        # Persist the snapshot first; the core then tells us what to drop.
-        if not raft.begin_load_snapshot(
-            meta.term, meta.index, meta.membership, leader_term=transfer.term
-        ):
+        if transfer.term < raft.term:
             return
-        server.disk.snapshot = meta
-        server.disk.snapshot_state = transfer.state
-        server.disk.snapshot_kv = transfer.kv
-        server.state = transfer.state
-        server.kv = transfer.kv.copy()
-        server.applied_index = meta.index
-        raft.end_load_snapshot()
-        for hook in self.on_snapshot:
-            hook(server, meta, True)
+        install = Install(transfer, src, self.now_ms)
+        server.install = install
+        for hook in self.on_install:
+            hook(server, install)
+        if self.install_ms is None:
+            while server.install is install and server.alive:
+                self._install_step(server, install)
+            if server.alive:
+                self._finish_install(server, None)
+        else:
+            install.due_ms = self.now_ms + self.network.rng.randint(*self.install_ms)
+
+    def installing(self) -> list[SimServer]:
+        """Live servers with a snapshot install in progress."""
+        return [s for _, s in sorted(self.servers.items()) if s.install is not None and s.alive]
+
+    def run_installs(
+        self, now_ms: int, after_step: Callable[[SimServer], None] | None = None
+    ) -> None:
+        """Run every install step due by ``now_ms``; a finished install's waiting
+        messages are delivered, with ``after_step`` called after each step and message."""
+        for server in self.installing():
+            install = server.install
+            while install is not None and server.alive and install.due_ms <= now_ms:
+                self._install_step(server, install)
+                if server.install is install:
+                    assert self.install_ms is not None
+                    install.due_ms += self.network.rng.randint(*self.install_ms)
+                elif after_step is not None:
+                    after_step(server)
+                install = server.install
+            if server.install is None and server.alive:
+                self._finish_install(server, after_step)
+
+    def _finish_install(
+        self, server: SimServer, after_step: Callable[[SimServer], None] | None
+    ) -> None:
+        if server.missed_ms:
+            missed, server.missed_ms = server.missed_ms, 0
+            server.raft.periodic(missed)
+        self.process(server.id)
+        if after_step is not None:
+            after_step(server)
+        while server.inbox and server.alive and server.install is None:
+            src, msg = server.inbox.pop(0)
+            self.receive(src, server.id, msg)
+            if after_step is not None:
+                after_step(server)
+
+    def _install_step(self, server: SimServer, install: Install) -> None:
+        step = install.step
+        if install.crash_before == step:
+            self.install_crashes += 1
+            self.crash(server.id)
+            return
+        install.step += 1
+        raft = server.raft
+        transfer = install.transfer
+        meta = transfer.meta
+        disk = server.disk
+        if step == 0:
+            # The snapshot file is durable.
+            disk.snapshot = meta
+            disk.snapshot_state = transfer.state
+            disk.snapshot_kv = transfer.kv
+            for saved in self.on_snapshot_saved:
+                saved(server, meta)
+        elif step == 1:
+            if not raft.begin_load_snapshot(
+                meta.term,
+                meta.index,
+                meta.membership,
+                leader_term=transfer.term,
+                leader_id=install.sender,
+            ):
+                server.install = None
+                return
+            server.state = transfer.state
+            server.kv = transfer.kv.copy()
+            server.applied_index = meta.index
+            raft.end_load_snapshot()
+            for loaded in self.on_snapshot:
+                loaded(server, meta, True)
+        elif step == 2:
+            # The install's Ready: as the node's Durable.persist, term and vote
+            # first, then the truncation, durable on their own.
+            rd = install.rd = raft.ready()
+            if rd.truncate_from is not None or rd.hard_state is not None:
+                part = Ready(hard_state=rd.hard_state, truncate_from=rd.truncate_from)
+                disk.persist(part)
+                for hook in self.on_persist:
+                    hook(server, part)
+        else:
+            assert install.rd is not None
+            rd = install.rd
+            part = Ready(entries=rd.entries, compact_upto=rd.compact_upto)
+            disk.persist(part)
+            for hook in self.on_persist:
+                hook(server, part)
+            if install.crash_before == len(INSTALL_STEPS):
+                # After everything is durable, before anything is sent or applied.
+                self.install_crashes += 1
+                self.crash(server.id)
+                return
+            server.install = None
+            self._after_persist(server, rd)
 
     def take_snapshot(self, node_id: int, keep_entries: int = 0) -> SnapshotMeta | None:
         """Snapshot a server at its applied index and compact its log."""
         server = self.servers[node_id]
+        if server.install is not None:
+            return None
+        meta = self._snapshot(server, keep_entries)
+        if meta is not None:
+            self.process(node_id)
+        return meta
+
+    def _snapshot(self, server: SimServer, keep_entries: int) -> SnapshotMeta | None:
         raft = server.raft
         if raft.snapshot_in_progress or raft.last_applied <= raft.log.base_index:
             return None
@@ -419,7 +643,6 @@ class Cluster:
         raft.end_snapshot(keep_entries=keep_entries)
         for hook in self.on_snapshot:
             hook(server, meta, False)
-        self.process(node_id)
         return meta
 
     def tick(self, ms: int) -> None:
@@ -427,6 +650,9 @@ class Cluster:
         self.now_ms += ms
         self.network.now_ms = self.now_ms
         for server in self.alive():
+            if server.install is not None:
+                server.missed_ms += ms
+                continue
             server.raft.periodic(ms)
             self.process(server.id)
 
@@ -435,6 +661,10 @@ class Cluster:
         server = self.servers[node_id]
         server.alive = False
         server.crash_in_ready = False
+        server.install = None
+        server.inbox.clear()
+        server.missed_ms = 0
+        server.snapshot_after_advance = None
         self.network.forget(node_id)
         for hook in self.on_crash:
             hook(server)

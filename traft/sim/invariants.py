@@ -51,6 +51,19 @@ The invariants (names as reported):
                            committed configuration.
 ``terms_monotonic``        a server's term never decreases, across restarts.
 ``vote_once``              a server votes for at most one candidate per term.
+``vote_safety``            a server grants its vote only to a candidate whose
+                           last entry is at least as up-to-date as every
+                           committed entry the server holds durably (snapshot
+                           included): the premise of leader completeness
+                           (§5.4.1), which an unsound recovery breaks.
+``snapshot_membership``    a snapshot's configuration is exactly the committed
+                           configuration at its index.
+``removal_notice``         a server removed by a committed entry sees
+                           ``RemovedSelf`` exactly once once it has applied
+                           past the removal, by applying the entry or by
+                           installing a snapshot that leaves it out.
+``no_id_reuse``            the id of a removed server is never accepted again
+                           (checked by the run loop, which tries).
 
 Checked elsewhere: ``entry_status`` (by :mod:`traft.sim.clients`: what
 ``Raft.entry_status`` says about a proposal is never wrong), ``liveness``
@@ -59,6 +72,7 @@ Checked elsewhere: ``entry_status`` (by :mod:`traft.sim.clients`: what
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -83,6 +97,10 @@ INVARIANTS = (
     "durability",
     "terms_monotonic",
     "vote_once",
+    "vote_safety",
+    "snapshot_membership",
+    "removal_notice",
+    "no_id_reuse",
     "entry_status",
     "liveness",
     "linearizability",
@@ -171,6 +189,14 @@ class InvariantChecker:
         self._nonvoters: set[int] = set()
         self._leaders: set[int] = set()
         self._servers: dict[int, SimServer] = {}
+        # The committed configuration after each committed membership change:
+        # indexes, and (id, voting) pairs, from the bootstrap one at index 0.
+        self._config_index: list[int] = [0]
+        self._configs: list[frozenset[tuple[int, bool]]] = [
+            frozenset((v, True) for v in self._voters)
+        ]
+        # Server id -> index of the committed entry that removed it.
+        self.removed_at: dict[int, int] = {}
 
     # -- wiring -----------------------------------------------------------------
 
@@ -179,6 +205,7 @@ class InvariantChecker:
         cluster.on_persist.append(self.on_persist)
         cluster.on_apply.append(self.on_apply)
         cluster.on_snapshot.append(self.on_snapshot)
+        cluster.on_snapshot_saved.append(self.on_snapshot_saved)
         cluster.on_crash.append(self.on_crash)
         cluster.on_restart.append(self.on_restart)
         for server in cluster.servers.values():
@@ -235,6 +262,12 @@ class InvariantChecker:
                     f"server {server.id} voted for {old.voted_for} then {hs.voted_for} "
                     f"in term {hs.term}",
                 )
+            if (
+                hs.voted_for is not None
+                and hs.voted_for != server.id
+                and (hs.term, hs.voted_for) != (old.term, old.voted_for)
+            ):
+                self._check_vote(server, shadow, hs)
             shadow.hard_state = hs
         if rd.truncate_from is not None:
             # Entries also covered by this Ready's compaction (a snapshot being
@@ -246,12 +279,36 @@ class InvariantChecker:
         if rd.entries:
             self._append(server.id, track, rd.entries)
 
+    def _check_vote(self, server: SimServer, shadow: ShadowLog, hs: HardState) -> None:
+        self.checks += 1
+        request = server.vote_request
+        if request is None or request.candidate_id != hs.voted_for or request.term != hs.term:
+            return
+        # The most up-to-date committed entry this server holds durably.
+        best = (0, 0)
+        if shadow.snapshot is not None:
+            best = (shadow.snapshot[1], shadow.snapshot[0])
+        committed_id = self.committed_id
+        for index in range(shadow.last_index, max(shadow.base_index, best[1]), -1):
+            entry = shadow.get(index)
+            if entry is not None and committed_id(index) == entry.id:
+                best = max(best, (entry.term, index))
+                break
+        if (request.last_log_term, request.last_log_index) < best:
+            raise InvariantViolation(
+                "vote_safety",
+                f"server {server.id} votes for {hs.voted_for} in term {hs.term}, whose log ends "
+                f"at ({request.last_log_index}, term {request.last_log_term}), though it holds "
+                f"committed entry {best[1]} of term {best[0]} durably",
+            )
+
     def _pop(self, node_id: int, track: _Track, index: int, covered: int) -> None:
         self.checks += 1
         shadow = track.shadow
         snap = shadow.snapshot
-        if snap is None or covered > snap[0]:
-            covered = 0
+        # Entries a durable snapshot covers may go: the snapshot holds them
+        # (an install truncates before it compacts, each durable on its own).
+        covered = 0 if snap is None else snap[0]
         if index <= shadow.base_index:
             raise InvariantViolation(
                 "no_committed_popped",
@@ -398,6 +455,15 @@ class InvariantChecker:
         else:
             self._voters.discard(node_id)
             self._nonvoters.discard(node_id)
+            self.removed_at.setdefault(node_id, entry.index)
+        self._config_index.append(entry.index)
+        self._configs.append(
+            frozenset([(v, True) for v in self._voters] + [(n, False) for n in self._nonvoters])
+        )
+
+    def committed_config_at(self, index: int) -> frozenset[tuple[int, bool]]:
+        """The committed configuration at ``index`` as (id, voting) pairs."""
+        return self._configs[bisect_right(self._config_index, index) - 1]
 
     def _check_durable(self, index: int, entry_id: int) -> None:
         # Every quorum of the committed configuration must meet a server
@@ -425,10 +491,22 @@ class InvariantChecker:
                 f"a quorum of them could elect a leader without it",
             )
 
+    def on_snapshot_saved(self, server: SimServer, meta: SnapshotMeta) -> None:
+        """A received snapshot's file is durable (it is loaded later, if at all)."""
+        self._stored(server, self._track(server), meta)
+
     def on_snapshot(self, server: SimServer, meta: SnapshotMeta, loaded: bool) -> None:
-        """A snapshot was stored (taken locally, or loaded from the leader)."""
-        self.checks += 1
+        """A snapshot was taken locally (and stored), or loaded after being stored."""
         track = self._track(server)
+        if not loaded:
+            self._stored(server, track, meta)
+        if meta.index > track.commit:
+            track.commit = meta.index
+        if loaded:
+            self._dirty(track, meta.index)
+
+    def _stored(self, server: SimServer, track: _Track, meta: SnapshotMeta) -> None:
+        self.checks += 2
         track.shadow.snapshot = (meta.index, meta.term)
         chain_at = self._chain_at
         if meta.index >= len(chain_at):
@@ -442,10 +520,14 @@ class InvariantChecker:
                 "state_machine_safety",
                 f"server {server.id}'s snapshot at {meta.index} holds a different state",
             )
-        if meta.index > track.commit:
-            track.commit = meta.index
-        if loaded:
-            self._dirty(track, meta.index)
+        got = frozenset((n.node_id, n.voting) for n in meta.membership.nodes)
+        want = self.committed_config_at(meta.index)
+        if got != want:
+            raise InvariantViolation(
+                "snapshot_membership",
+                f"server {server.id}'s snapshot at {meta.index} has configuration "
+                f"{sorted(got)}; the committed one there is {sorted(want)}",
+            )
 
     def on_crash(self, server: SimServer) -> None:
         self._leaders.discard(server.id)
@@ -470,6 +552,23 @@ class InvariantChecker:
                 "durability",
                 f"server {server.id} restarted with snapshot {got}; it stored {shadow.snapshot}",
             )
+        log = raft.log
+        if log.last_index > log.base_index:
+            # The restored log must continue its base as the entry did where
+            # it was appended (an install's stale tail under a newer snapshot
+            # does not).
+            first = log.get(log.base_index + 1)
+            assert first is not None
+            seen = self._pairs.get((first.index, first.term))
+            if seen is None or seen != (first.id, log.base_term):
+                raise InvariantViolation(
+                    "log_matching",
+                    f"server {server.id} restarted with entry {first.index} of term "
+                    f"{first.term} right after its base (index {log.base_index}, term "
+                    f"{log.base_term}); it was appended after a term-"
+                    f"{None if seen is None else seen[1]} entry",
+                )
+        self._recover_shadow(shadow)
         self._compare_logs(server, track, 0, "durability")
         track.commit = raft.commit_index
         track.dirty_from = None
@@ -479,11 +578,59 @@ class InvariantChecker:
                 f"server {server.id} restarted in term {raft.term} after term {track.term}",
             )
 
+    @staticmethod
+    def _recover_shadow(shadow: ShadowLog) -> None:
+        """What a sound recovery makes of the persisted log: the snapshot is
+        the base; the entries after it stay when the log agrees with it there
+        (§7), and go when it holds another entry at the snapshot's index."""
+        snap = shadow.snapshot
+        if snap is None:
+            return
+        index, term = snap
+        held = shadow.term_at(index)
+        keep = shadow.entries[index - shadow.base_index :] if shadow.last_index > index else []
+        if held is not None and held >= 0 and held != term:
+            keep = []
+        shadow.entries = keep
+        shadow.base_index = index
+        shadow.base_term = term
+
+    def check_removals(self, servers: Iterable[SimServer]) -> None:
+        """``removal_notice``: each live server removed by a committed entry, once
+        it has applied past that entry, has seen ``RemovedSelf`` exactly once."""
+        removed_at = self.removed_at
+        for server in servers:
+            seen = server.removed_seen
+            if len(seen) > 1:
+                raise InvariantViolation(
+                    "removal_notice",
+                    f"server {server.id} saw RemovedSelf {len(seen)} times (entries {seen})",
+                )
+            index = removed_at.get(server.id)
+            if seen and index is None:
+                raise InvariantViolation(
+                    "removal_notice",
+                    f"server {server.id} saw RemovedSelf({seen[0]}) but no committed entry "
+                    "removed it",
+                )
+            if (
+                index is not None
+                and not seen
+                and server.alive
+                and server.install is None
+                and server.applied_index >= index
+            ):
+                raise InvariantViolation(
+                    "removal_notice",
+                    f"server {server.id} applied up to {server.applied_index}, past its removal "
+                    f"at {index}, and never saw RemovedSelf",
+                )
+
     # -- per-step checks ------------------------------------------------------------
 
     def after_step(self, server: SimServer) -> None:
         """Check one server after it took input and processed its Ready values."""
-        if not server.alive:
+        if not server.alive or server.install is not None:
             return
         track = self._tracks.get(server.id)
         if track is None:

@@ -58,7 +58,7 @@ from traft.core import (
     RoleChanged,
 )
 from traft.sim.clients import Workload
-from traft.sim.cluster import Cluster, SimServer
+from traft.sim.cluster import INSTALL_STEPS, Cluster, Install, SimServer
 from traft.sim.invariants import InvariantChecker, InvariantViolation
 
 __all__ = ["RunResult", "SimOptions", "Simulation", "run_one"]
@@ -72,7 +72,16 @@ class SimOptions:
 
     ``drop``, ``dupe`` and ``reorder`` apply to each delivered message;
     ``partition``, ``member``, ``compaction``, ``crash`` and ``client`` are
-    chances per iteration (fractions allowed, e.g. 0.2).
+    chances per iteration (fractions allowed, e.g. 0.2). ``install_ms`` is
+    the time each step of a snapshot install takes (None: installs are
+    instant); ``install_crash`` the chance that an install crashes between
+    two of its steps; ``readd`` the chance that a membership change tries to
+    re-add a removed id; ``away`` the chance that a server being removed is
+    crashed at once and kept down while its removal commits and the leader
+    compacts, so that it comes back to a snapshot; ``stale_compaction`` the
+    chance that, when a partition heals while a server holds a stale tail
+    past the leader's applied index, the leader compacts first, so that the
+    server is caught up by a snapshot its tail contradicts.
     """
 
     servers: int = 5
@@ -87,6 +96,11 @@ class SimOptions:
     member: float = 0.5
     compaction: float = 1.0
     crash: float = 0.2
+    install_ms: tuple[int, int] | None = (1, 40)
+    install_crash: float = 25.0
+    readd: float = 10.0
+    away: float = 30.0
+    stale_compaction: float = 50.0
     client: float = 20.0
     random_period: bool = True
     election_timeout_ms: int = 150
@@ -140,6 +154,7 @@ class Simulation:
         self.cluster = c = Cluster(ids, seed=root.getrandbits(64), config=config)
         c.network.rng = random.Random(root.getrandbits(64))
         c.network.delay_ms = o.delay_ms
+        c.install_ms = o.install_ms
         c.eager = True
         for server in c.servers.values():
             server.keep_applied = False
@@ -168,6 +183,11 @@ class Simulation:
                 "crashes",
                 "restarts",
                 "partitions",
+                "install_crashes",
+                "readd_refused",
+                "away",
+                "away_compactions",
+                "stale_compactions",
             ),
             0,
         )
@@ -186,6 +206,10 @@ class Simulation:
         self.recent: deque[str] = deque(maxlen=0)
         self._log = False
         c.on_snapshot.append(self._count_snapshot)
+        c.on_install.append(self._on_install)
+        c.on_crash.append(self._on_crash)
+        # Servers crashed by the away path: id -> (leader id, removal index).
+        self._away: dict[int, tuple[int, int]] = {}
 
     def keep_recent(self, count: int) -> None:
         """Remember the last ``count`` deliveries and chaos events (see :attr:`recent`)."""
@@ -213,6 +237,22 @@ class Simulation:
 
     def _count_snapshot(self, server: SimServer, meta: object, loaded: bool) -> None:
         self.stats["snapshots_loaded" if loaded else "snapshots"] += 1
+
+    def _on_install(self, server: SimServer, install: Install) -> None:
+        chance = self.options.install_crash
+        if chance and self.rng.random() * 100 < chance:
+            # Between two steps, each equally likely (see INSTALL_STEPS).
+            install.crash_before = self.rng.randint(1, len(INSTALL_STEPS))
+            self._note(f"server {server.id} will crash before install step {install.crash_before}")
+
+    def _on_crash(self, server: SimServer) -> None:
+        if server.id in self._restart_at or server.id in self._retired or server.removed:
+            return
+        # A crash inside an install (or a Ready) that the chaos did not schedule.
+        lo = self.options.election_timeout_ms
+        self._restart_at[server.id] = self.now_ms + self.rng.randint(lo // 2, 10 * lo)
+        self.stats["crashes"] += 1
+        self._healthy_cache = None
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -257,13 +297,19 @@ class Simulation:
         step = o.step_ms
         for server in cluster.alive():
             elapsed = rng.randint(1, 2 * step) if o.random_period else step
+            if server.install is not None:
+                # Busy installing a snapshot: its clock catches up afterwards.
+                server.missed_ms += elapsed
+                continue
             server.raft.periodic(elapsed)
             cluster.process(server.id)
             check(server)
             if self._new_leaders:
                 self._greet_new_leaders()
-        # 2. Messages due by now.
+        # 2. Messages due by now, and snapshot install steps.
         self._deliver(now)
+        if cluster.install_ms is not None:
+            cluster.run_installs(now, check)
         # 3. Chaos.
         if o.partition and self._heal_at is None and rng.random() * 100 < o.partition:
             self._start_partition()
@@ -284,6 +330,7 @@ class Simulation:
                 self.workload.start_one(now)
         self.workload.expire(now)
         self.workload.audit(self.checker.committed_id)
+        self.checker.check_removals(cluster.servers.values())
         self._retire_removed()
         # 4. Liveness, every fourth iteration: the window is seconds long, and
         # no outage shorter than that excuses a whole window without progress.
@@ -367,11 +414,42 @@ class Simulation:
         self._note(f"partition: links {sorted(cut)} cut until {self._heal_at}ms")
 
     def _heal(self) -> None:
+        if (
+            self.options.stale_compaction
+            and self.rng.random() * 100 < self.options.stale_compaction
+        ):
+            self._compact_over_stale_tails()
         self.cluster.network.heal()
         self._note("partition healed")
         self._cut = []
         self._heal_at = None
         self._healthy_cache = None
+
+    def _compact_over_stale_tails(self) -> None:
+        # A server cut off with entries the leader does not hold past its
+        # applied index (a deposed leader's tail, of an older term) is
+        # caught up, once healed, by a snapshot that contradicts its tail
+        # when the leader compacts first: the install a crash must not spoil.
+        leader = self._leader()
+        if leader is None or leader.install is not None:
+            return
+        raft = leader.raft
+        applied = raft.last_applied
+        term = raft.log.term_at(applied)
+        if term is None or applied <= raft.log.base_index:
+            return
+        stale = [
+            s.id
+            for s in self.cluster.alive()
+            if s.id != leader.id and s.raft.current_index > applied and s.raft.last_log_term < term
+        ]
+        if not stale:
+            return
+        meta = self.cluster.take_snapshot(leader.id)
+        if meta is not None:
+            self.stats["stale_compactions"] += 1
+            self._note(f"leader {leader.id} snapshots at {meta.index} over the tails of {stale}")
+            self.checker.after_step(leader)
 
     def _leader(self) -> SimServer | None:
         leader = self.cluster.leader()
@@ -396,6 +474,9 @@ class Simulation:
         non_voters = [n.node_id for n in members if not n.voting]
         o = self.options
         choices = []
+        if o.readd and self.checker.removed_at and rng.random() * 100 < o.readd:
+            self._readd(leader)
+            return
         if len(members) < o.servers + o.max_extra_servers:
             choices.append("add")
         if non_voters:
@@ -421,13 +502,71 @@ class Simulation:
                 pool = voters if len(voters) > max(1, o.servers - 2) else []
                 pool = pool + non_voters
                 node_id = pool[rng.randrange(len(pool))]
-                raft.propose_membership(EntryType.REMOVE_NODE, node_id)
+                resp = raft.propose_membership(EntryType.REMOVE_NODE, node_id)
         except (NotLeader, OneVotingChangeOnly, MembershipError, NodeUnknown, LeaderNotReady):
             return
         self._note(f"leader {leader.id} proposes {action} of server {node_id}")
         self.stats["membership_proposed"] += 1
+        if action == "remove" and o.away and node_id != leader.id:
+            if rng.random() * 100 < o.away:
+                self._send_away(node_id, leader.id, resp.index)
         self.cluster.process(leader.id)
         self.checker.after_step(leader)
+
+    def _readd(self, leader: SimServer) -> None:
+        """Try to add again a server whose removal committed: the leader must refuse."""
+        # Only removals this leader knows committed: a deposed leader that
+        # never heard of a server may accept it (the entry can never commit).
+        commit = leader.raft.commit_index
+        removed = sorted(i for i, at in self.checker.removed_at.items() if at <= commit)
+        if not removed:
+            return
+        node_id = removed[self.rng.randrange(len(removed))]
+        try:
+            leader.raft.propose_membership(EntryType.ADD_NONVOTING_NODE, node_id)
+        except MembershipError:
+            # Ids of removed servers are never reused (the leader says so).
+            self.stats["readd_refused"] += 1
+            self._note(f"leader {leader.id} refuses to re-add removed server {node_id}")
+            return
+        except (NotLeader, OneVotingChangeOnly, NodeUnknown, LeaderNotReady):
+            return
+        raise InvariantViolation(
+            "no_id_reuse",
+            f"leader {leader.id} accepted re-adding server {node_id}, removed by the committed "
+            f"entry {self.checker.removed_at[node_id]}",
+        )
+
+    def _send_away(self, node_id: int, leader_id: int, index: int) -> None:
+        """Crash a server being removed before it hears of it, and keep it down
+        long enough for the removal to commit and the leader to compact."""
+        server = self.cluster.servers.get(node_id)
+        if server is None or not server.alive or node_id in self._retired:
+            return
+        lo = self.options.election_timeout_ms
+        self._restart_at[node_id] = self.now_ms + self.rng.randint(4 * lo, 12 * lo)
+        self._away[node_id] = (leader_id, index)
+        self.cluster.crash(node_id)
+        self.stats["away"] += 1
+        self._note(f"server {node_id} goes away while leader {leader_id} removes it at {index}")
+
+    def _compact_for_away(self, node_id: int, leader_id: int, index: int) -> None:
+        # If the removal committed, the leader that proposed it (which keeps
+        # replicating to the removed server until it hears) compacts past it,
+        # so the returning server is caught up by a snapshot.
+        leader = self.cluster.servers.get(leader_id)
+        if leader is None or not leader.alive or leader.raft.role is not _LEADER:
+            return
+        if leader.raft.last_applied < index:
+            return
+        if leader.raft.log.base_index < index:
+            meta = self.cluster.take_snapshot(leader_id)
+            if meta is None:
+                return
+            self._note(f"leader {leader_id} snapshots at {meta.index} before {node_id} returns")
+            self.checker.after_step(leader)
+        # The returning server needs a snapshot that leaves it out.
+        self.stats["away_compactions"] += 1
 
     def _compact(self) -> None:
         live = self.cluster.alive()
@@ -436,6 +575,11 @@ class Simulation:
         rng = self.rng
         server = live[rng.randrange(len(live))]
         keep = rng.choice((0, 0, 1, 5, 20))
+        if rng.random() < 0.5:
+            # As a node's snapshot policy does: right after its next advance(),
+            # when a leader's own fsync may just have committed more entries.
+            server.snapshot_after_advance = keep
+            return
         meta = self.cluster.take_snapshot(server.id, keep_entries=keep)
         if meta is not None:
             self._note(f"server {server.id} snapshots at {meta.index}, keeps {keep} entries")
@@ -449,14 +593,15 @@ class Simulation:
             return
         rng = self.rng
         server = live[rng.randrange(len(live))]
-        if rng.random() < 0.5:
+        in_ready = rng.random() < 0.5
+        lo = self.options.election_timeout_ms
+        self._restart_at[server.id] = self.now_ms + rng.randint(lo // 2, 10 * lo)
+        if in_ready:
             self.cluster.crash_in_ready(server.id)
             self._note(f"server {server.id} will crash inside its next Ready")
         else:
             self.cluster.crash(server.id)
             self._note(f"server {server.id} crashes")
-        lo = self.options.election_timeout_ms
-        self._restart_at[server.id] = self.now_ms + rng.randint(lo // 2, 10 * lo)
         self.stats["crashes"] += 1
         self._healthy_cache = None
 
@@ -471,7 +616,15 @@ class Simulation:
             del self._restart_at[node_id]
             if server.alive or node_id in self._retired:
                 continue
-            self.cluster.restart(node_id)
+            away = self._away.pop(node_id, None)
+            if away is not None:
+                self._compact_for_away(node_id, *away)
+            try:
+                self.cluster.restart(node_id)
+            except (ValueError, AssertionError) as exc:
+                raise InvariantViolation(
+                    "durability", f"server {node_id} cannot restart from its disk: {exc}"
+                ) from None
             self._note(f"server {node_id} restarts: {server.raft!r}")
             self.stats["restarts"] += 1
             self._healthy_cache = None
@@ -581,6 +734,11 @@ class Simulation:
             "membership_changes": self.stats["membership_proposed"],
             "crashes": self.stats["crashes"],
             "partitions": self.stats["partitions"],
+            "install_crashes": self.cluster.install_crashes,
+            "readd_refused": self.stats["readd_refused"],
+            "away": self.stats["away"],
+            "away_compactions": self.stats["away_compactions"],
+            "stale_compactions": self.stats["stale_compactions"],
             "delivered": network.delivered,
             "dropped": network.dropped,
             "duplicated": network.duplicated,
