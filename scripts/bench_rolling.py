@@ -47,12 +47,17 @@ class Load:
         self.lock = threading.Lock()
         self.acks: list[float] = []
         self.failures: list[str] = []
+        self.retries: list[tuple[float, int, str]] = []  # (when, writer, why)
         self.threads = [
             threading.Thread(target=self.writer, args=(k,), daemon=True) for k in range(writers)
         ]
 
     def writer(self, k: int) -> None:
-        client = self.cluster.client(timeout=2.0, retry_for=30.0)
+        def on_retry(problem: str) -> None:
+            with self.lock:
+                self.retries.append((time.monotonic(), k, problem))
+
+        client = self.cluster.client(timeout=2.0, retry_for=30.0, on_retry=on_retry)
         n = 0
         while not self.stop.is_set():
             n += 1
@@ -126,6 +131,12 @@ def run(rounds: int, writers: int, nodes: int, timing: Timing) -> dict[str, Any]
             cluster.stop_all()
     gap, at = load.longest_gap(start, end)
     acked = sum(1 for t in load.acks if start <= t <= end)
+    # What the writers met during the longest gap (the client's retries).
+    in_gap = [
+        f"+{(t - start - at) * 1000:.0f} ms writer {k}: {why}"
+        for t, k, why in load.retries
+        if start + at <= t <= start + at + gap
+    ]
     return {
         "nodes": nodes,
         "writers": writers,
@@ -139,6 +150,8 @@ def run(rounds: int, writers: int, nodes: int, timing: Timing) -> dict[str, Any]
         "seconds": end - start,
         "longest_gap_ms": gap * 1000,
         "longest_gap_at_s": at,
+        "retries_in_longest_gap": in_gap[:40],
+        "retries": len(load.retries),
         "leader_stop_ms": [s.stop_s * 1000 for s in steps if s.role == "leader"],
         "election_timeout_ms": timing.election_timeout_ms,
         "loadavg": os.getloadavg()[0],
@@ -176,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     for failure in result["failures"]:
         print(f"  failure: {failure}")
+    if result["retries_in_longest_gap"]:
+        print(f"  the writers' retries during the longest gap ({result['retries']} in all):")
+        for line in result["retries_in_longest_gap"]:
+            print(f"    {line}")
     if result["unclean_stops"]:
         print(f"  nodes that did not stop cleanly: {result['unclean_stops']}")
     if args.json:
