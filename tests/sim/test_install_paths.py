@@ -95,9 +95,12 @@ PATHS = SimOptions(
 )
 
 
-@pytest.mark.parametrize("seed", [4, 6])
+@pytest.mark.parametrize("seed", [4, 7])
 def test_seeds_take_the_new_paths_and_hold_every_invariant(seed: int) -> None:
-    # On main before issue 10's fixes, both fail (no_id_reuse, removal_notice).
+    # Seeds that take every path with pre-vote, transfers and the calm tail
+    # in the chaos (issue 14; seed 6 no longer reaches an away compaction).
+    # Seeds 4 and 6 were picked because both failed with issue 10's fixes
+    # undone (no_id_reuse, removal_notice); seed 7 was not checked that way.
     result = Simulation(PATHS, seed).run()
     assert result.violation is None, f"{result.violation} (iteration {result.iteration})"
     s = result.summary

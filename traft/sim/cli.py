@@ -51,6 +51,12 @@ _RATES = (
         "removal commits and the leader compacts",
     ),
     (
+        "--transfer",
+        "transfer",
+        "percent chance per iteration that the leader is asked to transfer leadership "
+        "to a random voter (thesis §3.10)",
+    ),
+    (
         "--client",
         "client",
         "percent chance per iteration that a client starts an operation; "
@@ -158,6 +164,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the core without check-quorum (leaders do not step down, votes are not withheld)",
     )
+    g.add_argument(
+        "--no-pre-vote",
+        action="store_true",
+        help="run the core without pre-vote (thesis §9.6: a server's timeout starts an election "
+        "at once)",
+    )
+    g.add_argument(
+        "--calm-ms",
+        type=int,
+        default=_DEFAULTS.calm_ms,
+        help="virtual ms at the end of each run without faults (partitions healed, servers "
+        "restarted, no loss), where a transfer must not leave the cluster leaderless for "
+        "longer than an election timeout",
+    )
     c = parser.add_argument_group("chaos (percentages)")
     for flag, field, text in _RATES:
         default = getattr(_DEFAULTS, field)
@@ -239,6 +259,8 @@ def options_from(args: argparse.Namespace) -> SimOptions:
         heartbeat_ms=args.heartbeat_ms,
         liveness_ms=args.liveness_ms,
         check_quorum=not args.no_check_quorum,
+        pre_vote=not args.no_pre_vote,
+        calm_ms=args.calm_ms,
         clients=args.clients,
         keys=args.keys,
         check_history=not args.no_history_check,
@@ -259,6 +281,8 @@ def replay_command(options: SimOptions, seed: int) -> str:
             parts.append("--no-random-period")
         elif name == "check_quorum":
             parts.append("--no-check-quorum")
+        elif name == "pre_vote":
+            parts.append("--no-pre-vote")
         elif name == "check_history":
             parts.append("--no-history-check")
         elif name == "delay_ms":

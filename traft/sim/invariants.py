@@ -67,7 +67,10 @@ The invariants (names as reported):
 
 Checked elsewhere: ``entry_status`` (by :mod:`traft.sim.clients`: what
 ``Raft.entry_status`` says about a proposal is never wrong), ``liveness``
-(by the run loop) and ``linearizability`` (``traft.check`` on the history).
+(by the run loop), ``transfer_leaderless`` (by
+:mod:`traft.sim.transfers`: once faults stop, a leadership transfer never
+leaves the cluster without a leader for longer than an election timeout)
+and ``linearizability`` (``traft.check`` on the history).
 """
 
 from __future__ import annotations
@@ -103,6 +106,7 @@ INVARIANTS = (
     "no_id_reuse",
     "entry_status",
     "liveness",
+    "transfer_leaderless",
     "linearizability",
 )
 

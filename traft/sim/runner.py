@@ -22,11 +22,18 @@ An iteration is ``step_ms`` of virtual time:
    remove any member, the leader included); a snapshot with compaction on a
    random server; a crash (half of them inside a Ready: after the fsync,
    before sending) with a restart from disk after a random downtime; a
-   client operation;
+   client operation; a leadership transfer (thesis §3.10) to a random voter
+   (:class:`~traft.sim.transfers.TransferChaos`), racing with the rest;
 4. liveness: while servers that are up and all connected hold a quorum of
    the committed configuration and of the one in force on the most
    up-to-date servers, the cluster must commit, or sit idle under an
    up-to-date leader, within ``liveness_ms``.
+
+The last ``calm_ms`` of a run are calm: partitions heal, crashed servers
+restart, and no message is lost, duplicated or reordered; membership
+changes, compactions and crashes stop; clients and transfers go on. Once
+the cluster has settled, every transfer must leave it without a leader for
+no longer than an election timeout (``transfer_leaderless``).
 
 The :class:`~traft.sim.invariants.InvariantChecker` checks after every
 delivered message and every step of every server. At the end the client
@@ -60,6 +67,7 @@ from traft.core import (
 from traft.sim.clients import Workload
 from traft.sim.cluster import INSTALL_STEPS, Cluster, Install, SimServer
 from traft.sim.invariants import InvariantChecker, InvariantViolation
+from traft.sim.transfers import TransferChaos
 
 __all__ = ["RunResult", "SimOptions", "Simulation", "run_one"]
 
@@ -81,7 +89,11 @@ class SimOptions:
     compacts, so that it comes back to a snapshot; ``stale_compaction`` the
     chance that, when a partition heals while a server holds a stale tail
     past the leader's applied index, the leader compacts first, so that the
-    server is caught up by a snapshot its tail contradicts.
+    server is caught up by a snapshot its tail contradicts. ``transfer`` is
+    the chance per iteration that the leader is asked to transfer leadership;
+    ``pre_vote`` turns the cores' pre-vote on (the default) or off;
+    ``calm_ms`` is the fault-free tail of every run (at most its second half;
+    0 for none; module docstring).
     """
 
     servers: int = 5
@@ -102,11 +114,14 @@ class SimOptions:
     away: float = 30.0
     stale_compaction: float = 50.0
     client: float = 20.0
+    transfer: float = 0.5
     random_period: bool = True
     election_timeout_ms: int = 150
     heartbeat_ms: int = 50
     liveness_ms: int = 10_000
     check_quorum: bool = True
+    pre_vote: bool = True
+    calm_ms: int = 2000
     clients: int = 4
     keys: int = 3
     client_timeout_ms: int = 2000
@@ -149,6 +164,7 @@ class Simulation:
             request_timeout_ms=o.heartbeat_ms,
             snapshot_resend_ms=4 * o.election_timeout_ms,
             check_quorum=o.check_quorum,
+            pre_vote=o.pre_vote,
         )
         ids = list(range(1, o.servers + 1))
         self.cluster = c = Cluster(ids, seed=root.getrandbits(64), config=config)
@@ -169,6 +185,18 @@ class Simulation:
             timeout_ms=o.client_timeout_ms,
             after_step=self.checker.after_step,
         )
+        self.transfers = TransferChaos(
+            c,
+            random.Random(root.getrandbits(64)),
+            o.election_timeout_ms,
+            after_step=self.checker.after_step,
+            note=self._note,
+        )
+        # The calm tail: at most the second half of the run; none with calm_ms=0.
+        total_ms = o.iterations_total() * o.step_ms
+        self._calm_at = max(total_ms // 2, total_ms - o.calm_ms) if o.calm_ms else total_ms + 1
+        self._calm = False
+        self._drop, self._dupe, self._reorder = o.drop, o.dupe, o.reorder
         c.observers.append(self._observe)
         self.next_id = o.servers + 1
         self.now_ms = 0
@@ -232,7 +260,11 @@ class Simulation:
                     # Adversarial timing: membership changes right after an
                     # election, before the new leader's no-op commits.
                     member = self.options.member
-                    if member and self.rng.random() * 100 < min(50.0, 20 * member):
+                    if (
+                        member
+                        and not self._calm
+                        and self.rng.random() * 100 < min(50.0, 20 * member)
+                    ):
                         self._new_leaders.append(server.id)
 
     def _count_snapshot(self, server: SimServer, meta: object, loaded: bool) -> None:
@@ -240,7 +272,7 @@ class Simulation:
 
     def _on_install(self, server: SimServer, install: Install) -> None:
         chance = self.options.install_crash
-        if chance and self.rng.random() * 100 < chance:
+        if chance and not self._calm and self.rng.random() * 100 < chance:
             # Between two steps, each equally likely (see INSTALL_STEPS).
             install.crash_before = self.rng.randint(1, len(INSTALL_STEPS))
             self._note(f"server {server.id} will crash before install step {install.crash_before}")
@@ -311,18 +343,24 @@ class Simulation:
         if cluster.install_ms is not None:
             cluster.run_installs(now, check)
         # 3. Chaos.
-        if o.partition and self._heal_at is None and rng.random() * 100 < o.partition:
+        if not self._calm and now >= self._calm_at:
+            self._become_calm(now)
+        calm = self._calm
+        if o.partition and self._heal_at is None and rng.random() * 100 < o.partition and not calm:
             self._start_partition()
         if self._heal_at is not None and now >= self._heal_at:
             self._heal()
-        if o.member and rng.random() * 100 < o.member:
+        if o.member and rng.random() * 100 < o.member and not calm:
             self._change_membership()
-        if o.compaction and rng.random() * 100 < o.compaction:
+        if o.compaction and rng.random() * 100 < o.compaction and not calm:
             self._compact()
-        if o.crash and rng.random() * 100 < o.crash:
+        if o.crash and rng.random() * 100 < o.crash and not calm:
             self._crash()
         if self._restart_at:
             self._restart_due(now)
+        if o.transfer and self.transfers.rng.random() * 100 < o.transfer:
+            self.transfers.start(now)
+        self.transfers.check(now)
         if o.client:
             # Above 100, the rate is operations per 100 iterations.
             starts = int(o.client // 100) + (rng.random() * 100 < o.client % 100)
@@ -338,14 +376,13 @@ class Simulation:
             self._check_liveness(now)
 
     def _deliver(self, now: int) -> None:
-        o = self.options
         network = self.cluster.network
         batch = network.take_due(now)
         if not batch:
             return
         rng = self.rng
         random_ = rng.random
-        drop, dupe, reorder = o.drop, o.dupe, o.reorder
+        drop, dupe, reorder = self._drop, self._dupe, self._reorder
         blocked = network.blocked
         servers = self.cluster.servers
         receive = self.cluster.receive
@@ -380,6 +417,22 @@ class Simulation:
                 self._greet_new_leaders()
 
     # -- chaos ---------------------------------------------------------------------------
+
+    def _become_calm(self, now: int) -> None:
+        """Faults stop: heal, restart everyone, deliver every message as sent."""
+        self._calm = True
+        self._drop = self._dupe = self._reorder = 0.0
+        self._new_leaders.clear()
+        if self._heal_at is not None:
+            self._heal()
+        for server in self.cluster.servers.values():
+            server.crash_in_ready = False
+            if server.install is not None:
+                server.install.crash_before = None
+            if not server.alive and server.id not in self._retired:
+                self._restart_at[server.id] = now
+        self._note("calm: faults stop")
+        self.transfers.calm(now)
 
     def _members(self) -> list[int]:
         return sorted(
@@ -739,6 +792,9 @@ class Simulation:
             "away": self.stats["away"],
             "away_compactions": self.stats["away_compactions"],
             "stale_compactions": self.stats["stale_compactions"],
+            **self.transfers.stats,
+            "longest_leaderless_after_transfer_ms": self.transfers.longest_leaderless_ms,
+            "follower_reads": counts["follower_reads"],
             "delivered": network.delivered,
             "dropped": network.dropped,
             "duplicated": network.duplicated,

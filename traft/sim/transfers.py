@@ -85,7 +85,7 @@ class TransferChaos:
         servers = self.cluster.servers
         for voter in leader.raft.voters():
             server = servers.get(voter)
-            if server is None or not server.alive:
+            if server is None or not server.alive or server.install is not None:
                 return False
         return all(s.raft.term == leader.raft.term for s in self.cluster.alive())
 
