@@ -154,3 +154,36 @@ def test_traft_leader_transfer_moves_leadership(cluster: LocalCluster) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"from node {target} to node" in result.stdout
     assert cluster.wait_for_leader(10) != target
+
+
+def sigterm_caught(pid: int) -> bool:
+    """Whether process ``pid`` has a handler for SIGTERM (Linux: SigCgt in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(mask, 16) & (1 << (signal.SIGTERM - 1)))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_a_sigterm_as_soon_as_traft_serve_catches_it_stops_it_cleanly(tmp_path: Path) -> None:
+    # traft serve catches SIGTERM first thing, before it loads its
+    # configuration and imports the node: a SIGTERM from then on is acted on
+    # once the node has started, never the default action (status -15).
+    cluster = LocalCluster.create(tmp_path / "cluster", 1)
+    pid = cluster.start(1)
+    try:
+        deadline = time.monotonic() + 30
+        while not sigterm_caught(pid):
+            assert time.monotonic() < deadline and cluster.pid(1) is not None
+            time.sleep(0.0005)
+        assert cluster.signal(1, signal.SIGTERM)
+        # Caught before the node was even built (it logs "starting" then).
+        assert "starting:" not in cluster.log_path(1).read_text()
+        assert cluster.wait_exit(1, 30)
+        log = cluster.log_path(1).read_text()
+        assert cluster.exit_status(1) == 0, log
+        assert "received SIGTERM; stopping" in log and log.rstrip().endswith("stopped"), log
+    finally:
+        cluster.stop_all(timeout=5)

@@ -49,7 +49,12 @@ import trio
 
 import net
 import storage
-from traft.kv.shutdown import FORCED_EXIT_STATUS, hand_over, stop_on_signals
+from traft.kv.shutdown import (
+    FORCED_EXIT_STATUS,
+    catch_early_sigterm,
+    hand_over,
+    stop_on_signals,
+)
 from traft.node.config import ClusterConfig, ConfigError, format_address
 
 if TYPE_CHECKING:
@@ -155,6 +160,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    catch_early_sigterm()
+
     def error(message: str, status: int) -> int:
         print(f"traft serve: error: {message}", file=sys.stderr)
         return status

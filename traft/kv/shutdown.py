@@ -43,6 +43,26 @@ log = logging.getLogger("traft.serve")
 
 FORCED_EXIT_STATUS = 130
 
+# SIGTERMs received before stop_on_signals took over (catch_early_sigterm).
+_early: list[int] = []
+_early_installed = False
+
+
+def catch_early_sigterm() -> None:
+    """Until :func:`stop_on_signals` takes over, remember a SIGTERM instead of
+    dying of it; stop_on_signals then acts on it. ``traft serve`` calls this
+    first thing, so that a SIGTERM while it loads its configuration, imports
+    and opens its storage stops it cleanly once started. (Before this runs,
+    while the interpreter starts, SIGTERM still ends the process: nothing is
+    open yet.)"""
+    global _early_installed
+
+    def remember(signum: int, frame: object) -> None:
+        _early.append(signum)
+
+    signal.signal(signal.SIGTERM, remember)
+    _early_installed = True
+
 
 def _force_exit() -> None:
     for handler in logging.getLogger().handlers:
@@ -94,12 +114,16 @@ async def stop_on_signals(
     if not enabled:
         yield
         return
-    # trio's receiver restores the handler it found: SIG_IGN, with no moment
-    # between the two in which the default handler could kill the process.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # trio's receiver restores the handler it found: SIG_IGN (or the early
+    # handler, which only remembers), with no moment between the two in
+    # which the default handler could kill the process.
+    if not _early_installed:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     policy = SignalPolicy(shutdown, force=force)
     async with trio.open_nursery() as nursery:
         await nursery.start(_watch_signals, policy)  # returns once the handler is installed
+        while _early:
+            policy.on_signal(_early.pop(0))
         yield
         nursery.cancel_scope.cancel()
 
