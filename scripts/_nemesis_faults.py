@@ -27,6 +27,17 @@ FAULTS: dict[str, tuple[str, str]] = {
     "kill-all": ("process", "SIGKILL every node, restart them all"),
     "pause": ("process", "SIGSTOP a follower for 0.5-4 s, then SIGCONT"),
     "pause-leader": ("process", "SIGSTOP the leader for 0.5-4 s (an election), then SIGCONT"),
+    "pause-lease-leader": (
+        "process",
+        "SIGSTOP the leader for 1.5-6 election timeouts, longer than its lease, while the "
+        "others elect a new leader; SIGCONT: its queued reads must not be stale",
+    ),
+    "rolling-restart": (
+        "process",
+        "SIGTERM every node one by one, the leader last (it hands leadership over), "
+        "restarting each and waiting for it to catch up",
+    ),
+    "transfer": ("leadership", "ask the leader to hand leadership to a random follower"),
     "partition-leader": ("partition", "cut the leader off from every other node; heal"),
     "partition-half": ("partition", "split into a random minority and majority; heal"),
     "partition-oneway": ("partition", "the leader's datagrams to the others are lost, not theirs"),
@@ -76,6 +87,10 @@ class Faults:
         try:
             if kind.startswith("kill"):
                 self.fault_kill(kind, rng)
+            elif kind == "rolling-restart":
+                self.fault_rolling(kind)
+            elif kind == "transfer":
+                self.fault_transfer(kind, rng)
             elif kind.startswith("pause"):
                 self.fault_pause(kind, rng)
             elif kind.startswith("partition"):
@@ -95,7 +110,7 @@ class Faults:
         with self.lock:
             members = sorted(self.members)
         leader = self.leader()
-        if kind in ("kill-leader", "pause-leader"):
+        if kind in ("kill-leader", "pause-leader", "pause-lease-leader"):
             return self.reserve([leader] if leader else [], 1, rng)
         if kind == "pause":
             return self.reserve([i for i in members if i != leader], 1, rng)
@@ -127,8 +142,14 @@ class Faults:
         if not victims:
             self.event(kind, "skipped", reason="no free target")
             return
-        length = rng.uniform(0.5, 4.0)
-        self.event(kind, "start", nodes=victims, pause_s=round(length, 1))
+        if kind == "pause-lease-leader":
+            # Longer than any lease (less than an election timeout): the others
+            # elect a new leader and take writes while this one sleeps; its
+            # clients' reads are queued and answered the moment it resumes.
+            length = rng.uniform(1.5, 6.0) * self.args.election_ms / 1000
+        else:
+            length = rng.uniform(0.5, 4.0)
+        self.event(kind, "start", nodes=victims, pause_s=round(length, 2))
         try:
             with self.lock:
                 self.paused.update(victims)
@@ -142,6 +163,85 @@ class Faults:
                 self.paused.difference_update(victims)
             self.release(victims)
             self.event(kind, "stop", resumed=victims)
+
+    def fault_rolling(self, kind: str) -> None:
+        """scripts/cluster restart --rolling under load: one SIGTERM per node, the
+        leader last; a node that does not exit 0 on SIGTERM is a violation."""
+        leader = self.leader()
+        with self.lock:
+            members = sorted(self.members)
+            held = self.busy | self.down | self.paused | self.removing
+            if leader is None or set(members) & held:
+                free = False
+            else:
+                free = True
+                self.busy.update(members)
+        if not free:
+            self.event(kind, "skipped", reason="no leader, or a node is held by another fault")
+            return
+        order = [i for i in members if i != leader] + [leader]
+        self.event(kind, "start", order=order)
+        try:
+            for node_id in order:
+                if self.stop_faults.is_set():
+                    break
+                # A node another fault just restarted may still be importing
+                # Python: a SIGTERM before traft serve installs its handler ends
+                # it by the signal. An operator restarts running nodes: wait.
+                try:
+                    self.cluster.wait_up(20, ids=[node_id])
+                    was_up = True
+                except ClusterError:
+                    was_up = False
+                was_leader = self.leader() == node_id
+                with self.lock:
+                    self.down.add(node_id)
+                start = time.monotonic()
+                status = self.cluster.stop(node_id, 15.0)
+                stopped_ms = round((time.monotonic() - start) * 1000)
+                if status not in (0, None) and was_up:
+                    with self.lock:
+                        self.violations.append(
+                            f"node {node_id} exited with status {status} on one SIGTERM; "
+                            f"see {self.cluster.log_path(node_id)}"
+                        )
+                self.restart(node_id)
+                caught_up = True
+                try:
+                    self.cluster.wait_up(20, ids=[node_id])
+                    self.cluster.wait_caught_up(node_id, 20)
+                except ClusterError:
+                    caught_up = False  # another fault may hold the cluster back: go on
+                self.event(
+                    kind,
+                    "restarted",
+                    node=node_id,
+                    was_leader=was_leader,
+                    exit_status=status,
+                    stop_ms=stopped_ms,
+                    caught_up=caught_up,
+                )
+        finally:
+            self.release(members)
+            self.event(kind, "stop")
+
+    def fault_transfer(self, kind: str, rng: random.Random) -> None:
+        leader = self.leader()
+        with self.lock:
+            followers = [i for i in sorted(self.members - self.down - self.paused) if i != leader]
+        if leader is None or not followers:
+            self.event(kind, "skipped", reason="no leader or no live follower")
+            return
+        target = rng.choice(followers)
+        self.event(kind, "start", leader=leader, to=target)
+        try:
+            reply = Client([self.url_of[leader]], timeout=5.0).request(
+                "POST", "/leader", json.dumps({"id": target}).encode(), retry_for=0
+            )
+            result: Any = reply.json() if reply.status == 200 else reply.error
+            self.event(kind, "stop", status=reply.status, result=result)
+        except ClientError as exc:
+            self.event(kind, "stop", error=str(exc)[:160])
 
     def fault_partition(self, kind: str, rng: random.Random) -> None:
         with self.lock:

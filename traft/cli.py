@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("traft.check.cli", "Check a recorded history for linearizability"),
     "del": ("traft.kv.cli.delete", "Delete a key (client)"),
     "get": ("traft.kv.cli.get", "Print a key's value, read linearizably (client)"),
+    "leader": ("traft.kv.cli.leader", "Transfer leadership to another node (client)"),
     "log": ("traft.logcmd", "Inspect or verify a node's data directory without changing it"),
     "member": ("traft.kv.cli.member", "Add or remove a cluster member (client)"),
     "put": ("traft.kv.cli.put", "Set a key, or compare-and-set with --prev (client)"),

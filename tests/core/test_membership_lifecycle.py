@@ -204,3 +204,44 @@ def test_leader_snapshot_between_commit_and_apply_has_the_configuration_at_its_i
     meta = raft.begin_snapshot()
     assert meta.index == applied
     assert meta.membership.voters == {1, 2, 3}
+
+
+# -- a server removed while away, by a leader since deposed -----------------------
+
+
+def test_server_removed_while_away_by_a_deposed_leader_learns_it_from_the_next_leader() -> None:
+    """Found by the simulator (docs/simulator.md): server 4 is cut off while
+    leader L removes it; the removal commits, L is deposed, and no later
+    leader replicates to 4 any more, so it never learns of its removal and
+    campaigns forever (a zombie `traft serve` that never exits). A leader
+    that hears from a server removed by a committed entry now replicates to
+    it until it knows: it gets RemovedSelf, and its terms never disturb the
+    cluster."""
+    from .net import Net
+
+    timeout = CONFIG.election_timeout_ms
+    net = Net((1, 2, 3, 4))
+    first = net.elect()
+    zombie = 4 if first != 4 else 3
+    net.isolated.add(zombie)
+    net[first].propose_membership(EntryType.REMOVE_NODE, zombie)
+    net.run(2 * timeout)
+    assert zombie in net[first].membership().removed
+    assert net[first].commit_index >= net[first].current_index
+    # The remover is deposed: cut off, the others elect another leader.
+    net.isolated = {zombie, first}
+    net.run(4 * timeout)
+    second = net.leader()
+    assert second is not None and second != first
+    net.isolated = {zombie}
+    net.run(2 * timeout)
+    leader_term = net[second].term
+    # The zombie comes back; it believes it is still a voter and campaigns.
+    net.isolated = set()
+    net.run(6 * timeout)
+    told = [e for _, i, e in net.events if i == zombie and isinstance(e, RemovedSelf)]
+    assert len(told) == 1, net[zombie].membership()
+    assert not net[zombie].is_member()
+    assert net.leader() == second and net[second].term == leader_term
+    # Once it knows, the leader stops replicating to it.
+    assert zombie not in net[second].progress()

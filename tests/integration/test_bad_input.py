@@ -103,7 +103,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 def metrics(cluster: LocalCluster, node_id: int) -> dict[tuple[str, str], float]:
     """``(sample name, reason or route/status)`` -> value from a node's /metrics."""
-    reply = Client([cluster.url(node_id)]).request("GET", "/metrics", retry_for=10)
+    # A node just restarted may not listen yet: keep trying for a while.
+    client = Client([cluster.url(node_id)], retry_unreachable=True)
+    reply = client.request("GET", "/metrics", retry_for=10)
     out: dict[tuple[str, str], float] = {}
     for family in text_string_to_metric_families(reply.body.decode()):
         for s in family.samples:

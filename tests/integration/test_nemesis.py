@@ -61,3 +61,33 @@ def test_nemesis_short(tmp_path: Path) -> None:
         assert injected & set(kinds), f"no {category} fault was injected:\n{out[-3000:]}"
     # Several at once: the schedule overlaps faults of different categories.
     assert len(injected) >= 10, out[-3000:]
+
+
+def test_nemesis_lease_reads_under_pauses_transfers_and_rolling_restarts(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "scripts/nemesis",
+            "--duration",
+            "40",
+            "--seed",
+            "14",
+            "--clients",
+            "4",
+            "--lease-reads",
+            "--faults",
+            "pause-lease-leader,rolling-restart,transfer,partition-leader,kill-leader",
+            "--dir",
+            str(tmp_path / "run"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-6000:]
+    assert "violations:        0" in out, out[-6000:]
+    assert re.search(r"check_kv: +linearizable: [1-9]\d* operations", out), out[-3000:]
+    injected = set(re.findall(r"^    ([a-z-]+) +\d+$", out, re.MULTILINE))
+    assert {"pause-lease-leader", "rolling-restart", "transfer"} <= injected, out[-3000:]

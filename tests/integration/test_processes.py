@@ -136,7 +136,7 @@ def test_member_add_and_remove(cluster: LocalCluster) -> None:
 START_UP_MOMENTS = {
     "at-spawn": None,
     "storage-opened": "restored term",
-    "http-bound": "Running on http://",
+    "node-running": "node 1: leader is",
     "serving": "serving the HTTP API",
 }
 

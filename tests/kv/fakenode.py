@@ -40,6 +40,8 @@ class FakeNode:
         }
         self.removed = trio.Event()
         self.submitted: list[bytes] = []
+        self.reads = 0
+        self.transfers: list[int | None] = []
 
     def _check(self) -> None:
         if self.fail_with:
@@ -57,10 +59,25 @@ class FakeNode:
         self.commits.inc()
         return self.store.apply(self.index, command)
 
-    async def read(self, query: Callable[[Any], T], *, timeout: float = 5.0) -> T:
+    async def read(
+        self, query: Callable[[Any], T], *, timeout: float = 5.0, forward: bool = True
+    ) -> T:
+        """As the node: a follower that knows its leader answers unless ``forward`` is False."""
+        await trio.lowlevel.checkpoint()
+        if self.fail_with:
+            raise self.fail_with.pop(0)
+        if self.role != "leader" and (not forward or self.leader_id is None):
+            self._check()
+        self.reads += 1
+        return query(self.store)
+
+    async def transfer_leadership(self, to: int | None = None, *, timeout: float = 5.0) -> int:
         await trio.lowlevel.checkpoint()
         self._check()
-        return query(self.store)
+        new = to if to is not None else self.node_id + 1
+        self.transfers.append(to)
+        self.role, self.leader_id = "follower", new
+        return new
 
     async def add_member(
         self, node_id: int, peer: tuple[str, int], http: tuple[str, int], *, timeout: float = 30.0

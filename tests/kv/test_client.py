@@ -240,3 +240,20 @@ def test_threads_sharing_a_client_use_connections_of_their_own(
     for t in threads:
         t.join(10)
     assert statuses == [200] * 40 and server.connections == 4
+
+
+def test_after_a_503_from_the_redirected_leader_the_next_try_is_another_node(
+    serve: Callable[..., Server],
+) -> None:
+    # A leader handing over leadership answers 503; the client must not try
+    # it again next (it may be gone by then), but another node.
+    leader = serve(lambda *_: traft_json(503, {"error": "leadership is being transferred"}))
+    new_leader = serve(kv)
+    follower = serve(lambda method, path, _: (307, {"Location": leader.url + path}, b""))
+    # The leader is the URL after the follower's: moving on by position alone
+    # would ask it again.
+    client = Client([follower.url, leader.url, new_leader.url], retry_for=5.0)
+    reply = client.request("PUT", "/kv/k", b"v")
+    assert reply.status == 200
+    assert len(leader.requests) == 1  # the 503, never a second try
+    assert len(new_leader.requests) == 1

@@ -11,10 +11,12 @@ from tests.kv.fakenode import FakeNode
 from traft.kv.commands import MAX_KEY_BYTES, Command, NextTicket, encode_command
 from traft.kv.http import KVApp
 from traft.node.errors import (
+    LeadershipTransferring,
     MemberChangeError,
     NodeStopped,
     ProposalLost,
     ProposalTimeout,
+    TransferFailed,
 )
 
 pytestmark = pytest.mark.timeout(10)
@@ -166,7 +168,7 @@ async def test_follower_redirects_to_the_leader_same_path() -> None:
     node.role, node.leader_id, node.leader_url = "follower", 2, "http://127.0.0.2:8002"
     for method, target in [
         ("PUT", "/kv/a%2Fb?prev=x%20y"),
-        ("GET", "/kv/a"),
+        ("GET", "/kv/a?leader=1"),
         ("DELETE", "/kv/a"),
         ("POST", "/ticket"),
         ("POST", "/members"),
@@ -177,7 +179,11 @@ async def test_follower_redirects_to_the_leader_same_path() -> None:
         assert r.status == 307, target
         assert r.headers["location"] == "http://127.0.0.2:8002" + target
         assert r.json()["leader_id"] == 2
-    assert node.submitted == []
+    r = await call(app, "POST", "/leader", b'{"id": 3}')
+    assert r.status == 307 and r.headers["location"] == "http://127.0.0.2:8002/leader"
+    r = await call(app, "HEAD", "/kv/a?leader=1")
+    assert r.status == 307 and r.headers["location"] == "http://127.0.0.2:8002/kv/a?leader=1"
+    assert node.submitted == [] and node.reads == 0 and node.transfers == []
     # Status and metrics are answered locally.
     assert (await call(app, "GET", "/status")).status == 200
     assert (await call(app, "GET", "/metrics")).status == 200
@@ -302,3 +308,54 @@ async def test_lifespan() -> None:
     with trio.fail_after(1):
         await app({"type": "lifespan"}, receive, send)
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+async def test_a_follower_answers_reads_itself() -> None:
+    app, node = make()
+    await call(app, "PUT", "/kv/a", b"1")
+    node.role, node.leader_id, node.leader_url = "follower", 2, "http://127.0.0.2:8002"
+    for target in ("/kv/a", "/kv/a?leader=0"):
+        r = await call(app, "GET", target)
+        assert r.status == 200 and r.body == b"1", target
+    assert (await call(app, "GET", "/kv/b")).status == 404
+    assert node.reads == 3
+    assert (await call(app, "GET", "/kv/a?prev=1")).status == 400
+
+
+async def test_post_leader_transfers_and_names_the_new_leader() -> None:
+    app, node = make()
+    r = await call(app, "POST", "/leader", b'{"id": 3}')
+    assert r.status == 200 and r.json() == {"leader": 3, "previous": 1}
+    assert node.transfers == [3]
+    app, node = make()
+    for body in (b"", b"{}"):
+        node.role, node.leader_id = "leader", 1
+        r = await call(app, "POST", "/leader", body)
+        assert r.status == 200 and r.json() == {"leader": 2, "previous": 1}
+    assert node.transfers == [None, None]
+
+
+async def test_post_leader_to_the_leader_itself_is_a_no_op() -> None:
+    app, node = make()
+    r = await call(app, "POST", "/leader", b'{"id": 1}')
+    assert r.status == 200 and r.json() == {"leader": 1, "previous": 1}
+    assert node.transfers == []
+
+
+async def test_post_leader_bad_bodies_are_400() -> None:
+    app, _ = make()
+    for body in (b"[1]", b'{"id": "2"}', b'{"id": 0}', b'{"to": 2}', b"nope", b'{"id": true}'):
+        r = await call(app, "POST", "/leader", body)
+        assert r.status == 400, body
+
+
+async def test_a_transfer_in_progress_is_503_and_a_failed_one_409() -> None:
+    app, node = make()
+    node.fail_with = [LeadershipTransferring("leadership is being transferred to node 2")]
+    r = await call(app, "PUT", "/kv/a", b"v", headers={"Idempotency-Key": "k"})
+    assert r.status == 503 and r.headers["retry-after"] == "1"
+    assert "transferred" in r.json()["error"]
+    node.fail_with = [TransferFailed("the target did not catch up", 2)]
+    r = await call(app, "POST", "/leader", b'{"id": 2}')
+    assert r.status == 409 and r.json()["target"] == 2
+    assert "did not catch up" in r.json()["error"]

@@ -461,9 +461,9 @@ async def test_shutdown_closes_idle_and_finishes_busy_connections(
     release = trio.Event()
     real_read = node.read
 
-    async def slow_read(query: Any, *, timeout: float = 5.0) -> Any:
+    async def slow_read(query: Any, *, timeout: float = 5.0, forward: bool = True) -> Any:
         await release.wait()
-        return await real_read(query, timeout=timeout)
+        return await real_read(query, timeout=timeout, forward=forward)
 
     node.read = slow_read  # type: ignore[method-assign]
     s = await server(node=node)

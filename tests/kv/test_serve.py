@@ -158,6 +158,8 @@ async def test_serve_returns_stopped(tmp_path: Path) -> None:
         ["member", "--help"],
         ["member", "add", "--help"],
         ["member", "remove", "--help"],
+        ["leader", "--help"],
+        ["leader", "transfer", "--help"],
     ],
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -258,7 +258,7 @@ async def test_traft_member_add_of_a_removed_id_exits_1_with_the_way_out(
 ) -> None:
     # Real time (the CLI runs in a thread): a founding node and a joiner.
     from traft import cli
-    from traft.kv.http import serve_http
+    from traft.kv.server import serve_http
 
     with trio.fail_after(60):
         async with faulty_harness(tmp_path, n=2, join=[2]) as h:

@@ -63,7 +63,7 @@ class Harness:
         self.machines: dict[int, Counter] = {}
         self.scopes: dict[int, trio.CancelScope] = {}
 
-    async def start(self, node_id: int) -> Node:
+    async def start(self, node_id: int, *, lease_reads: bool = False) -> Node:
         machine = Counter()
         node = Node(
             node_id,
@@ -73,6 +73,7 @@ class Harness:
             endpoint=self.network.endpoint(node_id),
             rng=random.Random(node_id),
             persist_in_thread=False,
+            lease_reads=lease_reads,
         )
         scope = trio.CancelScope()
 

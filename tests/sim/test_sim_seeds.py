@@ -16,7 +16,8 @@ import pytest
 
 from traft.sim.runner import SimOptions, run_one
 
-pytestmark = pytest.mark.timeout(300)
+# About 150 s of CPU in all (75 s on two quiet cores); the bound is for hangs.
+pytestmark = pytest.mark.timeout(600)
 
 CHAOS = SimOptions(
     iterations=3000,

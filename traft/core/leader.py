@@ -116,6 +116,19 @@ class LeaderMixin:
         noop = Entry(self.term, log.last_index + 1, self._rng.getrandbits(63), EntryType.NO_OP, b"")
         log.append_one(noop)
 
+    def _remind_removed(self, node_id: int) -> None:
+        """Replicate to ``node_id``, removed by a committed entry, until it knows.
+
+        It reports a commit index at or past ours once it has the entries (or
+        the snapshot) that removed it; then it gets ``RemovedSelf``.
+        """
+        if node_id in self._progress or node_id == self.id:
+            return
+        pr = Progress(node_id, self._log.last_index + 1)
+        pr.removal_index = self.commit_index
+        self._progress[node_id] = pr
+        self._rebuild_peers()
+
     def _rebuild_peers(self) -> None:
         self._peers = [self._progress[i] for i in sorted(self._progress)]
 

@@ -410,6 +410,16 @@ class Raft(ElectionMixin, LeaderMixin, ReadsMixin, TransferMixin, SnapshotMixin)
         answered; this never raises for peer input.
         """
         term = msg.term
+        if from_id in self._conf.removed and self._removal_committed(from_id):
+            # A server whose removal committed can never lead or vote here
+            # again, but it may not know it: removed while it was away, by a
+            # leader since deposed, nobody replicates to it any more. Its terms
+            # are ignored (thesis §4.2.3), and a leader that hears from it
+            # replicates to it until it has learnt its removal.
+            if self.role is Role.LEADER:
+                self._remind_removed(from_id)
+            if term > self.term:
+                return
         if isinstance(msg, PreVote):
             # Never adopt a pre-vote's term: nobody is in it (election rule 3).
             self._recv_pre_vote(from_id, msg)
@@ -584,6 +594,10 @@ class Raft(ElectionMixin, LeaderMixin, ReadsMixin, TransferMixin, SnapshotMixin)
         if self._transfer_target is not None:
             # Thesis §3.10: the leader stops accepting client requests.
             raise TransferInProgress(self._transfer_target)
+
+    def _removal_committed(self, node_id: int) -> bool:
+        """Whether ``node_id`` (among the removed ids) was removed by a committed entry."""
+        return all(n != node_id for n, _ in self._conf.pending_removals(self.commit_index))
 
     def recv_entry(self, data: bytes, *, id: int | None = None) -> EntryResponse:
         """Propose one entry (the seed's raft_recv_entry).

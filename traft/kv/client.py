@@ -210,15 +210,13 @@ class Client:
                 if not self.retry_unreachable and set(self.urls) <= set(down):
                     tried = ", ".join(f"{u} ({why})" for u, why in down.items())
                     raise Unreachable(f"no traft node could be reached: {tried}") from None
-                self._next += 1
-                url = self.urls[self._next % len(self.urls)]
+                url = self._other_than(url)
             except (OSError, http.client.HTTPException) as exc:
                 problem = f"{url}: {_describe(exc)}"
                 down.clear()  # it accepted the connection: something runs there
                 if self.leader == url:
                     self.leader = None
-                self._next += 1
-                url = self.urls[self._next % len(self.urls)]
+                url = self._other_than(url)
             else:
                 down.clear()
                 if reply.status in REDIRECTS and "location" in reply.headers:
@@ -236,8 +234,7 @@ class Client:
                     # a node that knows the leader redirects there.
                     if self.leader == url:
                         self.leader = None
-                    self._next += 1
-                    url = self.urls[self._next % len(self.urls)]
+                    url = self._other_than(url)
                 else:
                     if reply.status in MEANINGFUL and not reply.is_traft_error:
                         raise NotTraft(_not_traft(url, reply))
@@ -251,6 +248,21 @@ class Client:
             if self.on_retry is not None:
                 self.on_retry(problem)
             time.sleep(delay)
+
+    def _other_than(self, failed: str) -> str:
+        """The next known URL in turn that is not ``failed`` (when there is another).
+
+        The URL that failed is often the leader a redirect named, not the one
+        at ``_next``: moving ``_next`` on alone could land on it again (a
+        leader stopping after a leadership transfer answered 503, then
+        refused the retry: a second backoff for nothing).
+        """
+        for _ in range(len(self.urls)):
+            self._next += 1
+            url = self.urls[self._next % len(self.urls)]
+            if url != failed:
+                return url
+        return failed
 
     def _once(
         self,

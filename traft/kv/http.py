@@ -5,7 +5,9 @@ Theory of operation
 :class:`KVApp` is a plain ``async handle(Request) -> Response``: it turns
 each request into one call on the node —
 ``node.submit(command)`` for writes, ``node.read(query)`` for reads (both
-linearizable), the membership calls for ``/members`` — and the node's answer
+linearizable; a follower answers reads itself after asking the leader for a
+read index), the membership calls for ``/members``,
+``node.transfer_leadership`` for ``/leader`` — and the node's answer
 or error into a status code and a small JSON body. It keeps no state of its
 own besides metrics; the node and the :class:`~traft.kv.state.KVStore` it
 replicates hold everything. It never sees a socket: :mod:`traft.kv.server`
@@ -22,7 +24,8 @@ The table (docs/http-api.md has the full reference):
 =============================  =============================================
 ``PUT /kv/{key}`` body=value    200 ``{"index": N}``; ``?prev=V``: 412 unless
                                 the current value is V
-``GET /kv/{key}``               200 value (octet-stream), 404 when absent
+``GET /kv/{key}``               200 value (octet-stream), 404 when absent;
+                                ``?leader=1``: a follower redirects instead
 ``DELETE /kv/{key}``            200 ``{"index": N, "deleted": bool}``
 ``POST /ticket``                200 ``{"ticket": N, "index": N}``
 ``GET /status``                 this node's view (``?digest=1`` adds the
@@ -30,19 +33,23 @@ The table (docs/http-api.md has the full reference):
 ``GET /metrics``                Prometheus text
 ``POST /members``               ``{"id", "peer", "http"}``: add a node
 ``DELETE /members/{id}``        remove a node
+``POST /leader``                ``{"id": N}`` or ``{}``: hand leadership to N
+                                (or the most up-to-date follower)
 ``GET|POST /faults``            network fault control, only under
                                 ``traft serve --enable-faults`` (404
                                 otherwise; see :mod:`traft.kv.faultctl`)
 =============================  =============================================
 
-Errors, every one with a JSON body ``{"error": ...}``: a write or read on a
-follower answers 307 with ``Location`` the leader's URL for the same path
-and query; no known leader, a proposal lost to a new term, a proposal not
-committed in time, or a node shutting down answer 503 with ``Retry-After``
-(retrying a write with the same ``Idempotency-Key`` is always safe); a bad
-key, parameter or header 400; a body or command too large 413; an
-Idempotency-Key reused for a different request 422; a refused membership
-change 409; an unknown path 404; a wrong method 405 with ``Allow``.
+Errors, every one with a JSON body ``{"error": ...}``: a write,
+``/members``, ``/leader`` or a ``GET ?leader=1`` on a follower answers 307
+with ``Location`` the leader's URL for the same path and query; no known
+leader, a leadership transfer in progress, a proposal lost to a new term, a
+proposal not committed in time, or a node shutting down answer 503 with
+``Retry-After`` (retrying a write with the same ``Idempotency-Key`` is always
+safe); a bad key, parameter or header 400; a body or command too large 413;
+an Idempotency-Key reused for a different request 422; a refused membership
+change or a failed leadership transfer 409; an unknown path 404; a wrong
+method 405 with ``Allow``.
 
 Limits: a key is 1..1024 bytes of UTF-8 without control characters (``/``
 is allowed and percent-escapes are decoded); an Idempotency-Key is 1..128
@@ -85,12 +92,14 @@ from traft.kv.faultctl import FaultRequestError, apply_fault_request, describe_f
 from traft.kv.state import KVStore
 from traft.node.config import ConfigError, parse_address
 from traft.node.errors import (
+    LeadershipTransferring,
     MemberChangeError,
     NodeStopped,
     NoLeaderError,
     NotLeaderError,
     ProposalLost,
     ProposalTimeout,
+    TransferFailed,
 )
 
 log = logging.getLogger(__name__)
@@ -113,6 +122,7 @@ _POST: Final = frozenset({"POST"})
 _GET: Final = frozenset({"GET", "HEAD"})
 _NO_PARAMS: Final[frozenset[str]] = frozenset()
 _PREV: Final = frozenset({"prev"})
+_LEADER: Final = frozenset({"leader"})
 
 
 class Request:
@@ -174,7 +184,11 @@ class NodeAPI(Protocol):
 
     async def submit(self, command: bytes, *, timeout: float = 5.0) -> Any: ...
 
-    async def read(self, query: Callable[[Any], T], *, timeout: float = 5.0) -> T: ...
+    async def read(
+        self, query: Callable[[Any], T], *, timeout: float = 5.0, forward: bool = True
+    ) -> T: ...
+
+    async def transfer_leadership(self, to: int | None = None, *, timeout: float = 5.0) -> int: ...
 
     async def add_member(
         self,
@@ -339,6 +353,8 @@ class KVApp:
             return "members", self._add_member, _POST
         if path.startswith(b"/members/"):
             return "members", self._remove_member, frozenset({"DELETE"})
+        if path == b"/leader":
+            return "leader", self._transfer_leader, _POST
         if path == b"/faults" and self.faults is not None:
             return "faults", self._faults, frozenset({"GET", "POST"})
         raise HTTPError(404, "no such path")
@@ -348,9 +364,13 @@ class KVApp:
     async def _kv(self, request: Request) -> Response:
         key = _key(request)
         method = request.method
-        params = _params(request, allowed=_PREV if method in ("PUT", "DELETE") else _NO_PARAMS)
+        params = _params(request, allowed=_PREV if method in ("PUT", "DELETE") else _LEADER)
         if method in ("GET", "HEAD"):
-            value = await self._call(request, self.node.read(_getter(key), timeout=self.timeout))
+            # Any node answers, linearizably: a follower asks the leader for a
+            # read index first. ?leader=1 asks a follower to redirect instead.
+            forward = params.get("leader", b"0") in (b"0", b"", b"false")
+            read = self.node.read(_getter(key), timeout=self.timeout, forward=forward)
+            value = await self._call(request, read)
             if value is None:
                 raise HTTPError(404, "no such key", key=key)
             return Response(200, [(b"content-type", _OCTETS)], value)
@@ -448,6 +468,30 @@ class KVApp:
         log.warning("network faults set: %s", {k: v for k, v in state.items() if k != "stats"})
         return Response(200, [(b"content-type", _JSON)], _json(state))
 
+    async def _transfer_leader(self, request: Request) -> Response:
+        _params(request, allowed=_NO_PARAMS)
+        body = self._body(request)
+        try:
+            spec = json.loads(body) if body.strip() else {}
+        except ValueError:
+            raise HTTPError(400, 'the body must be JSON: {"id": N} or {}') from None
+        if not isinstance(spec, dict) or not set(spec) <= {"id"}:
+            raise HTTPError(400, 'the body must be {"id": N} or {}')
+        target = spec.get("id")
+        if target is not None and (type(target) is not int or not 0 < target < 2**63):
+            raise HTTPError(400, "id must be a positive integer")
+        previous = self.node.status().get("leader_id")
+        if target is not None and target == previous:
+            return Response(
+                200, [(b"content-type", _JSON)], _json({"leader": target, "previous": previous})
+            )
+        leader = await self._call(
+            request, self.node.transfer_leadership(target, timeout=self.timeout)
+        )
+        return Response(
+            200, [(b"content-type", _JSON)], _json({"leader": leader, "previous": previous})
+        )
+
     def _members_answer(self, node_id: int, what: str) -> Response:
         members = self.node.status().get("members", [])
         body = {what: node_id, "members": members}
@@ -529,6 +573,10 @@ class KVApp:
             ) from None
         except NodeStopped:
             raise _unavailable("this node is stopping") from None
+        except LeadershipTransferring as exc:
+            raise _unavailable(str(exc)) from None
+        except TransferFailed as exc:
+            raise HTTPError(409, str(exc), target=exc.target) from None
         except MemberChangeError as exc:
             raise HTTPError(409, f"membership change refused: {exc}") from None
 

@@ -24,9 +24,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from traft.kv.client import Client, ClientError
 from traft.node.config import ClusterConfig, Member, SnapshotPolicy, Timing
@@ -51,6 +53,20 @@ def free_ports(count: int, kind: int) -> list[int]:
 
 class ClusterError(Exception):
     """The local cluster is not in the state asked for."""
+
+
+@attrs.frozen(kw_only=True)
+class RollingStep:
+    """One node of a rolling restart (:meth:`LocalCluster.restart_rolling`)."""
+
+    node_id: int
+    role: str  # what it was before its restart: "leader" or "follower"
+    exit_status: int | None  # None: started by another process
+    clean: bool  # exit status 0, or (started elsewhere) its log ends with "stopped"
+    stop_s: float  # from SIGTERM to its exit
+    total_s: float  # from SIGTERM to caught up again
+    leader_after: int
+    applied: int
 
 
 class LocalCluster:
@@ -159,8 +175,10 @@ class LocalCluster:
     def pid(self, node_id: int) -> int | None:
         """The process id of a running node, or None."""
         proc = self._procs.get(node_id)
-        if proc is not None:
-            return proc.pid if proc.poll() is None else None
+        if proc is not None and proc.poll() is None:
+            return proc.pid
+        # Not started here, or exited: the pid file may name a process another
+        # LocalCluster started since (scripts/cluster restart --rolling).
         try:
             pid = int(self.pid_path(node_id).read_text())
         except (OSError, ValueError):
@@ -224,22 +242,99 @@ class LocalCluster:
         self.wait_exit(node_id, 10)
 
     def stop(self, node_id: int, timeout: float = 10.0) -> int | None:
-        """SIGTERM node ``node_id``, wait for it (SIGKILL after ``timeout``); its exit status."""
-        if self.signal(node_id, signal.SIGTERM) and not self.wait_exit(node_id, timeout):
+        """SIGTERM node ``node_id``, wait for it (SIGKILL after ``timeout``); its exit
+        status (None for a node another process started). A leader hands over
+        leadership before it exits."""
+        self.signal(node_id, signal.SIGTERM)
+        return self._reap(node_id, timeout)
+
+    def _reap(self, node_id: int, timeout: float) -> int | None:
+        """Wait for a node sent SIGTERM once (never again: a second signal must not
+        be needed, and a node stopping logs it as noise); SIGKILL after ``timeout``."""
+        if not self.wait_exit(node_id, timeout):
             self.signal(node_id, signal.SIGKILL)
             self.wait_exit(node_id, 5)
         with contextlib.suppress(OSError):
             self.pid_path(node_id).unlink()
         proc = self._procs.pop(node_id, None)
-        return proc.returncode if proc is not None else None
+        return proc.poll() if proc is not None else None
 
     def stop_all(self, timeout: float = 10.0) -> None:
-        """Stop every running node (SIGTERM, all at once, then wait)."""
+        """Stop every running node (one SIGTERM each, all at once, then wait)."""
         ids = [i for i in self._known_ids() if self.pid(i) is not None]
         for node_id in ids:
             self.signal(node_id, signal.SIGTERM)
         for node_id in ids:
-            self.stop(node_id, timeout)
+            self._reap(node_id, timeout)
+
+    def restart_rolling(
+        self,
+        *,
+        timeout: float = 30.0,
+        on_step: Callable[[RollingStep], None] | None = None,
+    ) -> list[RollingStep]:
+        """Restart every running node one at a time, the followers first and the
+        leader last (its SIGTERM hands leadership over before it exits).
+
+        Before the next node, the restarted one must answer, the cluster must
+        agree on a leader, and the node must have applied everything the
+        leader had committed when it came back (it has caught up). A cluster
+        of three keeps a majority throughout. ``on_step`` is called after
+        each node.
+
+        Raises:
+            ClusterError: a node did not come back, catch up or exit within
+                ``timeout`` seconds, or no leader was agreed on.
+        """
+        leader = self.wait_for_leader(timeout)
+        running = [i for i in self.ids if self.pid(i) is not None]
+        order = [i for i in running if i != leader] + ([leader] if leader in running else [])
+        steps = []
+        for node_id in order:
+            role = "leader" if node_id == leader else "follower"
+            start = time.monotonic()
+            status = self.stop(node_id, timeout)
+            stopped = time.monotonic()
+            clean = status == 0 if status is not None else self.logged_stopped(node_id)
+            self.start(node_id)
+            self.wait_up(timeout, ids=[node_id])
+            new_leader = self.wait_for_leader(timeout)
+            caught_up = self.wait_caught_up(node_id, timeout)
+            step = RollingStep(
+                node_id=node_id,
+                role=role,
+                exit_status=status,
+                clean=clean,
+                stop_s=stopped - start,
+                total_s=time.monotonic() - start,
+                leader_after=new_leader,
+                applied=caught_up,
+            )
+            steps.append(step)
+            if on_step is not None:
+                on_step(step)
+        return steps
+
+    def wait_caught_up(self, node_id: int, timeout: float = 30.0) -> int:
+        """Wait until node ``node_id`` has applied the leader's commit index as it
+        was when this was called; the node's applied index.
+
+        Raises:
+            ClusterError: not within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        leader = self.wait_for_leader(timeout)
+        target = self.statuses().get(leader, {}).get("commit", 0)
+        while True:
+            applied = self.statuses().get(node_id, {}).get("applied", -1)
+            if isinstance(applied, int) and applied >= target:
+                return applied
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"node {node_id} applied {applied}, not the leader's commit {target}, "
+                    f"after {timeout:g} s"
+                )
+            time.sleep(0.02)
 
     def wait_exit(self, node_id: int, timeout: float) -> bool:
         """Wait until node ``node_id`` is not running; False on timeout."""
@@ -249,6 +344,18 @@ class LocalCluster:
                 return False
             time.sleep(0.02)
         return True
+
+    def logged_stopped(self, node_id: int) -> bool:
+        """Whether node ``node_id``'s log ends with ``traft serve``'s last line, "stopped"
+        (how a clean exit shows for a process another one started)."""
+        try:
+            with open(self.log_path(node_id), "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 4096))
+                tail = f.read().decode("utf-8", "replace").rstrip()
+        except OSError:
+            return False
+        return tail.endswith("stopped")
 
     def exit_status(self, node_id: int) -> int | None:
         """The exit status of a node this object started and that has exited."""

@@ -6,9 +6,12 @@ Theory of operation: :func:`serve` runs, in one trio nursery, a
 the HTTP API (:mod:`traft.kv.http`) on the node's ``http`` address. It
 returns when one of three things happens:
 
-* SIGTERM or SIGINT: the HTTP server (:mod:`traft.kv.server`) stops
-  accepting, closes idle connections and finishes what it has (2 s at
-  most), then the node stops and closes its storage;
+* SIGTERM or SIGINT: a leader first hands leadership to its most
+  up-to-date follower (bounded: twice the election timeout), still answering
+  peers and clients; then the HTTP server (:mod:`traft.kv.server`) stops
+  accepting, closes idle connections and finishes what it has (2 s at most),
+  and the node stops and closes its storage. A repeated signal does not cut
+  this short; a second SIGINT forces the exit (:mod:`traft.kv.shutdown`);
 * the node applies its own removal from the cluster: the same clean stop,
   and the process says so and exits with status 0 (a supervisor should not
   restart it: it is no longer a member);
@@ -37,9 +40,7 @@ import errno
 import gc
 import logging
 import random
-import signal
 import sys
-from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +49,12 @@ import trio
 
 import net
 import storage
+from traft.kv.shutdown import (
+    FORCED_EXIT_STATUS,
+    catch_early_sigterm,
+    hand_over,
+    stop_on_signals,
+)
 from traft.node.config import ClusterConfig, ConfigError, format_address
 
 if TYPE_CHECKING:
@@ -133,6 +140,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "never on a cluster that matters)",
     )
     parser.add_argument(
+        "--lease-reads",
+        action="store_true",
+        help="the leader answers reads from a lease, without a heartbeat round per read "
+        "(faster; thesis 6.4.1). Linearizable only while clocks advance at nearly the same "
+        "rate on every server: the lease is the election timeout less a drift margin, so "
+        "it assumes no server's clock runs faster than another's by more than that margin "
+        "per election timeout (see docs/operations.md). The node reads the monotonic clock "
+        "before it answers from the lease, so a stopped process (SIGSTOP) is safe; a clock "
+        "that stops while the machine runs on (a paused VM) or runs fast is not. Off by "
+        "default: reads confirm leadership with a heartbeat round (ReadIndex)",
+    )
+    parser.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -141,6 +160,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    catch_early_sigterm()
+
     def error(message: str, status: int) -> int:
         print(f"traft serve: error: {message}", file=sys.stderr)
         return status
@@ -170,11 +191,12 @@ def run(args: argparse.Namespace) -> int:
                 log_filter=log_filter,
                 freeze_gc=True,
                 enable_faults=args.enable_faults,
+                lease_reads=args.lease_reads,
             )
         )
     except KeyboardInterrupt:
         log.warning("interrupted")
-        return 130
+        return FORCED_EXIT_STATUS
     except Exception as exc:
         message = _describe(exc)
         log.error(
@@ -220,6 +242,7 @@ async def serve(
     shutdown: trio.Event | None = None,
     freeze_gc: bool = False,
     enable_faults: bool = False,
+    lease_reads: bool = False,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> Outcome:
     """Run node ``node_id`` with the KV service and its HTTP API until stopped.
@@ -228,7 +251,8 @@ async def serve(
     ``shutdown`` stops it as SIGTERM does (for embedding and tests). With
     ``freeze_gc`` (what ``traft serve`` does), ``gc.freeze()`` after start-up.
     With ``enable_faults``, a fault injector on the UDP endpoint, driven
-    through ``/faults``.
+    through ``/faults``. With ``lease_reads``, the leader serves reads from
+    its lease (``Config.lease_reads``).
 
     Raises:
         OSError: an address cannot be bound, or the data directory cannot be used.
@@ -242,11 +266,12 @@ async def serve(
     me = cluster.member(node_id)
     store = KVStore()
     faults = net.FaultInjector(random.Random()) if enable_faults else None
-    node = Node(node_id, cluster, data_dir, store, faults=faults)
+    node = Node(node_id, cluster, data_dir, store, faults=faults, lease_reads=lease_reads)
     if log_filter is not None:
         log_filter.node = node
     if shutdown is None:
         shutdown = trio.Event()
+    http_stop = trio.Event()
     outcome = Outcome.STOPPED
     log.info(
         "starting: peer %s, http %s, data %s",
@@ -257,7 +282,7 @@ async def serve(
     # The signal handler goes first: before the node opens its storage and long
     # before the API answers, so a SIGTERM at any moment of start-up stops it.
     async with contextlib.AsyncExitStack() as stack:
-        await stack.enter_async_context(_stop_on_signals(shutdown, enabled=handle_signals))
+        await stack.enter_async_context(stop_on_signals(shutdown, enabled=handle_signals))
         try:
             await stack.enter_async_context(node)
         except BaseException as exc:
@@ -275,7 +300,7 @@ async def serve(
         async with trio.open_nursery() as nursery:
             try:
                 host, port = await nursery.start(
-                    partial(serve_http, app, me.http[0], me.http[1], shutdown=shutdown)
+                    partial(serve_http, app, me.http[0], me.http[1], shutdown=http_stop)
                 )
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
@@ -292,6 +317,9 @@ async def serve(
                 watchers.cancel_scope.cancel()
             if node.removed.is_set():
                 outcome = Outcome.REMOVED
+            else:
+                await hand_over(node, timeout=2 * cluster.timing.election_timeout_ms / 1000)
+            http_stop.set()
             nursery.cancel_scope.deadline = trio.current_time() + 5
     log.info("stopped")
     return outcome
@@ -301,30 +329,3 @@ async def _watch_removed(node: Node, shutdown: trio.Event) -> None:
     await node.removed.wait()
     log.warning("this node was removed from the cluster; stopping")
     shutdown.set()
-
-
-@contextlib.asynccontextmanager
-async def _stop_on_signals(shutdown: trio.Event, *, enabled: bool) -> AsyncIterator[None]:
-    """From entry to exit, SIGTERM and SIGINT set ``shutdown`` (when ``enabled``).
-
-    A signal that arrives while the node is still starting is kept until it
-    has started, which then stops at once, cleanly.
-    """
-    if not enabled:
-        yield
-        return
-    async with trio.open_nursery() as nursery:
-        await nursery.start(_watch_signals, shutdown)  # returns once the handler is installed
-        yield
-        nursery.cancel_scope.cancel()
-
-
-async def _watch_signals(
-    shutdown: trio.Event, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        task_status.started()
-        async for signum in signals:
-            log.info("received %s; stopping", signal.Signals(signum).name)
-            shutdown.set()
-            return

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from traft.node.config import ClusterConfig, ConfigError, Member, SnapshotPolicy, Timing
 from traft.node.errors import (
+    LeadershipTransferring,
     MemberChangeError,
     NodeError,
     NodeStopped,
@@ -16,6 +17,7 @@ from traft.node.errors import (
     NotLeaderError,
     ProposalLost,
     ProposalTimeout,
+    TransferFailed,
 )
 from traft.node.statemachine import StateMachine
 
@@ -34,6 +36,7 @@ else:
 __all__ = [
     "ClusterConfig",
     "ConfigError",
+    "LeadershipTransferring",
     "Member",
     "MemberChangeError",
     "NoLeaderError",
@@ -46,4 +49,5 @@ __all__ = [
     "SnapshotPolicy",
     "StateMachine",
     "Timing",
+    "TransferFailed",
 ]

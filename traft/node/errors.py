@@ -38,3 +38,20 @@ class NodeStopped(NodeError):
 
 class MemberChangeError(NodeError):
     """A membership change was refused (with the reason)."""
+
+
+class LeadershipTransferring(NodeError):
+    """The leader is handing leadership to another node and accepts no writes
+    meanwhile (at most an election timeout); retry shortly, with the same key."""
+
+
+class TransferFailed(NodeError):
+    """A leadership transfer did not complete: the core gave it up, it timed
+    out, or there was no follower to hand over to. ``reason`` says which.
+    The leader (if still leader) accepts proposals again."""
+
+    def __init__(self, reason: str, target: int | None = None) -> None:
+        self.reason = reason
+        self.target = target
+        to = f" to node {target}" if target is not None else ""
+        super().__init__(f"leadership transfer{to} failed: {reason}")

@@ -24,7 +24,11 @@ lost to a new leader) or when a ReadIndex round confirms a read, and its
 tick fails waiters whose deadline passed. A proposal whose entry a snapshot
 from the leader covered before it was applied here fails at once, as lost
 or unknown (``waiters.covered_by_snapshot``), never as a success. Membership changes live in
-:mod:`traft.node.members`, snapshots in :mod:`traft.node.snapshots`.
+:mod:`traft.node.members`, snapshots in :mod:`traft.node.snapshots`,
+leadership transfer in :mod:`traft.node.leadership`. A read on a follower is
+forwarded by the core to the leader for a read index and answered here once
+applied reaches it; a read whose round was lost is asked again at the next
+tick, until its deadline.
 """
 
 from __future__ import annotations
@@ -59,22 +63,35 @@ from traft.core import (
     Role,
     RoleChanged,
     SendSnapshot,
+    TransferAborted,
+    TransferFinished,
+    TransferInProgress,
+    TransferStarted,
 )
 from traft.node.config import Address, ClusterConfig, format_address
 from traft.node.durable import Durable
 from traft.node.errors import (
+    LeadershipTransferring,
     NodeStopped,
     NoLeaderError,
     NotLeaderError,
     ProposalLost,
     ProposalTimeout,
 )
+from traft.node.leadership import LeadershipMixin
 from traft.node.members import MembershipMixin, member_context, parse_context
 from traft.node.metrics import NodeCounters, make_registry
 from traft.node.snapshots import SnapshotMixin
 from traft.node.statemachine import StateMachine
 from traft.node.transfer import SnapshotReceiver, SnapshotSender
-from traft.node.waiters import MemberChange, Proposal, Read, Waiter, covered_by_snapshot
+from traft.node.waiters import (
+    LeaderTransfer,
+    MemberChange,
+    Proposal,
+    Read,
+    Waiter,
+    covered_by_snapshot,
+)
 from traft.wire import MalformedMessage, SnapshotAck, SnapshotChunk, WireMessage, decode, encode
 
 log = logging.getLogger(__name__)
@@ -96,7 +113,7 @@ _TICK = ("tick",)
 _PROPOSE = ("wake",)
 
 
-class Node(MembershipMixin, SnapshotMixin):
+class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
     """One member of a traft cluster, running a user's state machine.
 
     Args:
@@ -113,6 +130,10 @@ class Node(MembershipMixin, SnapshotMixin):
             autojump clock use it: the mock clock does not see threads).
         faults: a fault injector for the UDP endpoint the node makes (fault
             testing: ``traft serve --enable-faults``); ignored with ``endpoint``.
+        lease_reads: the leader answers reads from its lease, without a
+            heartbeat round (``Config.lease_reads``, thesis §6.4.1): safe only
+            while the servers' clocks drift apart by less than the core's
+            ``lease_drift_ms`` per election timeout.
     """
 
     def __init__(
@@ -127,8 +148,10 @@ class Node(MembershipMixin, SnapshotMixin):
         segment_bytes: int = 64 * 2**20,
         persist_in_thread: bool = True,
         faults: net.FaultInjector | None = None,
+        lease_reads: bool = False,
     ) -> None:
         self.id = node_id
+        self.lease_reads = lease_reads
         self.cluster = cluster
         self.data_dir = Path(data_dir)
         self.state_machine = state_machine
@@ -156,6 +179,7 @@ class Node(MembershipMixin, SnapshotMixin):
         self._reads_waiting: list[Read] = []
         self._promote: set[int] = set()
         self._member_waiters: list[MemberChange] = []
+        self._transfers: list[LeaderTransfer] = []
         self._senders: dict[int, SnapshotSender] = {}
         self._receiver: SnapshotReceiver | None = None
         self._nursery: trio.Nursery | None = None
@@ -211,6 +235,7 @@ class Node(MembershipMixin, SnapshotMixin):
             max_bytes_per_message=max(max_payload - 1024, 1024),
             entry_overhead_bytes=ENTRY_OVERHEAD,
             snapshot_resend_ms=max(4 * t.election_timeout_ms, 2000),
+            lease_reads=self.lease_reads,
         )
 
     def _founding(self) -> Membership:
@@ -324,6 +349,9 @@ class Node(MembershipMixin, SnapshotMixin):
         self._deadlines.clear()
         for change in self._member_waiters:
             change.fail(error)
+        for transfer in self._transfers:
+            transfer.fail(error)
+        self._transfers.clear()
         self._proposals.clear()
         if self._receiver is not None:
             self._receiver.abort()
@@ -406,12 +434,22 @@ class Node(MembershipMixin, SnapshotMixin):
 
     async def _main_loop(self) -> None:
         inbox = self._inbox
+        lease_reads = self.lease_reads
         while True:
+            item: tuple[Any, ...] | None = None
             if self._to_propose:
                 # Proposals left over from a capped batch: go round again at once.
                 await trio.lowlevel.checkpoint()
             else:
                 item = await inbox.receive()
+            if lease_reads:
+                # The core judges its lease by the time periodic() told it.
+                # After this process was stopped (SIGSTOP) the reads and
+                # ReadIndex requests queued meanwhile may be handled before
+                # the next tick: bring the core's clock up to date first, or
+                # an expired lease would answer them (a stale read).
+                self._advance_clock(trio.current_time())
+            if item is not None:
                 self._handle(item)
             while True:
                 try:
@@ -442,12 +480,7 @@ class Node(MembershipMixin, SnapshotMixin):
                 raft.recv(item[1], msg)
         elif kind == "tick":
             now = trio.current_time()
-            elapsed = (now - self._last_tick) * 1000 + self._tick_carry
-            self._last_tick = now
-            whole = math.floor(elapsed)
-            self._tick_carry = elapsed - whole
-            if whole > 0:
-                raft.periodic(whole)
+            self._advance_clock(now)
             self._retry_deferred()
             if self._deadlines:
                 self._expire(now)
@@ -457,6 +490,19 @@ class Node(MembershipMixin, SnapshotMixin):
             self._to_propose.append(item[1])
         elif kind == "member":
             self._start_member_change(item[1])
+        elif kind == "transfer":
+            self._start_transfer(item[1])
+
+    def _advance_clock(self, now: float) -> None:
+        """Tell the core how much time passed since it last heard (whole milliseconds)."""
+        raft = self.raft
+        assert raft is not None
+        elapsed = (now - self._last_tick) * 1000 + self._tick_carry
+        self._last_tick = now
+        whole = math.floor(elapsed)
+        self._tick_carry = elapsed - whole
+        if whole > 0:
+            raft.periodic(whole)
 
     def _expire(self, now: float) -> None:
         """Fail every waiter whose deadline has passed: its outcome is unknown.
@@ -495,8 +541,12 @@ class Node(MembershipMixin, SnapshotMixin):
         assert raft is not None
         try:
             term, index = raft.recv_entries_batch([p.command for p in batch])
-        except NotLeader:
-            error = self._not_leader()
+        except NotLeader as exc:
+            error: Exception = (
+                _transferring(raft.transfer_target)
+                if isinstance(exc, TransferInProgress)
+                else self._not_leader()
+            )
             for p in batch:
                 p.fail(error)
             return
@@ -524,6 +574,8 @@ class Node(MembershipMixin, SnapshotMixin):
                 self._start_read(read)
 
     def _start_read(self, read: Read) -> None:
+        # On a follower the core forwards the read to the leader (thesis §6.4);
+        # it refuses only when no leader is known.
         raft = self.raft
         assert raft is not None
         try:
@@ -654,9 +706,12 @@ class Node(MembershipMixin, SnapshotMixin):
             read.index = event.index
             self._reads_waiting.append(read)
         elif isinstance(event, ReadLost):
+            # The leader was deposed, or (on a follower) the leader it asked did
+            # not answer: ask again at the next tick, whoever leads then, until
+            # the read's deadline.
             read = event.ctx
             assert isinstance(read, Read)
-            read.fail(self._not_leader())
+            self._reads_deferred.append(read)
         elif isinstance(event, MembershipChanged):
             self._route(event.node_id, event.node)
         elif isinstance(event, NodeHasSufficientLogs):
@@ -667,6 +722,10 @@ class Node(MembershipMixin, SnapshotMixin):
         elif isinstance(event, LeaderChanged):
             self.counters.leader_changes += 1
             log.info("node %d: leader is %s in term %d", self.id, event.leader_id, event.term)
+            if self._transfers:
+                self._on_transfer_event(event)
+        elif isinstance(event, TransferStarted | TransferFinished | TransferAborted):
+            self._on_transfer_event(event)
         elif isinstance(event, RoleChanged):
             if event.role is Role.CANDIDATE:
                 self.counters.elections += 1
@@ -723,6 +782,8 @@ class Node(MembershipMixin, SnapshotMixin):
         Raises:
             NotLeaderError: this node is not the leader (``leader_url`` names it).
             NoLeaderError: no leader is known right now.
+            LeadershipTransferring: the leader is handing over leadership (at
+                most an election timeout); retry shortly.
             ProposalLost: a new leader replaced the entry; retrying is safe with sessions.
             ProposalTimeout: no answer within ``timeout``; the outcome is unknown.
             NodeStopped: the node is not running.
@@ -737,6 +798,8 @@ class Node(MembershipMixin, SnapshotMixin):
         assert raft is not None
         if raft.role is not Role.LEADER:
             raise self._not_leader()
+        if raft.transfer_target is not None:
+            raise _transferring(raft.transfer_target)
         proposal = Proposal(command)
         if len(self._to_propose) < MAX_PENDING_PROPOSALS:
             self._queue_proposal(proposal)
@@ -762,7 +825,8 @@ class Node(MembershipMixin, SnapshotMixin):
         ``submit_nowait`` again.
 
         Raises:
-            NotLeaderError, NoLeaderError, NodeStopped, ValueError: as for :meth:`submit`.
+            NotLeaderError, NoLeaderError, LeadershipTransferring, NodeStopped,
+            ValueError: as for :meth:`submit`.
             trio.WouldBlock: too many proposals are waiting for the main loop already.
         """
         self._check_running()
@@ -774,6 +838,8 @@ class Node(MembershipMixin, SnapshotMixin):
         assert raft is not None
         if raft.role is not Role.LEADER:
             raise self._not_leader()
+        if raft.transfer_target is not None:
+            raise _transferring(raft.transfer_target)
         if len(self._to_propose) >= MAX_PENDING_PROPOSALS:
             raise trio.WouldBlock
         proposal = Proposal(command)
@@ -792,16 +858,28 @@ class Node(MembershipMixin, SnapshotMixin):
                 pass  # the inbox is full: the main loop is awake already
         pending.append(proposal)
 
-    async def read(self, query: Callable[[Any], T], *, timeout: float = 5.0) -> T:
-        """Run ``query(state_machine)`` linearizably (ReadIndex) and return its result.
+    async def read(
+        self, query: Callable[[Any], T], *, timeout: float = 5.0, forward: bool = True
+    ) -> T:
+        """Run ``query(state_machine)`` linearizably and return its result.
+
+        On the leader: once a heartbeat round confirms its leadership
+        (ReadIndex, thesis §6.4), or at once while it holds a lease
+        (``lease_reads``, §6.4.1). On a follower, with ``forward`` (the
+        default): the follower asks the leader for a read index (one round
+        trip to the leader on top of the leader's own round), waits until it
+        has applied that index, and answers from its own state machine.
 
         Raises:
-            NotLeaderError, NoLeaderError, ProposalTimeout, NodeStopped: as for :meth:`submit`.
+            NotLeaderError: this node is not the leader and ``forward`` is False.
+            NoLeaderError: no leader is known right now.
+            ProposalTimeout: not answered within ``timeout`` seconds.
+            NodeStopped: the node is not running.
         """
         self._check_running()
         raft = self.raft
         assert raft is not None
-        if raft.role is not Role.LEADER:
+        if raft.role is not Role.LEADER and (not forward or raft.leader_id is None):
             raise self._not_leader()
         read = Read(query)
         if not self._to_read:
@@ -868,3 +946,10 @@ class Node(MembershipMixin, SnapshotMixin):
             "log": {"first": raft.first_index, "last": raft.current_index},
             "snapshot": {"index": snapshot.index, "term": snapshot.term} if snapshot else None,
         }
+
+
+def _transferring(target: int | None) -> LeadershipTransferring:
+    to = f" to node {target}" if target is not None else ""
+    return LeadershipTransferring(
+        f"leadership is being transferred{to}; retry shortly (same Idempotency-Key)"
+    )

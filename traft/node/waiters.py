@@ -150,3 +150,13 @@ class MemberChange(Waiter):
         self.context = context
         self.promote = promote
         self.committed = False  # its own entry (index and term) is known committed
+
+
+class LeaderTransfer(Waiter):
+    """A caller of ``Node.transfer_leadership``; ``target`` None until chosen."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: int | None) -> None:
+        super().__init__()
+        self.target = target

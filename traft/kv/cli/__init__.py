@@ -1,4 +1,4 @@
-"""The ``traft`` client commands: put, get, del, ticket, status, member.
+"""The ``traft`` client commands: put, get, del, ticket, status, member, leader.
 
 Each module here follows :mod:`traft.cli`'s pattern (``configure(parser)``
 and ``run(args) -> int``); this package holds what they share: the
