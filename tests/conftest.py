@@ -19,7 +19,10 @@ Hypothesis needs.
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -47,3 +50,18 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture(autouse=True)
+def _keep_signal_handlers() -> Iterator[None]:
+    """Put SIGTERM's and SIGINT's handlers back after each test.
+
+    ``traft serve`` run in-process (its CLI tests) takes SIGTERM over for
+    good, as the real process should; left in pytest's process, it would
+    make every later child forked from it (a multiprocessing pool) deaf to
+    the SIGTERM that ends it."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for signum, handler in saved.items():
+        if signal.getsignal(signum) is not handler:
+            signal.signal(signum, handler)
