@@ -118,3 +118,18 @@ def test_three_servers_snapshot_right_after_a_committing_advance() -> None:
     options = SimOptions(servers=3, iterations=1000, member=2.0, compaction=5.0, readd=0, away=0)
     result = Simulation(options, 5).run()
     assert result.violation is None, f"{result.violation} (iteration {result.iteration})"
+
+
+CHASE = SimOptions(iterations=600, chase=100.0, compaction=3.0, crash=0.5, check_history=False)
+
+
+@pytest.mark.parametrize("seed", [10, 14])
+def test_a_leader_snapshotting_during_transfers_lets_the_follower_replicate(seed: int) -> None:
+    # Issue 10, bug 3: every snapshot sent is followed by a storm of leader
+    # snapshots that keep the entries after it. Before the fix (02d4fa9) the
+    # follower was sent snapshot after snapshot: replication_resumes fired
+    # at iteration 424 (seed 10) and 412 (seed 14).
+    result = Simulation(CHASE, seed).run()
+    assert result.violation is None, f"{result.violation} (iteration {result.iteration})"
+    s = result.summary
+    assert s["snapshot_storms"] > 0 and s["storm_snapshots"] > 0

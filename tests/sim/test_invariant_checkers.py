@@ -24,6 +24,7 @@ from traft.core import (
 from traft.core.log import RaftLog
 from traft.core.messages import RequestVote
 from traft.sim import Cluster
+from traft.sim.catchup import CatchupChecker
 from traft.sim.invariants import INVARIANTS, InvariantChecker, InvariantViolation
 from traft.sim.runner import SimOptions, Simulation
 
@@ -372,7 +373,10 @@ def test_log_matching_restart_keeps_a_tail_the_snapshot_contradicts() -> None:
 
 def test_no_id_reuse_accepted_readd() -> None:
     # No transfers: a transferring leader refuses every proposal, the re-add too.
-    sim = Simulation(SimOptions(servers=3, iterations=400, member=0, crash=0, transfer=0), 1)
+    options = SimOptions(
+        servers=3, iterations=400, member=0, crash=0, transfer=0, early_send=0, chase=0
+    )
+    sim = Simulation(options, 1)
     sim.run()
     leader = sim._leader()
     assert leader is not None
@@ -380,3 +384,30 @@ def test_no_id_reuse_accepted_readd() -> None:
     sim.checker.removed_at[9] = 1
     with _violates("no_id_reuse"):
         sim._readd(leader)
+
+
+def test_replication_resumes_follower_kept_in_snapshot_state() -> None:
+    # Issue 10, bug 3: the leader keeps a follower in SNAPSHOT state though
+    # the follower's log ends where the leader's log still holds every later
+    # entry (it installed a snapshot and the leader snapshotted again since).
+    w = Watched(entries=6)
+    leader = w.server(w.leader)
+    f = w.server(w.follower())
+    meta = w.cluster.take_snapshot(w.leader, keep_entries=3)
+    assert meta is not None and leader.raft.log.base_index <= f.raft.current_index
+    checker = CatchupChecker(bound_ms=400)
+    pr = leader.raft.progress()[f.id]
+    checker.check(w.cluster, 0)  # replicating: nothing to time
+    pr.become_snapshot(meta.index, meta.term)  # poked: as if a snapshot were being sent
+    checker.check(w.cluster, 100)
+    checker.check(w.cluster, 500)
+    with _violates("replication_resumes"):
+        checker.check(w.cluster, 501)
+    # The clock restarts when the follower cannot be reached, or is down.
+    w.cluster.network.blocked.add((w.leader, f.id))
+    checker.check(w.cluster, 600)
+    w.cluster.network.blocked.clear()
+    checker.check(w.cluster, 700)
+    checker.check(w.cluster, 1100)
+    w.cluster.crash(f.id)
+    checker.check(w.cluster, 2000)

@@ -21,10 +21,19 @@ entries toward commitment only once ``advance()`` reports them durable, so an
 entry can commit on followers' copies alone but never on a copy the leader
 might still lose. :mod:`traft.node` sends early in exactly that case.
 
-A driver may keep feeding input between ``ready()`` and ``advance()`` (the
-in-tree drivers do not); entries proposed or handed out but not yet persisted
-never commit on the leader's count alone. ``ready()`` may not be called again
-before ``advance()``.
+A driver may keep feeding input between ``ready()`` and ``advance()``;
+entries proposed or handed out but not yet persisted never commit on the
+leader's count alone. ``ready()`` may not be called again before
+``advance()``.
+
+The simulator checks this contract: its servers with an early-sending
+driver (``traft sim --early-send``) send such a Ready first, then take
+messages, ticks and proposals during a simulated fsync before they persist
+it and call ``advance()``, and crashes fall between the send and the
+persist (the Ready's entries are then lost from that server's disk). Its
+``durability`` invariant requires every commit a leader makes to rest on
+copies durable on a majority of its voters, and the newest committed entry
+to survive every crash (docs/simulator.md).
 """
 
 from __future__ import annotations

@@ -43,6 +43,18 @@ _RATES = (
         "applied index, before which the leader compacts (the server then installs a "
         "snapshot its tail contradicts)",
     ),
+    (
+        "--early-send",
+        "early_send",
+        "percent of servers whose driver sends a leader's Ready before its fsync "
+        "(thesis 10.2.1; the fsync then takes --fsync-ms while input goes on)",
+    ),
+    (
+        "--chase",
+        "chase",
+        "percent of snapshots a leader is asked to send after which it keeps snapshotting "
+        "while the follower waits for it (a leader snapshotting faster than a transfer takes)",
+    ),
     ("--readd", "readd", "percent of membership changes that try to re-add a removed id"),
     (
         "--away",
@@ -160,6 +172,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="virtual ms without progress, while a quorum is up and connected, that fail a run",
     )
     g.add_argument(
+        "--catchup-ms",
+        type=int,
+        default=_DEFAULTS.catchup_ms,
+        help="virtual ms a leader may keep a follower it could catch up from its log in "
+        "SNAPSHOT state (replication_resumes)",
+    )
+    g.add_argument(
         "--no-check-quorum",
         action="store_true",
         help="run the core without check-quorum (leaders do not step down, votes are not withheld)",
@@ -190,6 +209,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=_DEFAULTS.delay_ms,
         metavar="MIN..MAX",
         help=f"one-way message delay range (default {lo}..{hi})",
+    )
+    flo, fhi = _DEFAULTS.fsync_ms
+    c.add_argument(
+        "--fsync-ms",
+        type=_range,
+        default=_DEFAULTS.fsync_ms,
+        metavar="MIN..MAX",
+        help=f"virtual time the fsync of an early-sent leader Ready takes (default {flo}..{fhi})",
     )
     ilo, ihi = _DEFAULTS.install_ms or (0, 0)
     installs = c.add_mutually_exclusive_group()
@@ -254,10 +281,12 @@ def options_from(args: argparse.Namespace) -> SimOptions:
         step_ms=args.step_ms,
         delay_ms=delay,
         install_ms=None if args.instant_installs else args.install_ms,
+        fsync_ms=args.fsync_ms,
         random_period=not args.no_random_period,
         election_timeout_ms=args.election_timeout_ms,
         heartbeat_ms=args.heartbeat_ms,
         liveness_ms=args.liveness_ms,
+        catchup_ms=args.catchup_ms,
         check_quorum=not args.no_check_quorum,
         pre_vote=not args.no_pre_vote,
         calm_ms=args.calm_ms,
@@ -285,8 +314,8 @@ def replay_command(options: SimOptions, seed: int) -> str:
             parts.append("--no-pre-vote")
         elif name == "check_history":
             parts.append("--no-history-check")
-        elif name == "delay_ms":
-            parts.append(f"--delay-ms {value[0]}..{value[1]}")
+        elif name in ("delay_ms", "fsync_ms"):
+            parts.append(f"--{name.replace('_', '-')} {value[0]}..{value[1]}")
         elif name == "install_ms":
             parts.append(
                 "--instant-installs" if value is None else f"--install-ms {value[0]}..{value[1]}"

@@ -21,6 +21,13 @@ takes no other input meanwhile, so a crash can fall between any two. A
 restart rebuilds the core from the disk the way ``Node._open`` does
 (:meth:`MemoryDisk.recover`).
 
+A server with ``early_send`` set sends a leader's Ready that has neither
+hard state nor truncation before persisting it, as the node does (thesis
+§10.2.1): the Ready waits in :class:`Syncing` for ``early_fsync_ms`` of
+virtual time (:meth:`Cluster.run_syncs` completes it: persist, apply,
+``advance()``) while the server keeps taking input but runs no other
+Ready; a crash meanwhile loses its entries from the disk.
+
 Hooks let an observer (the invariant checker, the client workload) see every
 step without the cluster knowing about them: ``on_persist`` sees each Ready
 (or, during an install, each part of one) once it is durable and before
@@ -199,6 +206,19 @@ class Install:
     rd: Ready | None = None
 
 
+@attrs.define
+class Syncing:
+    """A leader's Ready whose messages left before its fsync (thesis §10.2.1).
+
+    The persist completes, and ``advance()`` is called, at ``due_ms``; until
+    then the server takes input but runs no other Ready. A crash before then
+    loses the Ready's entries from the server's disk.
+    """
+
+    rd: Ready
+    due_ms: int
+
+
 class SimServer:
     """One Raft core, its in-memory disk, and its applied state."""
 
@@ -232,6 +252,11 @@ class SimServer:
         self.snapshot_after_advance: int | None = None
         # The last RequestVote delivered (what a granted vote was granted for).
         self.vote_request: RequestVote | None = None
+        # Send a leader's Ready before persisting it when the contract allows
+        # (no hard state, no truncation), as traft.node does; the persist and
+        # advance() complete after Cluster.early_fsync_ms (see Syncing).
+        self.early_send = False
+        self.syncing: Syncing | None = None
 
     def restart(self) -> None:
         """Rebuild the core from the disk only, as after a crash, the way the node does.
@@ -306,6 +331,11 @@ class Cluster:
         # None: a received snapshot is installed at once, every step in a row.
         self.install_ms: tuple[int, int] | None = None
         self.install_crashes = 0
+        # Virtual time the fsync of an early-sent leader Ready takes (servers
+        # with early_send set), drawn per Ready.
+        self.early_fsync_ms: tuple[int, int] = (1, 20)
+        self.early_sends = 0
+        self.early_crashes = 0
 
     def _new_server(self, node_id: int, bootstrap: Membership) -> SimServer:
         server = SimServer(node_id, self.config, random.Random(self.rng.getrandbits(64)))
@@ -367,19 +397,64 @@ class Cluster:
 
     def _cycle(self, server: SimServer) -> bool:
         raft = server.raft
-        if not raft.has_ready():
+        if server.syncing is not None or not raft.has_ready():
             return False
         rd = raft.ready()
+        if (
+            server.early_send
+            and rd.entries
+            and rd.hard_state is None
+            and rd.truncate_from is None
+            and raft.role is Role.LEADER
+        ):
+            # The leader's early send: messages first, the fsync in parallel.
+            send = self.network.send
+            for to_id, msg in rd.messages:
+                send(server.id, to_id, msg)
+            due = self.now_ms + self.network.rng.randint(*self.early_fsync_ms)
+            server.syncing = Syncing(rd, due)
+            self.early_sends += 1
+            return True
         server.disk.persist(rd)
         for hook in self.on_persist:
             hook(server, rd)
         return self._after_persist(server, rd)
 
-    def _after_persist(self, server: SimServer, rd: Ready) -> bool:
-        """The rest of a Ready cycle once its storage part is durable."""
+    def syncing(self) -> list[SimServer]:
+        """Live servers with an early-sent Ready whose fsync has not completed."""
+        return [s for _, s in sorted(self.servers.items()) if s.syncing is not None and s.alive]
+
+    def run_syncs(self, now_ms: int, after_step: Callable[[SimServer], None] | None = None) -> None:
+        """Complete every early-sent Ready whose fsync is due by ``now_ms``: persist,
+        apply, ``advance()``, then process what came in meanwhile."""
+        for server in self.syncing():
+            sync = server.syncing
+            assert sync is not None
+            if sync.due_ms > now_ms:
+                continue
+            server.syncing = None
+            if server.crash_in_ready:
+                # Crash after the send, before the fsync completed: the
+                # Ready's entries never reach this server's disk.
+                server.crash_in_ready = False
+                self.early_crashes += 1
+                self.crash(server.id)
+                continue
+            rd = sync.rd
+            server.disk.persist(rd)
+            for hook in self.on_persist:
+                hook(server, rd)
+            self._after_persist(server, rd, sent=True)
+            self.process(server.id)
+            if after_step is not None:
+                after_step(server)
+
+    def _after_persist(self, server: SimServer, rd: Ready, *, sent: bool = False) -> bool:
+        """The rest of a Ready cycle once its storage part is durable
+        (``sent``: its messages already left, before the fsync)."""
         raft = server.raft
         node_id = server.id
-        if server.crash_in_ready:
+        if server.crash_in_ready and not sent:
             # Crash after the fsync, before anything was sent or applied.
             server.crash_in_ready = False
             self.crash(node_id)
@@ -387,7 +462,9 @@ class Cluster:
         send = self.network.send
         extra = 0
         fsync = self.fsync_ms
-        if (
+        if sent:
+            pass
+        elif (
             fsync is not None
             and rd.messages
             and (
@@ -399,8 +476,9 @@ class Cluster:
         ):
             # One fsync for the whole Ready; its messages leave after it.
             extra = self.network.rng.randint(*fsync)
-        for to_id, msg in rd.messages:
-            send(node_id, to_id, msg, extra)
+        if not sent:
+            for to_id, msg in rd.messages:
+                send(node_id, to_id, msg, extra)
         if rd.committed:
             kv = server.kv
             on_apply = self.on_apply
@@ -494,7 +572,9 @@ class Cluster:
                 server.inbox.append((src, msg))
             return
         if isinstance(msg, SnapshotTransfer):
-            self._start_install(server, src, msg)
+            if server.syncing is None:
+                # (Lost while a Ready is out: installing needs ready().)
+                self._start_install(server, src, msg)
             return
         if type(msg) is RequestVote:
             server.vote_request = msg
@@ -621,7 +701,7 @@ class Cluster:
     def take_snapshot(self, node_id: int, keep_entries: int = 0) -> SnapshotMeta | None:
         """Snapshot a server at its applied index and compact its log."""
         server = self.servers[node_id]
-        if server.install is not None:
+        if server.install is not None or server.syncing is not None:
             return None
         meta = self._snapshot(server, keep_entries)
         if meta is not None:
@@ -655,6 +735,8 @@ class Cluster:
                 continue
             server.raft.periodic(ms)
             self.process(server.id)
+        if self.early_sends:
+            self.run_syncs(self.now_ms)
 
     def crash(self, node_id: int) -> None:
         """Stop a server; everything not on its disk is lost."""
@@ -662,6 +744,7 @@ class Cluster:
         server.alive = False
         server.crash_in_ready = False
         server.install = None
+        server.syncing = None
         server.inbox.clear()
         server.missed_ms = 0
         server.snapshot_after_advance = None

@@ -64,6 +64,7 @@ from traft.core import (
     Role,
     RoleChanged,
 )
+from traft.sim.catchup import CatchupChecker, SnapshotStorm
 from traft.sim.clients import Workload
 from traft.sim.cluster import INSTALL_STEPS, Cluster, Install, SimServer
 from traft.sim.invariants import InvariantChecker, InvariantViolation
@@ -89,11 +90,17 @@ class SimOptions:
     compacts, so that it comes back to a snapshot; ``stale_compaction`` the
     chance that, when a partition heals while a server holds a stale tail
     past the leader's applied index, the leader compacts first, so that the
-    server is caught up by a snapshot its tail contradicts. ``transfer`` is
-    the chance per iteration that the leader is asked to transfer leadership;
-    ``pre_vote`` turns the cores' pre-vote on (the default) or off;
-    ``calm_ms`` is the fault-free tail of every run (at most its second half;
-    0 for none; module docstring).
+    server is caught up by a snapshot its tail contradicts; ``chase`` the
+    chance that a leader asked to send a snapshot then keeps snapshotting
+    while the follower waits for it (:class:`~traft.sim.catchup.SnapshotStorm`),
+    and ``catchup_ms`` the bound of ``replication_resumes``. ``early_send``
+    is the chance that a server's driver sends a leader's Ready before its
+    fsync (thesis §10.2.1), which then takes ``fsync_ms`` of virtual time
+    while the server keeps taking input. ``transfer`` is the chance per
+    iteration that the leader is asked to transfer leadership; ``pre_vote``
+    turns the cores' pre-vote on (the default) or off; ``calm_ms`` is the
+    fault-free tail of every run (at most its second half; 0 for none;
+    module docstring).
     """
 
     servers: int = 5
@@ -113,6 +120,10 @@ class SimOptions:
     readd: float = 10.0
     away: float = 30.0
     stale_compaction: float = 50.0
+    chase: float = 25.0
+    catchup_ms: int = 400
+    early_send: float = 50.0
+    fsync_ms: tuple[int, int] = (1, 20)
     client: float = 20.0
     transfer: float = 0.5
     random_period: bool = True
@@ -198,6 +209,18 @@ class Simulation:
         self._calm = False
         self._drop, self._dupe, self._reorder = o.drop, o.dupe, o.reorder
         c.observers.append(self._observe)
+        self.catchup = CatchupChecker(o.catchup_ms)
+        self.storm = SnapshotStorm(
+            c,
+            random.Random(root.getrandbits(64)),
+            chance=o.chase,
+            period_ms=(o.heartbeat_ms // 2, 2 * o.heartbeat_ms),
+            max_ms=40 * o.election_timeout_ms,
+        )
+        self._early_rng = random.Random(root.getrandbits(64))
+        c.early_fsync_ms = o.fsync_ms
+        for server in c.servers.values():
+            self._draw_driver(server)
         self.next_id = o.servers + 1
         self.now_ms = 0
         self.iteration = 0
@@ -238,6 +261,11 @@ class Simulation:
         c.on_crash.append(self._on_crash)
         # Servers crashed by the away path: id -> (leader id, removal index).
         self._away: dict[int, tuple[int, int]] = {}
+
+    def _draw_driver(self, server: SimServer) -> None:
+        # Whether this server's driver sends a leader's Ready before its fsync.
+        early = self.options.early_send
+        server.early_send = bool(early) and self._early_rng.random() * 100 < early
 
     def keep_recent(self, count: int) -> None:
         """Remember the last ``count`` deliveries and chaos events (see :attr:`recent`)."""
@@ -340,6 +368,8 @@ class Simulation:
                 self._greet_new_leaders()
         # 2. Messages due by now, and snapshot install steps.
         self._deliver(now)
+        if cluster.early_sends:
+            cluster.run_syncs(now, check)
         if cluster.install_ms is not None:
             cluster.run_installs(now, check)
         # 3. Chaos.
@@ -354,6 +384,10 @@ class Simulation:
             self._change_membership()
         if o.compaction and rng.random() * 100 < o.compaction and not calm:
             self._compact()
+        if self.storm.active:
+            for leader in self.storm.step(now):
+                self._note(f"leader {leader.id} snapshots at {leader.raft.snapshot} (storm)")
+                check(leader)
         if o.crash and rng.random() * 100 < o.crash and not calm:
             self._crash()
         if self._restart_at:
@@ -374,6 +408,8 @@ class Simulation:
         # no outage shorter than that excuses a whole window without progress.
         if not self.iteration % 4:
             self._check_liveness(now)
+            if self._liveness_applies:
+                self.catchup.check(cluster, now)
 
     def _deliver(self, now: int) -> None:
         network = self.cluster.network
@@ -547,6 +583,7 @@ class Simulation:
                 server = self.cluster.add_server(node_id)
                 server.keep_applied = False
                 server.keep_events = False
+                self._draw_driver(server)
                 self.checker.track(server)
             elif action == "promote":
                 node_id = non_voters[rng.randrange(len(non_voters))]
@@ -647,6 +684,12 @@ class Simulation:
         rng = self.rng
         server = live[rng.randrange(len(live))]
         in_ready = rng.random() < 0.5
+        syncing = [s for s in live if s.syncing is not None]
+        if syncing and rng.random() < 0.5:
+            # A leader whose Ready left before its fsync: crash before the
+            # fsync completes, so its entries never reach its disk.
+            server = syncing[rng.randrange(len(syncing))]
+            in_ready = True
         lo = self.options.election_timeout_ms
         self._restart_at[server.id] = self.now_ms + rng.randint(lo // 2, 10 * lo)
         if in_ready:
@@ -792,6 +835,10 @@ class Simulation:
             "away": self.stats["away"],
             "away_compactions": self.stats["away_compactions"],
             "stale_compactions": self.stats["stale_compactions"],
+            "early_sends": self.cluster.early_sends,
+            "early_crashes": self.cluster.early_crashes,
+            "snapshot_storms": self.storm.storms,
+            "storm_snapshots": self.storm.snapshots,
             **self.transfers.stats,
             "longest_leaderless_after_transfer_ms": self.transfers.longest_leaderless_ms,
             "follower_reads": counts["follower_reads"],

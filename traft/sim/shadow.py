@@ -1,0 +1,77 @@
+"""What the invariant checker remembers about each server.
+
+:class:`ShadowLog` is a server's log as its driver persisted it, rebuilt
+only from the Ready values it made durable and the snapshots it stored,
+never from the core or the simulated disk; :class:`Track` holds it with the
+term, vote and commit index last seen in memory. :func:`recover_shadow` is
+what a sound recovery makes of a shadow log after a restart.
+"""
+
+from __future__ import annotations
+
+from traft.core import Entry, HardState
+
+__all__ = ["ShadowLog", "Track", "recover_shadow"]
+
+
+class ShadowLog:
+    """A server's log as the driver persisted it, rebuilt from Ready values only."""
+
+    __slots__ = ("base_index", "base_term", "entries", "snapshot", "hard_state")
+
+    def __init__(self) -> None:
+        self.base_index = 0
+        self.base_term = 0
+        self.entries: list[Entry] = []
+        self.snapshot: tuple[int, int] | None = None
+        self.hard_state = HardState(0, None)
+
+    @property
+    def last_index(self) -> int:
+        return self.base_index + len(self.entries)
+
+    def term_at(self, index: int) -> int | None:
+        offset = index - self.base_index
+        if offset == 0:
+            return self.base_term
+        if 0 < offset <= len(self.entries):
+            return self.entries[offset - 1].term
+        return None
+
+    def get(self, index: int) -> Entry | None:
+        offset = index - self.base_index - 1
+        if 0 <= offset < len(self.entries):
+            return self.entries[offset]
+        return None
+
+
+class Track:
+    """What the checker remembers about one server."""
+
+    __slots__ = ("shadow", "term", "voted_for", "commit", "dirty_from", "led", "changes")
+
+    def __init__(self) -> None:
+        self.shadow = ShadowLog()
+        self.term = 0
+        self.voted_for: int | None = None
+        self.commit = 0
+        self.dirty_from: int | None = 1
+        self.led = 0  # the last term in which leader completeness was checked
+        self.changes = 0
+
+
+def recover_shadow(shadow: ShadowLog) -> None:
+    """What a sound recovery makes of the persisted log: the snapshot is
+    the base; the entries after it stay when the log agrees with it there
+    (§7), and go when it holds another entry at the snapshot's index."""
+    snap = shadow.snapshot
+    if snap is None:
+        return
+    index, term = snap
+    held = shadow.term_at(index)
+    keep = shadow.entries[index - shadow.base_index :] if shadow.last_index > index else []
+    if held is not None and held >= 0 and held != term:
+        keep = []
+    shadow.entries = keep
+    shadow.base_index = index
+    shadow.base_term = term
