@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from traft.core import Config, Message, Raft, Ready
+from traft.core import AppendEntries, Config, Message, Raft, Ready
 
 CONFIG = Config(election_timeout_ms=1000, request_timeout_ms=100)
 
@@ -72,3 +72,16 @@ def elect_and_commit(raft: Raft) -> Ready:
             )
     assert raft.commit_index == raft.current_index
     return drain(raft)
+
+
+def heartbeat(term: int, leader: int = 1) -> AppendEntries:
+    """An empty AppendEntries from ``leader`` in ``term`` (prev index 0, commit 0)."""
+    return AppendEntries(
+        term=term,
+        leader_id=leader,
+        prev_log_index=0,
+        prev_log_term=0,
+        entries=(),
+        leader_commit=0,
+        seq=1,
+    )

@@ -18,7 +18,7 @@ from traft.core import (
     ReadReady,
 )
 
-from .helpers import drain, elect, elect_and_commit, make, sent
+from .helpers import drain, elect, elect_and_commit, heartbeat, make, sent
 from .net import Net
 
 T = 1000
@@ -91,18 +91,6 @@ def test_new_leader_refuses_forwarded_reads_until_ready() -> None:
     assert sent(drain(raft), to=2) == [
         ReadIndexResponse(term=raft.term, read_id=5, index=0, success=False)
     ]
-
-
-def heartbeat(term: int, leader: int = 1) -> AppendEntries:
-    return AppendEntries(
-        term=term,
-        leader_id=leader,
-        prev_log_index=0,
-        prev_log_term=0,
-        entries=(),
-        leader_commit=0,
-        seq=1,
-    )
 
 
 def follower_with_read() -> tuple[Raft, int]:

@@ -15,6 +15,7 @@ from traft.core import (
     Role,
 )
 
+from . import helpers
 from .helpers import drain, elect_and_commit, make, sent
 from .net import Net
 
@@ -28,15 +29,7 @@ def pre_vote(term: int, candidate: int = 2, last_index: int = 0, last_term: int 
 
 
 def heartbeat(term: int, leader: int = 2) -> AppendEntries:
-    return AppendEntries(
-        term=term,
-        leader_id=leader,
-        prev_log_index=0,
-        prev_log_term=0,
-        entries=(),
-        leader_commit=0,
-        seq=1,
-    )
+    return helpers.heartbeat(term, leader)
 
 
 # -- the scenario of issue 14 ----------------------------------------------------

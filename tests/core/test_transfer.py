@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from traft.core import (
-    AppendEntries,
     AppendEntriesResponse,
     EntryType,
     NotLeader,
@@ -20,7 +19,7 @@ from traft.core import (
     TransferStarted,
 )
 
-from .helpers import drain, elect_and_commit, make, sent
+from .helpers import drain, elect_and_commit, heartbeat, make, sent
 from .net import Net
 
 T = 1000
@@ -56,7 +55,7 @@ def test_transfer_wins_votes_despite_leader_stickiness() -> None:
     """Election rule 6: voters that heard from the leader a moment ago grant a
     transfer vote (§4.2.3 would make them ignore an ordinary one)."""
     voter = make(3)
-    voter.recv(1, _heartbeat(1))
+    voter.recv(1, heartbeat(1))
     drain(voter)
     voter.recv(2, RequestVote(term=2, candidate_id=2, last_log_index=0, last_log_term=0))
     assert voter.term == 1 and not drain(voter).messages
@@ -67,18 +66,6 @@ def test_transfer_wins_votes_despite_leader_stickiness() -> None:
         ),
     )
     assert voter.term == 2 and voter.voted_for == 2
-
-
-def _heartbeat(term: int, leader: int = 1) -> AppendEntries:
-    return AppendEntries(
-        term=term,
-        leader_id=leader,
-        prev_log_index=0,
-        prev_log_term=0,
-        entries=(),
-        leader_commit=0,
-        seq=1,
-    )
 
 
 def test_transfer_errors() -> None:
@@ -211,7 +198,7 @@ def test_transfer_aborted_when_another_server_becomes_leader() -> None:
     )
     assert raft.role is Role.FOLLOWER and raft.transfer_target == 2  # handed off, waiting
     drain(raft)
-    raft.recv(3, _heartbeat(term + 2, leader=3))
+    raft.recv(3, heartbeat(term + 2, leader=3))
     assert TransferAborted(2, "node 3 became leader instead") in drain(raft).events
     assert raft.transfer_target is None
 
@@ -240,7 +227,7 @@ def test_transfer_aborted_when_the_target_stops_being_a_voter() -> None:
 def test_target_campaigns_at_once_on_timeout_now_without_pre_vote() -> None:
     """Election rule 6: TimeoutNow skips the pre-vote round."""
     target = make(2)
-    target.recv(1, _heartbeat(1))
+    target.recv(1, heartbeat(1))
     drain(target)
     target.recv(1, TimeoutNow(term=1, leader_id=1))
     rd = drain(target)
