@@ -109,7 +109,8 @@ def test_sim_help_gives_every_options_default() -> None:
             continue  # --help and on/off flags (off unless given)
         assert action.help, f"{action.option_strings[0]} has no help"
         # The option's entry: from its line to the next line that starts an option.
-        start = text.index(f"  {', '.join(action.option_strings)} ")
+        # (at a line's start: another option's wrapped help may name it too)
+        start = text.index(f"\n  {', '.join(action.option_strings)} ") + 1
         end = text.find("\n  -", start + 1)
         entry = " ".join(text[start:end].split())
         assert "default" in entry, entry
