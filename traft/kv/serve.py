@@ -40,6 +40,7 @@ import errno
 import gc
 import logging
 import random
+import signal
 import sys
 from functools import partial
 from pathlib import Path
@@ -161,7 +162,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     catch_early_sigterm()
+    try:
+        return _run(args)
+    finally:
+        # On its way out, the process ignores SIGTERM: a supervisor's late
+        # second SIGTERM must not turn a clean exit into death by signal
+        # (-15). SIG_IGN rather than a Python handler, because the
+        # interpreter's finalization puts Python handlers back to the default
+        # action, which kills.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
+
+def _run(args: argparse.Namespace) -> int:
     def error(message: str, status: int) -> int:
         print(f"traft serve: error: {message}", file=sys.stderr)
         return status
