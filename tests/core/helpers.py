@@ -55,21 +55,10 @@ def elect(raft: Raft) -> Ready:
 
 def elect_and_commit(raft: Raft) -> Ready:
     """Make ``raft`` leader and commit its no-op (every peer acknowledges it)."""
-    from traft.core import AppendEntriesResponse
-
     elect(raft)
     for peer in raft.voters():
         if peer != raft.id:
-            raft.recv(
-                peer,
-                AppendEntriesResponse(
-                    term=raft.term,
-                    success=True,
-                    current_index=raft.current_index,
-                    commit_index=0,
-                    seq=0,
-                ),
-            )
+            ack(raft, peer)
     assert raft.commit_index == raft.current_index
     return drain(raft)
 
@@ -84,4 +73,20 @@ def heartbeat(term: int, leader: int = 1) -> AppendEntries:
         entries=(),
         leader_commit=0,
         seq=1,
+    )
+
+
+def ack(raft: Raft, peer: int) -> None:
+    """``peer`` reports it holds the leader's whole log."""
+    from traft.core import AppendEntriesResponse
+
+    raft.recv(
+        peer,
+        AppendEntriesResponse(
+            term=raft.term,
+            success=True,
+            current_index=raft.current_index,
+            commit_index=0,
+            seq=0,
+        ),
     )

@@ -14,7 +14,6 @@ import random
 import pytest
 
 from traft.core import (
-    AppendEntriesResponse,
     EntryType,
     Membership,
     MembershipError,
@@ -27,22 +26,8 @@ from traft.core import (
 )
 from traft.core.entry import Entry
 
-from .helpers import CONFIG, drain, elect_and_commit, make
+from .helpers import CONFIG, ack, drain, elect_and_commit, make
 from .test_paper import ae, entry
-
-
-def ack(raft: Raft, peer: int) -> None:
-    """``peer`` reports it holds the leader's whole log."""
-    raft.recv(
-        peer,
-        AppendEntriesResponse(
-            term=raft.term,
-            success=True,
-            current_index=raft.current_index,
-            commit_index=0,
-            seq=0,
-        ),
-    )
 
 
 def removed_and_snapshotted(victim: int = 3) -> tuple[Raft, SnapshotMeta]:
