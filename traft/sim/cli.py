@@ -137,6 +137,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "the same run, message for message."
     )
     g = parser.add_argument_group("cluster and length")
+    g.add_argument(
+        "--nodes",
+        action="store_true",
+        help="simulate whole nodes: real traft.node.Node drivers with the KV service, a "
+        "simulated disk and network, virtual time (see docs/simulator.md)",
+    )
     g.add_argument("--servers", type=int, default=_DEFAULTS.servers, help="initial voters")
     length = g.add_mutually_exclusive_group()
     length.add_argument(
@@ -356,6 +362,10 @@ def _print_run(result: RunResult, verbose: bool, out: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the seeds; returns the exit status."""
+    if getattr(args, "nodes", False):
+        from traft.sim.nodes.cli import run as run_nodes
+
+        return run_nodes(args, sys.argv[1:])
     try:
         options = options_from(args)
     except ValueError as exc:
