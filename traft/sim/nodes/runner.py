@@ -110,6 +110,7 @@ async def _main(world: World, clients: Clients, failures: list[Failure]) -> None
             for process in range(o.clients):
                 load.start_soon(clients.run_client, process)
             nursery.start_soon(world.nemesis, nursery)
+            nursery.start_soon(world.observer)
             await trio.sleep(o.duration_ms / 1000)
             world.chaos = False
             world.faults.reset()
@@ -119,6 +120,11 @@ async def _main(world: World, clients: Clients, failures: list[Failure]) -> None
         world.digests = {i: s.digest() for i, s in sorted(world.stores.items())}
         world.last_ticket = max((s.last_ticket for s in world.stores.values()), default=0)
         failures.extend(Failure("node_exception", text) for text in world.unexpected)
+        failures.extend(Failure("election_safety", text) for text in world.split_brain)
+        failures.extend(
+            Failure("recovery", f"node {i} could not recover its data directory: {text}")
+            for i, text in sorted(world.damaged.items())
+        )
         world.stopping = True
         for node_id in sorted(world.nodes):
             await world.nodes[node_id].stop()

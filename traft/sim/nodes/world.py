@@ -110,6 +110,9 @@ class World:
         self.virtual_s = 0.0
         self.last_ticket = 0
         self.kill_mode: dict[int, str] = {}
+        self.damaged: dict[int, str] = {}
+        self.term_leaders: dict[int, int] = {}
+        self.split_brain: list[str] = []
         self.member_ops: list[tuple[str, int, str]] = []  # (kind, id, "ok"/"failed"/"unknown")
 
     # -- randomness ------------------------------------------------------------------
@@ -197,9 +200,9 @@ class World:
                 self.counts["power_losses"] += 1
             else:
                 self.disk.process_crash(node_id)
-            # Down for a while: the others elect, compact, move on.
-            if self.chaos:
-                await trio.sleep(rng.uniform(0.05, 2.0))
+            # Down for a while: the others elect, compact, move on. (Always a
+            # little: a node that cannot start must not spin in zero virtual time.)
+            await trio.sleep(rng.uniform(0.05, 2.0) if self.chaos else 0.1)
             self.counts["restarts"] += 1
 
     async def _run_node(
@@ -227,6 +230,12 @@ class World:
                 self.counts["disk_crash_points"] += 1
                 how = "power" if self.rng.random() < 0.7 else "process"
                 self.note(f"node {node_id} died at a disk crash point ({how})")
+            damaged = [e for e in found if isinstance(e, storage.CorruptLogError)]
+            if damaged and node_id not in self.damaged:
+                # The simulated disk only loses what a real one may lose: recovery
+                # must cope with whatever survived.
+                self.damaged[node_id] = f"{type(damaged[0]).__name__}: {damaged[0]}"
+                self.note(f"node {node_id}: its data directory is damaged: {damaged[0]}")
             bad = [e for e in found if not expected_failure(e)]
             if bad:
                 text = "; ".join(f"{type(e).__name__}: {e}" for e in bad)
@@ -250,6 +259,23 @@ class World:
         self.kill_mode[node_id] = "power" if power_loss else "process"
         scope.cancel()
         self.note(f"node {node_id} killed ({'power loss' if power_loss else 'process crash'})")
+
+    def observe(self) -> None:
+        """The continuous check: at most one leader per term (election safety, §5.2)."""
+        for node_id in sorted(self.nodes):
+            raft = self.nodes[node_id].raft
+            if raft is None or not raft.is_leader:
+                continue
+            seen = self.term_leaders.setdefault(raft.term, node_id)
+            if seen != node_id and len(self.split_brain) < 5:
+                self.split_brain.append(f"nodes {seen} and {node_id} both led term {raft.term}")
+                self.note(f"two leaders in term {raft.term}: {seen} and {node_id}")
+
+    async def observer(self) -> None:
+        """Run :meth:`observe` every tick until the run stops."""
+        while not self.stopping:
+            self.observe()
+            await trio.sleep(self.options.tick_ms / 1000)
 
     def live(self) -> list[int]:
         """Servers running now, in id order."""
