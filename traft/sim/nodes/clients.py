@@ -83,7 +83,8 @@ class Clients:
         keys = [f"k{i}" for i in range(self.world.options.keys)]
         n = 0
         while self.running:
-            await trio.sleep(rng.uniform(0.0, 0.05))
+            lo, hi = self.world.options.think_ms
+            await trio.sleep(rng.uniform(lo, hi) / 1000)
             n += 1
             key = rng.choice(keys)
             draw = rng.random()

@@ -40,8 +40,14 @@ class NodeSimOptions:
     # Storage sizes small enough that snapshots and segment rolls happen often.
     snapshot_entries: int = 40
     segment_bytes: int = 8192
+    # After a failed fsync (EIO), restart the node's process on the same page
+    # cache instead of rebooting: it then reads writes no disk holds. traft's
+    # storage does not survive this today (docs/simulator.md, "fsyncgate").
+    fsyncgate: bool = False
     clients: int = 3
     keys: int = 3
+    # Each client waits this long (uniform, virtual ms) before its next operation.
+    think_ms: tuple[int, int] = (0, 100)
     check_history: bool = True
-    # Swarm testing: each seed scales each rate by 0, 0.5 or 1.
+    # Swarm testing: each seed scales each rate (and the longest delay) by 0, 0.5 or 1.
     swarm: bool = True

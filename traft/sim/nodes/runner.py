@@ -179,7 +179,9 @@ def run_one(options: NodeSimOptions, seed: int, *, keep_dir: bool = False) -> No
         **{f"ops_{k}": v for k, v in sorted(clients.counts.items())},
         **world.counts,
         **{f"disk_{k}": v for k, v in sorted(disk.stats.items())},
-        "rates": {k: round(v * 100, 3) for k, v in sorted(world.rates.items())},
+        "rates": {
+            k: (v if k == "delay_ms" else round(v * 100, 3)) for k, v in sorted(world.rates.items())
+        },
         "failures": len(failures),
     }
     return NodeRunResult(

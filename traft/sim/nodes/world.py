@@ -22,6 +22,7 @@ too). Client tasks (:mod:`traft.sim.nodes.clients`) run all along. After
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
 from collections.abc import Iterator
@@ -133,6 +134,7 @@ class World:
             for name in ("drop", "dupe", "reorder", "crash", "partition", "member")
             + ("enospc", "eio", "slow_fsync")
         }
+        rates["delay_ms"] = float(o.delay_ms[1])
         if o.swarm:
             for name in sorted(rates):
                 rates[name] *= self.rng.choice((0.0, 0.5, 1.0))
@@ -236,6 +238,12 @@ class World:
                 # must cope with whatever survived.
                 self.damaged[node_id] = f"{type(damaged[0]).__name__}: {damaged[0]}"
                 self.note(f"node {node_id}: its data directory is damaged: {damaged[0]}")
+            if any(getattr(e, "errno", None) == errno.EIO for e in found):
+                # A failed fsync: the pages it dropped are clean in the page cache,
+                # and a process restarted on that cache trusts data no disk holds
+                # (fsyncgate). By default the machine is rebooted (the cache is
+                # gone with the rest); options.fsyncgate restarts the process only.
+                how = "process" if self.options.fsyncgate else "power"
             bad = [e for e in found if not expected_failure(e)]
             if bad:
                 text = "; ".join(f"{type(e).__name__}: {e}" for e in bad)
@@ -303,7 +311,8 @@ class World:
         o = self.options
         rng = self.rng_for("nemesis")
         r = self.rates
-        self.faults.set(drop=r["drop"], dupe=r["dupe"], reorder=r["reorder"], delay_ms=o.delay_ms)
+        delay = (min(o.delay_ms[0], r["delay_ms"]), r["delay_ms"])
+        self.faults.set(drop=r["drop"], dupe=r["dupe"], reorder=r["reorder"], delay_ms=delay)
         disk_faults = DiskFaults(enospc=r["enospc"], eio_fsync=r["eio"], slow_fsync=r["slow_fsync"])
         heal_at = None
         member_busy = [False]
