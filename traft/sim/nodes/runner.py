@@ -121,6 +121,7 @@ async def _main(world: World, clients: Clients, failures: list[Failure]) -> None
         world.last_ticket = max((s.last_ticket for s in world.stores.values()), default=0)
         failures.extend(Failure("node_exception", text) for text in world.unexpected)
         failures.extend(Failure("election_safety", text) for text in world.split_brain)
+        failures.extend(Failure("applied_index", text) for text in world.applied_behind)
         failures.extend(
             Failure("recovery", f"node {i} could not recover its data directory: {text}")
             for i, text in sorted(world.damaged.items())

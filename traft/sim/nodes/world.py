@@ -114,6 +114,7 @@ class World:
         self.damaged: dict[int, str] = {}
         self.term_leaders: dict[int, int] = {}
         self.split_brain: list[str] = []
+        self.applied_behind: list[str] = []
         self.member_ops: list[tuple[str, int, str]] = []  # (kind, id, "ok"/"failed"/"unknown")
 
     # -- randomness ------------------------------------------------------------------
@@ -269,9 +270,21 @@ class World:
         self.note(f"node {node_id} killed ({'power loss' if power_loss else 'process crash'})")
 
     def observe(self) -> None:
-        """The continuous check: at most one leader per term (election safety, §5.2)."""
+        """The continuous checks: at most one leader per term (election safety,
+        §5.2); a node's applied index (``status()``) never behind its state
+        machine's (a snapshot install must move both)."""
         for node_id in sorted(self.nodes):
-            raft = self.nodes[node_id].raft
+            node = self.nodes[node_id]
+            raft = node.raft
+            store = self.stores.get(node_id)
+            if raft is not None and store is not None and len(self.applied_behind) < 5:
+                applied = node.status().get("applied", 0)
+                if applied < store.applied_index:
+                    self.applied_behind.append(
+                        f"node {node_id} reports applied {applied}, its state machine "
+                        f"is at {store.applied_index}"
+                    )
+                    self.note(self.applied_behind[-1])
             if raft is None or not raft.is_leader:
                 continue
             seen = self.term_leaders.setdefault(raft.term, node_id)
@@ -333,9 +346,20 @@ class World:
                     self.kill(victim, power_loss=True)
                 elif what < 0.6:
                     self.kill(victim, power_loss=False)
-                else:
+                elif what < 0.8:
                     self.disk.crash_after(victim, rng.randint(1, 60))
                     self.note(f"node {victim} will crash within 60 disk calls")
+                else:
+                    # An election storm: the leader dies and a follower crashes within
+                    # its next few disk calls, i.e. while it persists its vote.
+                    leader = self.leader()
+                    if leader is not None:
+                        self.kill(leader.id, power_loss=True)
+                        others = [i for i in live if i != leader.id]
+                        if others:
+                            voter = rng.choice(others)
+                            self.disk.crash_after(voter, rng.randint(1, 8))
+                            self.note(f"node {voter} will crash within 8 disk calls")
             if heal_at is None and rng.random() < r["partition"]:
                 ids = self.members()
                 rng.shuffle(ids)
