@@ -129,9 +129,8 @@ def test_a_failed_fsync_drops_its_writes_for_good(tmp_path: Path) -> None:
 def test_valid_snapshot_chunks_swapped_on_disk_fail_verification(tmp_path: Path) -> None:
     store = storage.SnapshotStore.open(str(tmp_path / "snap"))
     a, b = b"a" * 100, b"b" * 100
-    with store.writer(2, 50, MEMBERS.to_bytes()) as writer:
-        writer.write(a)
-        writer.write(b)
+    with store.writer(2, 50, MEMBERS.to_bytes(), chunk_size=100) as writer:
+        writer.write(a + b)  # two chunks of 100 bytes
     info = writer.info
     assert info is not None
     with open(info.path, "r+b") as stream:
