@@ -95,6 +95,22 @@ def _seam(disk: SimDisk) -> Iterator[None]:
         _fileio.ops = saved
 
 
+@contextlib.contextmanager
+def _no_threads() -> Iterator[None]:
+    """Make ``trio.to_thread.run_sync`` fail: a thread would escape virtual time
+    and the seeded scheduler (nodes must run with ``persist_in_thread=False``)."""
+
+    async def refuse(*_args: object, **_kwargs: object) -> object:
+        raise AssertionError("trio.to_thread.run_sync called in a simulation")
+
+    saved = trio.to_thread.run_sync
+    trio.to_thread.run_sync = refuse  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        trio.to_thread.run_sync = saved
+
+
 def _scratch() -> str:
     base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
     return tempfile.mkdtemp(prefix="traft-sim-nodes-", dir=base)
@@ -149,7 +165,7 @@ def run_one(options: NodeSimOptions, seed: int, *, keep_dir: bool = False) -> No
             disk = SimDisk(World.static_rng(seed, "disk"), jump=clock.jump)
             world = World(options, seed, root, disk)
             clients = Clients(world)
-            with _seam(disk):
+            with _seam(disk), _no_threads():
                 trio.run(_main, world, clients, failures, clock=clock)
         virtual = world.virtual_s
         sim_cpu = time.process_time() - cpu
