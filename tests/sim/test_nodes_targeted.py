@@ -14,14 +14,21 @@ import hashlib
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 
 import storage
 from storage import _fileio
 from traft.core import Membership, NodeConfig
+from traft.kv.commands import Command, Put, encode_command
+from traft.kv.state import KVStore
+from traft.node.node import Node
 from traft.node.transfer import SnapshotReceiver
+from traft.sim.nodes import NodeSimOptions
 from traft.sim.nodes.disk import DiskFaults, SimDisk
+from traft.sim.nodes.world import World
 from traft.wire import SnapshotChunk
 
 MEMBERS = Membership((NodeConfig(1, True, b""), NodeConfig(2, True, b"")))
@@ -166,3 +173,72 @@ def test_losing_the_newest_segment_after_several_rolls_is_detected(tmp_path: Pat
     os.unlink(os.path.join(path, segments[-1]))
     with pytest.raises(storage.CorruptLogError):
         storage.SegmentLog.open(path, segment_bytes=512)
+
+
+class _Checked(KVStore):
+    """A KVStore that records the entries applied before its node's log synced them."""
+
+    def __init__(self, log_path: str, synced: dict[str, int], early: list[int]) -> None:
+        super().__init__()
+        self._log_path = log_path
+        self._synced = synced
+        self._early = early
+
+    def apply(self, index: int, command: bytes) -> Any:
+        if index > self._synced.get(self._log_path, 0):
+            self._early.append(index)
+        return super().apply(index, command)
+
+
+async def test_no_entry_is_applied_before_its_own_node_made_it_durable(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Committed entries are durable on a quorum, so applying one before the
+    # local fsync rarely shows to a client; the Ready contract still says
+    # persist, then apply. Every SegmentLog.sync records how far its log is durable.
+    synced: dict[str, int] = {}
+    early: list[int] = []
+    real_sync = storage.SegmentLog.sync
+
+    def sync(log: storage.SegmentLog) -> None:
+        real_sync(log)
+        synced[log._path] = log.last_index  # noqa: SLF001
+
+    monkeypatch.setattr(storage.SegmentLog, "sync", sync)
+    world = World(NodeSimOptions(), 0, tmp_path, SimDisk(random.Random(0)))
+    async with trio.open_nursery() as nursery:
+        nodes: list[Node] = []
+
+        async def start(node_id: int) -> None:
+            data_dir = world.data_dir(node_id)
+            store = _Checked(os.path.abspath(data_dir / "log"), synced, early)
+            node = Node(
+                node_id,
+                world.cluster,
+                data_dir,
+                store,
+                endpoint=world.network.endpoint(node_id),
+                rng=random.Random(node_id),
+                persist_in_thread=False,
+            )
+            await nursery.start(node.run)
+            nodes.append(node)
+
+        # Node 3 starts late: the leader catches it up with AppendEntries whose
+        # commit index covers the entries they carry, so one Ready both appends
+        # and commits them.
+        await start(1)
+        await start(2)
+        with trio.fail_after(30):
+            leader = None
+            while leader is None:
+                await trio.sleep(0.05)
+                leader = next((n for n in nodes if n.raft and n.raft.is_leader), None)
+            for k in range(20):
+                await leader.submit(encode_command(Command(op=Put(key="k", value=b"%d" % k))))
+            await start(3)
+            while nodes[2].status().get("applied", 0) < 20:
+                await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+    assert len(synced) == 3
+    assert early == []
