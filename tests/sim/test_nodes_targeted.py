@@ -21,9 +21,10 @@ import trio
 
 import storage
 from storage import _fileio
-from traft.core import Membership, NodeConfig
+from traft.core import HardState, Membership, NodeConfig, Ready
 from traft.kv.commands import Command, Put, encode_command
 from traft.kv.state import KVStore
+from traft.node.durable import Durable
 from traft.node.node import Node
 from traft.node.transfer import SnapshotReceiver
 from traft.sim.nodes import NodeSimOptions
@@ -242,3 +243,20 @@ async def test_no_entry_is_applied_before_its_own_node_made_it_durable(
         nursery.cancel_scope.cancel()
     assert len(synced) == 3
     assert early == []
+
+
+def test_a_vote_in_a_term_already_stored_is_persisted_too(tmp_path: Path) -> None:
+    # A vote-only change of the hard state (the term was stored by an earlier
+    # Ready, e.g. on a RequestVote the node refused) must reach the meta file
+    # like any other: after a restart the node must not vote again in that term.
+    # Simulation needs a vote, a power cut and a second candidate in that one
+    # term; this asks the node's storage adapter directly.
+    durable = Durable(tmp_path / "n1")
+    durable.persist(Ready(hard_state=HardState(term=5, voted_for=None)))
+    durable.persist(Ready(hard_state=HardState(term=5, voted_for=3)))
+    durable.close()
+    reopened = Durable(tmp_path / "n1")
+    try:
+        assert (reopened.meta.term, reopened.meta.voted_for) == (5, 3)
+    finally:
+        reopened.close()
