@@ -165,6 +165,10 @@ def _membership(world: World) -> list[Failure]:
             failures.append(Failure("membership", f"node {node_id} was added but does not vote"))
         if kind == "add" and outcome == "failed" and node_id in voters:
             failures.append(Failure("membership", f"adding node {node_id} failed, yet it votes"))
+        if kind == "readd" and (outcome == "ok" or node_id in voters | learners):
+            failures.append(
+                Failure("membership", f"removed node {node_id} was added again ({outcome})")
+            )
         if kind == "remove" and outcome == "ok" and node_id in voters | learners:
             failures.append(
                 Failure("membership", f"node {node_id} was removed but is still a member")

@@ -391,7 +391,13 @@ class World:
             if leader is None:
                 return
             voters = self.members()
-            if len(voters) > self.options.servers or (len(voters) > 2 and draw < 0.3):
+            if self.removed and draw > 0.9:
+                # Removed ids are never reused: the leader must refuse (NodeIdRemoved).
+                victim = sorted(self.removed)[int(draw * 1000) % len(self.removed)]
+                kind = "readd"
+                m = member(victim)
+                call = leader.add_member(victim, m.peer, m.http, timeout=5.0)
+            elif len(voters) > self.options.servers or (len(voters) > 2 and draw < 0.3):
                 victim = sorted(voters)[int(draw * 1000) % len(voters)]
                 kind = "remove"
                 call = leader.remove_member(victim, timeout=5.0)
@@ -414,6 +420,9 @@ class World:
                 self.note(f"{kind} node {victim}: {type(exc).__name__}: {exc}")
                 return
             self.member_ops.append((kind, victim, "ok"))
+            if kind == "readd":
+                self.note(f"readd node {victim}: accepted")
+                return
             if kind == "remove":
                 # Removed ids are never reused and the process is not needed any more.
                 self.removed.add(victim)
