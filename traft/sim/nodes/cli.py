@@ -138,8 +138,13 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         cpu += s["sim_cpu_s"]
         if args.history:
             path = args.history.replace("{seed}", str(seed))
+            # traft check takes one model per file: the tickets go beside the KV operations.
+            lines = result.history.splitlines(keepends=True)
+            tickets = [line for line in lines if '"ticket"' in line]
             with open(path, "w", encoding="utf-8") as stream:
-                stream.write(result.history)
+                stream.writelines(line for line in lines if '"ticket"' not in line)
+            with open(path + ".tickets", "w", encoding="utf-8") as stream:
+                stream.writelines(tickets)
         record = dict(s, fingerprint=result.fingerprint)
         if args.verbose:
             print(f"seed {seed}:", file=out)
