@@ -137,6 +137,7 @@ async def _main(world: World, clients: Clients, failures: list[Failure]) -> None
         world.last_ticket = max((s.last_ticket for s in world.stores.values()), default=0)
         failures.extend(Failure("node_exception", text) for text in world.unexpected)
         failures.extend(Failure("election_safety", text) for text in world.split_brain)
+        failures.extend(Failure("vote_safety", text) for text in world.faults.double_votes)
         failures.extend(Failure("applied_index", text) for text in world.applied_behind)
         failures.extend(
             Failure("recovery", f"node {i} could not recover its data directory: {text}")
@@ -193,6 +194,7 @@ def run_one(options: NodeSimOptions, seed: int, *, keep_dir: bool = False) -> No
         "sim_cpu_s": round(sim_cpu, 3),
         "speed": round(virtual / sim_cpu, 1) if sim_cpu else 0.0,
         "operations": len(clients.ops),
+        "votes_seen": len(world.faults.votes),
         **{f"ops_{k}": v for k, v in sorted(clients.counts.items())},
         **world.counts,
         **{f"disk_{k}": v for k, v in sorted(disk.stats.items())},

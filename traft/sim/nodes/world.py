@@ -33,14 +33,18 @@ import trio
 
 import net
 import storage
+from traft.core.messages import RequestVoteResponse
 from traft.kv.state import KVStore
 from traft.node.config import ClusterConfig, Member, SnapshotPolicy, Timing
 from traft.node.errors import NodeError
 from traft.node.node import Node
 from traft.sim.nodes.disk import DiskCrash, DiskFaults, SimDisk
 from traft.sim.nodes.options import NodeSimOptions
+from traft.wire import MalformedMessage, decode
 
 log = logging.getLogger(__name__)
+# The wire tag of RequestVoteResponse: a cheap test before decoding a datagram.
+_VOTE_TAG = b"rvr"
 
 
 def leaves(exc: BaseException) -> Iterator[BaseException]:
@@ -58,6 +62,37 @@ def expected_failure(exc: BaseException) -> bool:
     return isinstance(exc, DiskCrash | trio.Cancelled | OSError | storage.StorageError)
 
 
+class VoteWitness(net.FaultInjector):
+    """The run's fault injector, which also reads every granted vote as it is sent.
+
+    Raft's election safety rests on one vote per server per term, kept across
+    crashes (§5.2, §5.4): a server that grants its vote in a term to two
+    candidates lost a vote it had sent. Votes are recorded *as sent* (before
+    the faults decide their fate), so a vote lost from disk shows even when no
+    second leader is elected.
+    """
+
+    def __init__(self, rng: random.Random) -> None:
+        super().__init__(rng)
+        self.codec: net.EnvelopeCodec | None = None
+        self.votes: dict[tuple[int, int], int] = {}  # (voter, term) -> candidate
+        self.double_votes: list[str] = []
+
+    def route(self, src: int, dst: int, datagram: bytes) -> list[tuple[float, bytes]]:
+        if self.codec is not None and _VOTE_TAG in datagram:
+            try:
+                msg = decode(self.codec.decode(datagram).payload)
+            except (net.MalformedDatagram, MalformedMessage):
+                msg = None
+            if isinstance(msg, RequestVoteResponse) and msg.vote_granted:
+                seen = self.votes.setdefault((src, msg.term), dst)
+                if seen != dst and len(self.double_votes) < 5:
+                    self.double_votes.append(
+                        f"node {src} granted its vote in term {msg.term} to {seen} and to {dst}"
+                    )
+        return super().route(src, dst, datagram)
+
+
 def member(node_id: int, *, join: bool = False) -> Member:
     return Member(node_id, ("127.0.0.1", 7000 + node_id), ("127.0.0.1", 8000 + node_id), join)
 
@@ -71,8 +106,9 @@ class World:
         self.root = root
         self.disk = disk
         self.rng = self.rng_for("world")
-        self.faults = net.FaultInjector(self.rng_for("network"))
+        self.faults = VoteWitness(self.rng_for("network"))
         self.network = net.MemoryNetwork(cluster_id=net.cluster_id_from("sim"), faults=self.faults)
+        self.faults.codec = self.network.codec
         founding = {i: member(i) for i in range(1, options.servers + 1)}
         self.cluster = ClusterConfig(
             cluster_id="sim",
