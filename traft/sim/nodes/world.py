@@ -25,7 +25,7 @@ from __future__ import annotations
 import errno
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +40,12 @@ from traft.node.errors import NodeError
 from traft.node.node import Node
 from traft.sim.nodes.disk import DiskCrash, DiskFaults, SimDisk
 from traft.sim.nodes.options import NodeSimOptions
-from traft.wire import MalformedMessage, decode
+from traft.wire import MalformedMessage, SnapshotChunk, decode
 
 log = logging.getLogger(__name__)
 # The wire tag of RequestVoteResponse: a cheap test before decoding a datagram.
 _VOTE_TAG = b"rvr"
+_CHUNK_TAG = b"\xa2sc"  # SnapshotChunk's tag as msgpack writes it
 
 
 def leaves(exc: BaseException) -> Iterator[BaseException]:
@@ -77,13 +78,21 @@ class VoteWitness(net.FaultInjector):
         self.codec: net.EnvelopeCodec | None = None
         self.votes: dict[tuple[int, int], int] = {}  # (voter, term) -> candidate
         self.double_votes: list[str] = []
+        # Called with the receiver's id when the last chunk of a snapshot is sent.
+        self.on_last_chunk: Callable[[int], None] | None = None
 
     def route(self, src: int, dst: int, datagram: bytes) -> list[tuple[float, bytes]]:
-        if self.codec is not None and _VOTE_TAG in datagram:
+        if self.codec is not None and (_VOTE_TAG in datagram or _CHUNK_TAG in datagram):
             try:
                 msg = decode(self.codec.decode(datagram).payload)
             except (net.MalformedDatagram, MalformedMessage):
                 msg = None
+            if (
+                isinstance(msg, SnapshotChunk)
+                and msg.offset + len(msg.data) >= msg.total
+                and self.on_last_chunk is not None
+            ):
+                self.on_last_chunk(dst)
             if isinstance(msg, RequestVoteResponse) and msg.vote_granted:
                 seen = self.votes.setdefault((src, msg.term), dst)
                 if seen != dst and len(self.double_votes) < 5:
@@ -109,6 +118,8 @@ class World:
         self.faults = VoteWitness(self.rng_for("network"))
         self.network = net.MemoryNetwork(cluster_id=net.cluster_id_from("sim"), faults=self.faults)
         self.faults.codec = self.network.codec
+        self.faults.on_last_chunk = self._snapshot_arriving
+        self._install_rng = self.rng_for("install-crash")
         founding = {i: member(i) for i in range(1, options.servers + 1)}
         self.cluster = ClusterConfig(
             cluster_id="sim",
@@ -293,6 +304,16 @@ class World:
                     + "; ".join(f"{type(e).__name__}: {e}" for e in found)
                 )
         return how
+
+    def _snapshot_arriving(self, node_id: int) -> None:
+        """A snapshot's last chunk is on its way to ``node_id``: perhaps crash it
+        within its next disk calls, in the middle of installing the snapshot
+        (save, rename, directory fsync, then truncate and compact the log)."""
+        if not self.chaos or node_id not in self.nodes:
+            return
+        if self._install_rng.random() < min(1.0, 10 * self.rates["crash"]):
+            self.disk.crash_after(node_id, self._install_rng.randint(1, 15))
+            self.note(f"node {node_id} will crash within 15 disk calls (snapshot install)")
 
     def kill(self, node_id: int, *, power_loss: bool) -> None:
         """Kill server ``node_id``'s process now (its disk calls fail from here on)."""
