@@ -20,6 +20,11 @@ Validation happens here, at the edge, not in the core: indexes and terms are
 non-negative and below 2**63, entries are contiguous after
 ``prev_log_index`` with non-decreasing terms no greater than the message's.
 Anything that fails becomes one :class:`MalformedMessage`.
+
+Sizes: :class:`Budget` owns the byte arithmetic of messages (the largest
+message net carries, the largest client command, the entry bytes of one
+AppendEntries, a snapshot chunk); the node, the key-value service and the
+simulator ask it instead of subtracting margins of their own.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import msgpack
 from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.preconf.msgpack import make_converter
 
+import net
 from traft.core import (
     AppendEntries,
     AppendEntriesResponse,
@@ -48,6 +54,107 @@ from traft.core import (
 from traft.strict import register_strict_hooks
 
 _MAX = 1 << 63
+
+# Bytes of msgpack framing per entry in an AppendEntries (tag, term, index,
+# id, type and the data's length), counted with the entry's data.
+ENTRY_OVERHEAD = 48
+# Room an AppendEntries keeps for its own fields beside its entries.
+APPEND_HEADROOM = 1024
+# Room a command leaves in a message: one entry of the largest command still
+# fits one AppendEntries, fields and framing included.
+COMMAND_HEADROOM = 2048
+# Room a snapshot chunk keeps for its fields beside its data and membership.
+CHUNK_HEADROOM = 512
+
+
+@attrs.frozen(kw_only=True)
+class Budget:
+    """The byte arithmetic of one node's messages, derived from what net carries.
+
+    Everyone asks this instead of computing margins: the node (the command
+    check, the core's AppendEntries budget, snapshot chunks) and the
+    key-value service (its 413 limit). ``max_message`` is net's
+    ``max_payload``: the largest message one send carries after net's own
+    framing. Should net carry larger messages (fragmentation), every figure
+    here follows.
+
+    Args:
+        max_message: the largest encoded message net sends (``max_payload``).
+        max_command: the largest client command; default, and at most,
+            ``max_message - COMMAND_HEADROOM`` so any entry fits one message.
+
+    Raises:
+        ValueError: ``max_command`` is not positive or does not fit a message.
+    """
+
+    max_message: int
+    max_command: int = attrs.field()
+
+    @max_command.default
+    def _default_max_command(self) -> int:
+        return self.command_limit
+
+    @max_command.validator
+    def _check_max_command(self, _: attrs.Attribute[int], value: int) -> None:
+        if not 0 < value <= self.command_limit:
+            raise ValueError(
+                f"max_command must be in 1..{self.command_limit} "
+                f"for messages of {self.max_message} bytes"
+            )
+
+    @classmethod
+    def for_endpoint(
+        cls, endpoint: net.DatagramEndpoint, *, max_command: int | None = None
+    ) -> Budget:
+        """The budget of messages sent through ``endpoint``."""
+        return cls._make(endpoint.max_payload, max_command)
+
+    @classmethod
+    def for_datagram(
+        cls, max_datagram: int, *, authenticated: bool, max_command: int | None = None
+    ) -> Budget:
+        """The budget of an endpoint that will send datagrams of ``max_datagram``
+        bytes, with an authentication tag when ``authenticated`` (net's envelope
+        decides the framing)."""
+        # Only the key's presence changes the envelope's size, not its bytes.
+        codec = net.EnvelopeCodec(0, key=b"k" if authenticated else None, max_datagram=max_datagram)
+        return cls._make(codec.max_payload, max_command)
+
+    @classmethod
+    def _make(cls, max_message: int, max_command: int | None) -> Budget:
+        if max_command is None:
+            return cls(max_message=max_message)
+        return cls(max_message=max_message, max_command=max_command)
+
+    @property
+    def command_limit(self) -> int:
+        """The largest command a message of ``max_message`` bytes can carry."""
+        return max(self.max_message - COMMAND_HEADROOM, 1)
+
+    @property
+    def append_bytes(self) -> int:
+        """Entry bytes (data plus ``entry_overhead`` each) one AppendEntries carries."""
+        return max(self.max_message - APPEND_HEADROOM, APPEND_HEADROOM)
+
+    @property
+    def entry_overhead(self) -> int:
+        """Framing bytes per entry in an AppendEntries."""
+        return ENTRY_OVERHEAD
+
+    def snapshot_chunk(self, membership: bytes) -> int:
+        """Data bytes per :class:`SnapshotChunk` of a snapshot with ``membership``."""
+        return max(self.max_message - len(membership) - CHUNK_HEADROOM, CHUNK_HEADROOM)
+
+    def check_command(self, command: bytes) -> None:
+        """The one check of a client command's size.
+
+        Raises:
+            ValueError: the command is longer than ``max_command``.
+        """
+        if len(command) > self.max_command:
+            raise ValueError(
+                f"command of {len(command)} bytes exceeds the limit of {self.max_command}"
+            )
 
 
 class MalformedMessage(Exception):

@@ -92,13 +92,19 @@ from traft.node.waiters import (
     Waiter,
     covered_by_snapshot,
 )
-from traft.wire import MalformedMessage, SnapshotAck, SnapshotChunk, WireMessage, decode, encode
+from traft.wire import (
+    Budget,
+    MalformedMessage,
+    SnapshotAck,
+    SnapshotChunk,
+    WireMessage,
+    decode,
+    encode,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Per-entry bytes of msgpack framing in an AppendEntries, counted against the datagram.
-ENTRY_OVERHEAD = 48
 INBOX_SIZE = 8192
 # Proposals one Ready cycle takes at most. Smaller batches pipeline: the
 # followers persist one while the leader persists the next. Measured with
@@ -161,6 +167,12 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
         self.faults = faults
         self.endpoint: net.DatagramEndpoint | None = endpoint
         self._own_endpoint = endpoint is None
+        # The message sizes: from the endpoint given, or from the one run() will make.
+        self.budget = (
+            Budget.for_endpoint(endpoint)
+            if endpoint is not None
+            else Budget.for_datagram(cluster.max_datagram, authenticated=cluster.key is not None)
+        )
         self.raft: Raft | None = None
         self._durable: Durable | None = None
         self.counters = NodeCounters()
@@ -189,7 +201,6 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
         self._applied = 0
         self._snapshot_index = 0
         self._covered_checked = 0  # proposals at or below it are not covered by a snapshot
-        self._max_command = 0
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -226,14 +237,15 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
         if self.started.is_set():
             await self._stopped.wait()
 
-    def _core_config(self, max_payload: int) -> Config:
+    def _core_config(self) -> Config:
         t = self.cluster.timing
+        budget = self.budget
         return Config(
             election_timeout_ms=t.election_timeout_ms,
             request_timeout_ms=t.heartbeat_ms,
             max_entries_per_message=4096,
-            max_bytes_per_message=max(max_payload - 1024, 1024),
-            entry_overhead_bytes=ENTRY_OVERHEAD,
+            max_bytes_per_message=budget.append_bytes,
+            entry_overhead_bytes=budget.entry_overhead,
             snapshot_resend_ms=max(4 * t.election_timeout_ms, 2000),
             lease_reads=self.lease_reads,
         )
@@ -301,8 +313,7 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
                 faults=self.faults,
             )
         endpoint = self.endpoint
-        config = self._core_config(endpoint.max_payload)
-        self._max_command = endpoint.max_payload - 2048
+        config = self._core_config()
         if self._persist_in_thread:
             raft = await trio.to_thread.run_sync(self._open, config)
         else:
@@ -790,10 +801,7 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
             ValueError: the command does not fit in one datagram.
         """
         self._check_running()
-        if len(command) > self._max_command:
-            raise ValueError(
-                f"command of {len(command)} bytes exceeds the limit of {self._max_command}"
-            )
+        self.budget.check_command(command)
         raft = self.raft
         assert raft is not None
         if raft.role is not Role.LEADER:
@@ -830,10 +838,7 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
             trio.WouldBlock: too many proposals are waiting for the main loop already.
         """
         self._check_running()
-        if len(command) > self._max_command:
-            raise ValueError(
-                f"command of {len(command)} bytes exceeds the limit of {self._max_command}"
-            )
+        self.budget.check_command(command)
         raft = self.raft
         assert raft is not None
         if raft.role is not Role.LEADER:

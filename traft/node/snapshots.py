@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from traft.node.durable import Durable
     from traft.node.metrics import NodeCounters
     from traft.node.statemachine import StateMachine
+    from traft.wire import Budget
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class SnapshotMixin:
         data_dir: Path
         state_machine: StateMachine
         endpoint: net.DatagramEndpoint | None
+        budget: Budget
         counters: NodeCounters
         _durable: Durable | None
         _receiver: SnapshotReceiver | None
@@ -105,7 +107,7 @@ class SnapshotMixin:
             info=info,
             store=durable.snapshots,
             send=self._send_wire,
-            chunk_size=max(self.endpoint.max_payload - len(info.membership) - 512, 512),
+            chunk_size=self.budget.snapshot_chunk(info.membership),
         )
         self._senders[node_id] = sender
         self.counters.snapshots_sent += 1
