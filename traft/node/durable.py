@@ -10,18 +10,23 @@ before it returns.
 
 An entry's id travels in the first eight bytes of the record's data, since
 storage records hold (index, term, type, data) only.
+
+:func:`recover` opens a node's storage at start and rebuilds the core and
+the state machine from it: newest snapshot first, then the log after it.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import random
 import struct
 from collections.abc import Iterable
 from pathlib import Path
 
 import storage
-from traft.core import Entry, EntryType, Membership, Ready, SnapshotMeta
+from traft.core import Config, Entry, EntryType, Membership, Raft, Ready, SnapshotMeta
+from traft.node.statemachine import StateMachine
 
 log = logging.getLogger(__name__)
 
@@ -199,3 +204,56 @@ class Durable:
                 writer.write(chunk)
         assert writer.info is not None
         return writer.info
+
+
+def recover(
+    node_id: int,
+    data_dir: Path,
+    *,
+    config: Config,
+    rng: random.Random,
+    founding: Membership,
+    state_machine: StateMachine,
+    segment_bytes: int,
+) -> tuple[Durable, Raft]:
+    """Open a node's storage; restore the state machine from the newest
+    snapshot and rebuild the core from it and the log after it.
+
+    ``founding`` is the membership a node without a snapshot or membership
+    entries starts with. Blocking: a worker thread's job.
+
+    Raises:
+        storage.CorruptLogError: the data directory is damaged.
+    """
+    durable = Durable(data_dir, segment_bytes=segment_bytes)
+    try:
+        snap = durable.latest_snapshot()
+        meta = None
+        if snap is not None:
+            meta, info = snap
+            with durable.snapshots.reader(info) as reader:
+                state_machine.restore(reader.chunks())
+            durable.finish_snapshot_install(meta.index, meta.term)
+        entries = durable.entries_after(meta.index if meta else 0)
+        raft = Raft.restore(
+            node_id,
+            config,
+            rng,
+            term=durable.meta.term,
+            voted_for=durable.meta.voted_for,
+            entries=entries,
+            snapshot=meta,
+            membership=founding,
+        )
+    except BaseException:
+        durable.close()
+        raise
+    log.info(
+        "node %d: restored term %d, snapshot %s, log %d..%d",
+        node_id,
+        raft.term,
+        meta.index if meta else "none",
+        raft.first_index,
+        raft.current_index,
+    )
+    return durable, raft
