@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -74,12 +74,14 @@ from traft.node.errors import (
 )
 from traft.node.inbox import Inbox
 from traft.node.leadership import Transfers
-from traft.node.members import MemberChanges, member_context, parse_context
-from traft.node.metrics import NodeCounters, make_registry
+from traft.node.members import MemberChanges, member_context
+from traft.node.metrics import NodeCollector, NodeCounters, make_registry
 from traft.node.proposals import Proposals
 from traft.node.reads import Reads
+from traft.node.routes import Routes
 from traft.node.snapshots import Snapshots
 from traft.node.statemachine import StateMachine
+from traft.node.status import NodeStatus
 from traft.node.waiters import Deadlines, LeaderTransfer, MemberChange, Proposal, Read, Waiter
 from traft.wire import (
     Budget,
@@ -149,6 +151,7 @@ class Node:
         self.faults = faults
         self.endpoint: net.DatagramEndpoint | None = endpoint
         self._own_endpoint = endpoint is None
+        self._routes = Routes(node_id, cluster)
         # The message sizes: from the endpoint given, or from the one run() will make.
         self.budget = (
             Budget.for_endpoint(endpoint)
@@ -158,7 +161,9 @@ class Node:
         self.raft: Raft | None = None
         self._durable: Durable | None = None
         self.counters = NodeCounters()
-        self.registry, self._observe_fsync = make_registry(self)
+        self.registry, self._observe_fsync = make_registry(
+            NodeCollector(node_id, self.metrics_status, self.counters, self._endpoint_stats)
+        )
         self.removed = trio.Event()
         self.started = trio.Event()
         self._stopped = trio.Event()
@@ -273,17 +278,9 @@ class Node:
         self.raft = raft
         durable = self._durable
         assert durable is not None
-        for node in raft.membership().nodes:
-            self._route(node.node_id, node)
         if self._own_endpoint:
-            # Every node of cluster.toml is reachable at its configured address
-            # until the log says otherwise: a joining node knows only the founding
-            # members from its log, and must be able to answer a leader that
-            # joined later (a snapshot or a membership entry will tell it more).
-            known = {node.node_id for node in raft.membership().nodes}
-            for member in sorted(self.cluster.members.values(), key=lambda m: m.id):
-                if member.id != self.id and member.id not in known:
-                    endpoint.set_peer(member.id, member.peer)
+            self._routes.endpoint = endpoint
+        self._routes.start(raft.membership())
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -326,31 +323,15 @@ class Node:
             self._durable = None
         self._stopped.set()
 
-    # -- routing --------------------------------------------------------------------------
+    # -- addresses ------------------------------------------------------------------------
 
     def _route(self, node_id: int, node: NodeConfig | None) -> None:
-        if node is None or node_id == self.id or self.endpoint is None:
-            return
-        addresses = parse_context(node.context)
-        if addresses is None:
-            member = self.cluster.members.get(node_id)
-            if member is None:
-                log.warning("node %d: no address known for node %d", self.id, node_id)
-                return
-            addresses = (member.peer, member.http)
-        if self._own_endpoint:
-            self.endpoint.set_peer(node_id, addresses[0])
+        self._routes.route(node_id, node)
 
     def http_address(self, node_id: int) -> Address | None:
         """The client API address of a member, from the log's membership or the config."""
         raft = self.raft
-        node = raft.node(node_id) if raft is not None else None
-        if node is not None:
-            addresses = parse_context(node.context)
-            if addresses is not None:
-                return addresses[1]
-        member = self.cluster.members.get(node_id)
-        return member.http if member is not None else None
+        return self._routes.http_address(raft.node(node_id) if raft else None, node_id)
 
     @property
     def leader_url(self) -> str | None:
@@ -767,25 +748,30 @@ class Node:
                 self._check_running()
         raise NoLeaderError()
 
+    def metrics_status(self) -> NodeStatus:
+        """This node's role, term and indexes now, as one record (what metrics read)."""
+        raft = self.raft
+        if raft is None:
+            return NodeStatus(node_id=self.id, role="starting")
+        return NodeStatus(
+            node_id=self.id,
+            role=raft.role.value,
+            term=raft.term,
+            leader_id=raft.leader_id,
+            commit_index=raft.commit_index,
+            applied_index=raft.last_applied,
+            first_index=raft.first_index,
+            last_index=raft.current_index,
+        )
+
+    def _endpoint_stats(self) -> Mapping[str, int] | None:
+        return self.endpoint.stats if self.endpoint is not None else None
+
     def status(self) -> dict[str, Any]:
         """A JSON-ready summary of this node's view of the cluster."""
         raft = self.raft
         if raft is None:
             return {"id": self.id, "role": "starting"}
-        members = []
-        for node in raft.membership().nodes:
-            addresses = parse_context(node.context)
-            member = self.cluster.members.get(node.node_id)
-            peer = addresses[0] if addresses else (member.peer if member else None)
-            http = addresses[1] if addresses else (member.http if member else None)
-            members.append(
-                {
-                    "id": node.node_id,
-                    "voting": node.voting,
-                    "peer": format_address(peer) if peer else None,
-                    "http": format_address(http) if http else None,
-                }
-            )
         snapshot = raft.snapshot
         return {
             "id": self.id,
@@ -795,7 +781,7 @@ class Node:
             "leader_url": self.leader_url,
             "commit": raft.commit_index,
             "applied": self._applied,
-            "members": members,
+            "members": self._routes.describe(raft.membership()),
             "log": {"first": raft.first_index, "last": raft.current_index},
             "snapshot": {"index": snapshot.index, "term": snapshot.term} if snapshot else None,
         }
