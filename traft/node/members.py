@@ -1,11 +1,12 @@
 """Membership changes of a running node (§6, seed semantics).
 
-Theory of operation: ``add_member`` proposes ADD_NONVOTING_NODE with the new
-node's addresses as the entry's context; when the core reports
+Theory of operation: ``Node.add_member`` queues a change that
+:class:`MemberChanges` proposes as ADD_NONVOTING_NODE with the new node's
+addresses as the entry's context; when the core reports
 ``NodeHasSufficientLogs`` the leader proposes ADD_NODE (retrying on every
 tick while another voting change is in flight), and the caller is answered
-once the promotion has committed. ``remove_member`` proposes REMOVE_NODE and
-answers once it is applied.
+once the promotion has committed. ``Node.remove_member`` proposes
+REMOVE_NODE and answers once it is applied.
 
 A change is done only when its own entry, same index and same term, is
 known committed; one whose entry a new leader replaced fails with
