@@ -37,16 +37,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+import net
 import trio
 
-import net
 from traft.core import (
     Config,
     EntryType,
     LeaderChanged,
-    Membership,
     MembershipChanged,
-    NodeConfig,
     NodeHasSufficientLogs,
     NotLeader,
     Raft,
@@ -230,14 +228,6 @@ class Node:
             lease_reads=self.lease_reads,
         )
 
-    def _founding(self) -> Membership:
-        nodes = [
-            NodeConfig(m.id, True, member_context(m.peer, m.http))
-            for m in sorted(self.cluster.members.values(), key=lambda m: m.id)
-            if not m.join
-        ]
-        return Membership(tuple(nodes))
-
     def _open(self, config: Config) -> Raft:
         """Open storage and rebuild the core and the state machine (worker thread)."""
         self._durable, raft = recover(
@@ -245,7 +235,7 @@ class Node:
             self.data_dir,
             config=config,
             rng=self._rng,
-            founding=self._founding(),
+            founding=self._routes.founding(),
             state_machine=self.state_machine,
             segment_bytes=self._segment_bytes,
         )
@@ -324,9 +314,6 @@ class Node:
         self._stopped.set()
 
     # -- addresses ------------------------------------------------------------------------
-
-    def _route(self, node_id: int, node: NodeConfig | None) -> None:
-        self._routes.route(node_id, node)
 
     def http_address(self, node_id: int) -> Address | None:
         """The client API address of a member, from the log's membership or the config."""
@@ -416,7 +403,7 @@ class Node:
             if membership is not None:
                 self._applied = self._snapshots.snapshot_index
                 for node in membership.nodes:
-                    self._route(node.node_id, node)
+                    self._routes.route(node.node_id, node)
         elif isinstance(msg, SnapshotAck):
             assert self._snapshots is not None
             self._snapshots.on_ack(from_id, msg)
@@ -530,7 +517,7 @@ class Node:
             # the read's deadline.
             self._reads.lost(event.ctx)
         elif isinstance(event, MembershipChanged):
-            self._route(event.node_id, event.node)
+            self._routes.route(event.node_id, event.node)
         elif isinstance(event, NodeHasSufficientLogs):
             self._members.caught_up(raft, event.node_id)
         elif isinstance(event, SendSnapshot):

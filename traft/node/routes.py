@@ -16,9 +16,10 @@ import logging
 from typing import Any
 
 import net
+
 from traft.core import Membership, NodeConfig
 from traft.node.config import Address, ClusterConfig, format_address
-from traft.node.members import parse_context
+from traft.node.members import member_context, parse_context
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,16 @@ class Routes:
         self.cluster = cluster
         # The endpoint told of new routes: only one the node made itself.
         self.endpoint: net.DatagramEndpoint | None = None
+
+    def founding(self) -> Membership:
+        """The founding members of cluster.toml (not ``join``), all voting, with
+        their addresses: the membership of a log without membership entries."""
+        nodes = [
+            NodeConfig(m.id, True, member_context(m.peer, m.http))
+            for m in sorted(self.cluster.members.values(), key=lambda m: m.id)
+            if not m.join
+        ]
+        return Membership(tuple(nodes))
 
     def addresses(self, node: NodeConfig) -> tuple[Address, Address] | None:
         """A member's (peer, http) addresses: from its entry, else the configuration."""
