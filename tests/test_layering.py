@@ -14,6 +14,7 @@ can, so an editor flags a breach before the tests run.
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,7 +60,8 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def imports(name: str) -> list[Import]:
+@functools.cache
+def imports(name: str) -> tuple[Import, ...]:
     """Every import in module ``name`` (see the module docstring)."""
     path = MODULES[name]
     is_package = path.name == "__init__.py"
@@ -101,7 +103,7 @@ def imports(name: str) -> list[Import]:
                     visit(node.body, runtime)
 
     visit(ast.parse(path.read_text(), filename=str(path)).body, True)
-    return found
+    return tuple(found)
 
 
 def top(module: str) -> str:
