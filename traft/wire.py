@@ -73,22 +73,37 @@ class Budget:
 
     Everyone asks this instead of computing margins: the node (the command
     check, the core's AppendEntries budget, snapshot chunks) and the
-    key-value service (its 413 limit). ``max_message`` is net's
-    ``max_payload``: the largest message one send carries after net's own
-    framing. Should net carry larger messages (fragmentation), every figure
-    here follows.
+    key-value service (its 413 limit). Two figures come from net:
+    ``max_payload``, what one datagram carries after net's framing, which
+    bounds the messages sent often (AppendEntries batches, snapshot chunks),
+    and ``max_message``, the largest message net sends at all (larger than
+    a datagram where net splits messages into fragments), which bounds a
+    single command. Should net carry more, every figure here follows.
 
     Args:
-        max_message: the largest encoded message net sends (``max_payload``).
+        max_payload: the payload of one datagram (net's ``max_payload``).
+        max_message: the largest message (default ``max_payload``).
         max_command: the largest client command; default, and at most,
-            ``max_message - COMMAND_HEADROOM`` so any entry fits one message.
+            ``max_message - COMMAND_HEADROOM`` so that an entry holding it
+            fits one AppendEntries.
 
     Raises:
-        ValueError: ``max_command`` is not positive or does not fit a message.
+        ValueError: ``max_message`` is below ``max_payload``, or
+            ``max_command`` is not positive or does not fit a message.
     """
 
-    max_message: int
+    max_payload: int
+    max_message: int = attrs.field()
     max_command: int = attrs.field()
+
+    @max_message.default
+    def _default_max_message(self) -> int:
+        return self.max_payload
+
+    @max_message.validator
+    def _check_max_message(self, _: attrs.Attribute[int], value: int) -> None:
+        if value < self.max_payload:
+            raise ValueError(f"max_message {value} is below one datagram's {self.max_payload}")
 
     @max_command.default
     def _default_max_command(self) -> int:
@@ -106,8 +121,11 @@ class Budget:
     def for_endpoint(
         cls, endpoint: net.DatagramEndpoint, *, max_command: int | None = None
     ) -> Budget:
-        """The budget of messages sent through ``endpoint``."""
-        return cls._make(endpoint.max_payload, max_command)
+        """The budget of messages sent through ``endpoint``; ``max_command``
+        (None: all a message holds) is cut to what a message holds."""
+        # Today net sends every message as one datagram: its largest message
+        # is one datagram's payload.
+        return cls._make(endpoint.max_payload, endpoint.max_payload, max_command)
 
     @classmethod
     def for_datagram(
@@ -115,16 +133,19 @@ class Budget:
     ) -> Budget:
         """The budget of an endpoint that will send datagrams of ``max_datagram``
         bytes, with an authentication tag when ``authenticated`` (net's envelope
-        decides the framing)."""
+        decides the framing); ``max_command`` as for :meth:`for_endpoint`."""
         # Only the key's presence changes the envelope's size, not its bytes.
         codec = net.EnvelopeCodec(0, key=b"k" if authenticated else None, max_datagram=max_datagram)
-        return cls._make(codec.max_payload, max_command)
+        return cls._make(codec.max_payload, codec.max_payload, max_command)
 
     @classmethod
-    def _make(cls, max_message: int, max_command: int | None) -> Budget:
-        if max_command is None:
-            return cls(max_message=max_message)
-        return cls(max_message=max_message, max_command=max_command)
+    def _make(cls, max_payload: int, max_message: int, max_command: int | None) -> Budget:
+        limit = cls(max_payload=max_payload, max_message=max_message).max_command
+        return cls(
+            max_payload=max_payload,
+            max_message=max_message,
+            max_command=limit if max_command is None else min(max_command, limit),
+        )
 
     @property
     def command_limit(self) -> int:
@@ -133,8 +154,10 @@ class Budget:
 
     @property
     def append_bytes(self) -> int:
-        """Entry bytes (data plus ``entry_overhead`` each) one AppendEntries carries."""
-        return max(self.max_message - APPEND_HEADROOM, APPEND_HEADROOM)
+        """Entry bytes (data plus ``entry_overhead`` each) one AppendEntries
+        carries: a batch fits one datagram (an entry longer than that goes
+        alone, as the core always sends at least one)."""
+        return max(self.max_payload - APPEND_HEADROOM, APPEND_HEADROOM)
 
     @property
     def entry_overhead(self) -> int:
@@ -142,8 +165,9 @@ class Budget:
         return ENTRY_OVERHEAD
 
     def snapshot_chunk(self, membership: bytes) -> int:
-        """Data bytes per :class:`SnapshotChunk` of a snapshot with ``membership``."""
-        return max(self.max_message - len(membership) - CHUNK_HEADROOM, CHUNK_HEADROOM)
+        """Data bytes per :class:`SnapshotChunk` of a snapshot with ``membership``
+        (a chunk fits one datagram)."""
+        return max(self.max_payload - len(membership) - CHUNK_HEADROOM, CHUNK_HEADROOM)
 
     def check_command(self, command: bytes) -> None:
         """The one check of a client command's size.
