@@ -150,7 +150,8 @@ class Node:
         self.endpoint: net.DatagramEndpoint | None = endpoint
         self._own_endpoint = endpoint is None
         self._routes = Routes(node_id, cluster)
-        # The message sizes: from the endpoint given, or from the one run() will make.
+        # The message sizes: from the endpoint given, or (until run() makes
+        # it, and asks it again) from the one run() will make.
         self.budget = (
             Budget.for_endpoint(endpoint)
             if endpoint is not None
@@ -260,6 +261,7 @@ class Node:
                 faults=self.faults,
             )
         endpoint = self.endpoint
+        self.budget = Budget.for_endpoint(endpoint)
         config = self._core_config()
         if self._persist_in_thread:
             raft = await trio.to_thread.run_sync(self._open, config)
