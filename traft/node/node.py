@@ -124,10 +124,12 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
         endpoint: a datagram endpoint to use instead of UDP (tests use
             ``net.MemoryNetwork``).
         rng: randomness for the core (default: seeded from the OS).
-        persist_in_thread: write and fsync in a worker thread (the default) so
-            the event loop keeps receiving; False blocks the loop for the
-            fsync instead, which saves the thread hop (tests under trio's
-            autojump clock use it: the mock clock does not see threads).
+        persist_in_thread: the leader writes and fsyncs in a worker thread
+            (the default) so its event loop keeps serving clients meanwhile;
+            a follower always persists inline (see ``_process``). False
+            blocks the loop for every fsync instead, which saves the thread
+            hop (tests under trio's autojump clock use it: the mock clock
+            does not see threads).
         faults: a fault injector for the UDP endpoint the node makes (fault
             testing: ``traft serve --enable-faults``); ignored with ``endpoint``.
         lease_reads: the leader answers reads from its lease, without a
@@ -629,7 +631,14 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
                 or rd.compact_upto is not None
             ):
                 start = trio.current_time()
-                if self._persist_in_thread:
+                # Only the leader hands its fsync to a worker thread, so that
+                # client work goes on meanwhile. A follower's fsync is on the
+                # path of every write (the leader waits for its answer) and its
+                # loop has little else to do (the next AppendEntries waits in
+                # the socket's buffer): the thread hop, two wake-ups, only
+                # delays the answer (docs/benchmarks.md, "Where a single PUT's
+                # time goes").
+                if self._persist_in_thread and raft.role is Role.LEADER:
                     await trio.to_thread.run_sync(durable.persist, rd)
                 else:
                     durable.persist(rd)
