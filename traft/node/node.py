@@ -124,9 +124,10 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
         endpoint: a datagram endpoint to use instead of UDP (tests use
             ``net.MemoryNetwork``).
         rng: randomness for the core (default: seeded from the OS).
-        persist_in_thread: the leader writes and fsyncs in a worker thread
-            (the default) so its event loop keeps serving clients meanwhile;
-            a follower always persists inline (see ``_process``). False
+        persist_in_thread: the leader writes and fsyncs a batch of entries
+            in a worker thread (the default) so its event loop keeps serving
+            clients meanwhile; a follower, and a leader with a single new
+            entry, persist inline (see ``_process``). False
             blocks the loop for every fsync instead, which saves the thread
             hop (tests under trio's autojump clock use it: the mock clock
             does not see threads).
@@ -636,9 +637,10 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
                 # path of every write (the leader waits for its answer) and its
                 # loop has little else to do (the next AppendEntries waits in
                 # the socket's buffer): the thread hop, two wake-ups, only
-                # delays the answer (docs/benchmarks.md, "Where a single PUT's
-                # time goes").
-                if self._persist_in_thread and raft.role is Role.LEADER:
+                # delays the answer. A batch of one entry means the clients
+                # are few and waiting, so the leader keeps that fsync inline
+                # too (docs/benchmarks.md, "Where a single PUT's time goes").
+                if self._persist_in_thread and raft.role is Role.LEADER and len(rd.entries) > 1:
                     await trio.to_thread.run_sync(durable.persist, rd)
                 else:
                     durable.persist(rd)
