@@ -10,9 +10,10 @@ Theory of operation. :class:`Node` supervises four tasks in one nursery:
 * the main loop, the only task that touches the core. It waits for input,
   takes everything else already queued, feeds it all to the core (client
   proposals as ONE ``recv_entries`` batch), then works off Ready values:
-  persist with one fsync in a worker thread, send, apply, advance. While it
-  waits for the disk, new input queues up and becomes the next batch: that
-  is the group commit.
+  persist with one fsync (a leader's batch of several entries in a worker
+  thread, everything else inline), send, apply, advance. While it waits for
+  the disk, new input queues up and becomes the next batch: that is the
+  group commit.
 
 Callers (``submit``, ``read``, membership calls) hand the main loop a
 waiter (:mod:`traft.node.waiters`) and park on it. Proposals and reads are
