@@ -1,12 +1,12 @@
 """The node's durable state: a Ready's storage part written with one fsync.
 
 Theory of operation: :class:`Durable` adapts the ``storage`` package (which
-knows nothing of Raft) to the core's Ready contract. ``persist(rd)`` runs in
-a worker thread and does, in order: save term and vote together (atomic
-file replace) when they changed; pop the log from ``truncate_from``; drop
-entries up to ``compact_upto``; append ``entries``; then ONE ``sync()`` of
-the log for all of it (group commit). Nothing of the Ready may be sent
-before it returns.
+knows nothing of Raft) to the core's Ready contract. ``persist(rd)`` runs
+in a worker thread or inline (the node decides) and does, in order: save
+term and vote together (atomic file replace) when they changed; pop the log
+from ``truncate_from``; drop entries up to ``compact_upto``; append
+``entries``; then ONE ``sync()`` of the log for all of it (group commit).
+Nothing of the Ready may be sent before it returns.
 
 An entry's id travels in the first eight bytes of the record's data, since
 storage records hold (index, term, type, data) only.
@@ -170,7 +170,7 @@ class Durable:
     # -- the Ready contract ---------------------------------------------------------------
 
     def persist(self, rd: Ready) -> None:
-        """Make the storage part of ``rd`` durable with one log fsync (worker thread)."""
+        """Make the storage part of ``rd`` durable with one log fsync (blocking)."""
         if rd.hard_state is not None:
             self.meta.save(rd.hard_state.term, rd.hard_state.voted_for)
         log_ = self.log

@@ -11,9 +11,9 @@ Theory of operation. :class:`Node` supervises four tasks in one nursery:
   (:mod:`traft.node.inbox`), takes the peers' messages first, then the tick,
   then client work, feeds it all to the core (client proposals as ONE
   ``recv_entries`` batch), then works off Ready values: persist with one
-  fsync in a worker thread, send, apply, advance. While it waits for the
-  disk, new input queues up and becomes the next batch: that is the group
-  commit.
+  fsync (a leader's batch of several entries in a worker thread, everything
+  else inline), send, apply, advance. While it waits for the disk, new input
+  queues up and becomes the next batch: that is the group commit.
 
 Callers (``submit``, ``read``, membership calls) hand the main loop a
 waiter (:mod:`traft.node.waiters`) and park on it; :class:`Deadlines` fails
@@ -37,9 +37,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-import net
 import trio
 
+import net
 from traft.core import (
     Config,
     EntryType,
@@ -112,10 +112,13 @@ class Node:
         endpoint: a datagram endpoint to use instead of UDP (tests use
             ``net.MemoryNetwork``).
         rng: randomness for the core (default: seeded from the OS).
-        persist_in_thread: write and fsync in a worker thread (the default) so
-            the event loop keeps receiving; False blocks the loop for the
-            fsync instead, which saves the thread hop (tests under trio's
-            autojump clock use it: the mock clock does not see threads).
+        persist_in_thread: the leader writes and fsyncs a batch of entries
+            in a worker thread (the default) so its event loop keeps serving
+            clients meanwhile; a follower, and a leader with a single new
+            entry, persist inline (see ``_process``). False
+            blocks the loop for every fsync instead, which saves the thread
+            hop (tests under trio's autojump clock use it: the mock clock
+            does not see threads).
         faults: a fault injector for the UDP endpoint the node makes (fault
             testing: ``traft serve --enable-faults``); ignored with ``endpoint``.
         lease_reads: the leader answers reads from its lease, without a
@@ -481,7 +484,15 @@ class Node:
                 or rd.compact_upto is not None
             ):
                 start = trio.current_time()
-                if self._persist_in_thread:
+                # Only the leader hands its fsync to a worker thread, so that
+                # client work goes on meanwhile. A follower's fsync is on the
+                # path of every write (the leader waits for its answer) and its
+                # loop has little else to do (the next AppendEntries waits in
+                # the socket's buffer): the thread hop, two wake-ups, only
+                # delays the answer. A batch of one entry means the clients
+                # are few and waiting, so the leader keeps that fsync inline
+                # too (docs/benchmarks.md, "Where a single PUT's time goes").
+                if self._persist_in_thread and raft.role is Role.LEADER and len(rd.entries) > 1:
                     await trio.to_thread.run_sync(durable.persist, rd)
                 else:
                     durable.persist(rd)

@@ -16,7 +16,6 @@ import logging
 from typing import Any
 
 import net
-
 from traft.core import Membership, NodeConfig
 from traft.node.config import Address, ClusterConfig, format_address
 from traft.node.members import member_context, parse_context
