@@ -298,11 +298,15 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
                 bind=me.peer,
                 key=self.cluster.key,
                 max_datagram=self.cluster.max_datagram,
+                max_message=max(net.DEFAULT_MAX_MESSAGE, self.cluster.max_command + 2048),
                 faults=self.faults,
             )
         endpoint = self.endpoint
         config = self._core_config(endpoint.max_payload)
-        self._max_command = endpoint.max_payload - 2048
+        # A command travels in one AppendEntries (2048 bytes of room for its
+        # framing), fragmented when longer than a datagram; an endpoint made
+        # by the caller may carry less than the cluster allows.
+        self._max_command = min(self.cluster.max_command, endpoint.max_message - 2048)
         if self._persist_in_thread:
             raft = await trio.to_thread.run_sync(self._open, config)
         else:
@@ -787,7 +791,7 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
             ProposalLost: a new leader replaced the entry; retrying is safe with sessions.
             ProposalTimeout: no answer within ``timeout``; the outcome is unknown.
             NodeStopped: the node is not running.
-            ValueError: the command does not fit in one datagram.
+            ValueError: the command is longer than the cluster's ``max_command``.
         """
         self._check_running()
         if len(command) > self._max_command:
