@@ -55,8 +55,8 @@ Limits: a key is 1..1024 bytes of UTF-8 without control characters (``/``
 is allowed and percent-escapes are decoded); an Idempotency-Key is 1..128
 printable ASCII characters; the encoded command (key, value, prev and
 idempotency key together) must fit ``max_command_bytes``, by default
-``cluster.max_datagram - 2101`` under ``traft serve`` so that any entry fits
-one datagram (the node refuses larger commands too: 413 as well). A 413
+``cluster.max_command`` (1 MiB) under ``traft serve``, the node's own limit
+(it refuses larger commands too: 413 as well). A 413
 names the room left for the value with the request's key, ``prev`` and
 Idempotency-Key (:meth:`KVApp.room_for_value`).
 """
@@ -112,7 +112,7 @@ Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 Handler = Callable[["Request"], Awaitable["Response"]]
 
-DEFAULT_MAX_COMMAND_BYTES: Final = 60_000 - 2101  # what traft serve uses by default
+DEFAULT_MAX_COMMAND_BYTES: Final = 1 << 20  # what traft serve uses by default (max_command)
 RETRY_AFTER_S: Final = 1
 _JSON: Final = b"application/json"
 _OCTETS: Final = b"application/octet-stream"
