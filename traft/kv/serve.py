@@ -68,6 +68,8 @@ LOG_FORMAT = (
     "%(levelname)s %(name)s: %(message)s"
 )
 DATE_FORMAT = "%H:%M:%S"
+
+
 class AddressInUse(OSError):
     """One of this node's addresses is taken; the message names which."""
 
