@@ -123,20 +123,32 @@ class Budget:
     ) -> Budget:
         """The budget of messages sent through ``endpoint``; ``max_command``
         (None: all a message holds) is cut to what a message holds."""
-        # Today net sends every message as one datagram: its largest message
-        # is one datagram's payload.
-        return cls._make(endpoint.max_payload, endpoint.max_payload, max_command)
+        # net fragments a message longer than one datagram: the largest
+        # message is the endpoint's max_message, not one datagram's payload.
+        return cls._make(endpoint.max_payload, endpoint.max_message, max_command)
 
     @classmethod
     def for_datagram(
-        cls, max_datagram: int, *, authenticated: bool, max_command: int | None = None
+        cls,
+        max_datagram: int,
+        *,
+        authenticated: bool,
+        max_message: int = net.DEFAULT_MAX_MESSAGE,
+        max_command: int | None = None,
     ) -> Budget:
         """The budget of an endpoint that will send datagrams of ``max_datagram``
         bytes, with an authentication tag when ``authenticated`` (net's envelope
-        decides the framing); ``max_command`` as for :meth:`for_endpoint`."""
+        decides the framing), and messages of up to ``max_message`` bytes
+        (fragmented); ``max_command`` as for :meth:`for_endpoint`."""
         # Only the key's presence changes the envelope's size, not its bytes.
         codec = net.EnvelopeCodec(0, key=b"k" if authenticated else None, max_datagram=max_datagram)
-        return cls._make(codec.max_payload, codec.max_payload, max_command)
+        return cls._make(codec.max_payload, max(max_message, codec.max_payload), max_command)
+
+    @staticmethod
+    def message_size_for(max_command: int) -> int:
+        """The ``max_message`` an endpoint needs so that a command of
+        ``max_command`` bytes fits one AppendEntries: net's default, or more."""
+        return max(net.DEFAULT_MAX_MESSAGE, max_command + COMMAND_HEADROOM)
 
     @classmethod
     def _make(cls, max_payload: int, max_message: int, max_command: int | None) -> Budget:

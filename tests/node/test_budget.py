@@ -12,11 +12,19 @@ def test_budget_takes_the_message_size_from_the_endpoint() -> None:
     network = net.MemoryNetwork(cluster_id=1, max_datagram=10_000)
     endpoint = network.endpoint(1)
     budget = Budget.for_endpoint(endpoint)
-    assert budget.max_payload == budget.max_message == endpoint.max_payload
-    assert budget.max_command == endpoint.max_payload - 2048
+    assert budget.max_payload == endpoint.max_payload
+    # A message longer than one datagram travels in fragments.
+    assert budget.max_message == endpoint.max_message > endpoint.max_payload
+    assert budget.max_command == endpoint.max_message - 2048
     assert Budget.for_endpoint(endpoint, max_command=100).max_command == 100
     # A configured command limit is cut to what a message holds.
-    assert Budget.for_endpoint(endpoint, max_command=1 << 20).max_command == budget.max_command
+    assert Budget.for_endpoint(endpoint, max_command=1 << 30).max_command == budget.max_command
+
+
+def test_the_message_size_a_command_limit_needs() -> None:
+    assert Budget.message_size_for(100) == net.DEFAULT_MAX_MESSAGE
+    big = Budget.message_size_for(8 << 20)
+    assert Budget(max_payload=60_000, max_message=big).max_command == 8 << 20
 
 
 def test_budget_for_a_datagram_counts_the_envelope_and_its_tag() -> None:

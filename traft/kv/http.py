@@ -55,8 +55,8 @@ Limits: a key is 1..1024 bytes of UTF-8 without control characters (``/``
 is allowed and percent-escapes are decoded); an Idempotency-Key is 1..128
 printable ASCII characters; the encoded command (key, value, prev and
 idempotency key together) must fit ``max_command_bytes``, under ``traft
-serve`` the node's own limit (``Node.budget.max_command``, see
-:class:`traft.wire.Budget`), so that any entry fits one message. A 413
+serve`` the node's own limit (``Node.budget.max_command``: the cluster's
+``max_command``, 1 MiB by default, see :class:`traft.wire.Budget`). A 413
 names the room left for the value with the request's key, ``prev`` and
 Idempotency-Key (:meth:`KVApp.room_for_value`).
 """
@@ -90,7 +90,7 @@ from traft.kv.commands import (
 )
 from traft.kv.faultctl import FaultRequestError, apply_fault_request, describe_faults
 from traft.kv.state import KVStore
-from traft.node.config import ConfigError, parse_address
+from traft.node.config import DEFAULT_MAX_COMMAND, ConfigError, parse_address
 from traft.node.errors import (
     LeadershipTransferring,
     MemberChangeError,
@@ -101,7 +101,6 @@ from traft.node.errors import (
     ProposalTimeout,
     TransferFailed,
 )
-from traft.wire import Budget
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +112,7 @@ Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 Handler = Callable[["Request"], Awaitable["Response"]]
 
-# What traft serve allows with its default datagram size and a cluster key.
-DEFAULT_MAX_COMMAND_BYTES: Final = Budget.for_datagram(60_000, authenticated=True).max_command
+DEFAULT_MAX_COMMAND_BYTES: Final = DEFAULT_MAX_COMMAND  # what traft serve uses by default
 RETRY_AFTER_S: Final = 1
 _JSON: Final = b"application/json"
 _OCTETS: Final = b"application/octet-stream"

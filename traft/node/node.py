@@ -156,9 +156,14 @@ class Node:
         # The message sizes: from the endpoint given, or (until run() makes
         # it, and asks it again) from the one run() will make.
         self.budget = (
-            Budget.for_endpoint(endpoint)
+            Budget.for_endpoint(endpoint, max_command=cluster.max_command)
             if endpoint is not None
-            else Budget.for_datagram(cluster.max_datagram, authenticated=cluster.key is not None)
+            else Budget.for_datagram(
+                cluster.max_datagram,
+                authenticated=cluster.key is not None,
+                max_message=Budget.message_size_for(cluster.max_command),
+                max_command=cluster.max_command,
+            )
         )
         self.raft: Raft | None = None
         self._durable: Durable | None = None
@@ -261,10 +266,13 @@ class Node:
                 bind=me.peer,
                 key=self.cluster.key,
                 max_datagram=self.cluster.max_datagram,
+                max_message=Budget.message_size_for(self.cluster.max_command),
                 faults=self.faults,
             )
         endpoint = self.endpoint
-        self.budget = Budget.for_endpoint(endpoint)
+        # The cluster's max_command, at most what one message carries (an
+        # endpoint made by the caller may carry less than the cluster allows).
+        self.budget = Budget.for_endpoint(endpoint, max_command=self.cluster.max_command)
         config = self._core_config()
         if self._persist_in_thread:
             raft = await trio.to_thread.run_sync(self._open, config)
@@ -598,7 +606,8 @@ class Node:
             ProposalLost: a new leader replaced the entry; retrying is safe with sessions.
             ProposalTimeout: no answer within ``timeout``; the outcome is unknown.
             NodeStopped: the node is not running.
-            ValueError: the command is longer than ``budget.max_command``.
+            ValueError: the command is longer than ``budget.max_command`` (the
+                cluster's ``max_command``, at most what one message carries).
         """
         proposal = self._proposable(command)
         if self._proposals.has_room():
