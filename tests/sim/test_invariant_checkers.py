@@ -21,6 +21,7 @@ from traft.core import (
     Role,
     SnapshotMeta,
 )
+from traft.core.entry import membership_data
 from traft.core.log import RaftLog
 from traft.core.messages import RequestVote
 from traft.sim import Cluster
@@ -411,3 +412,47 @@ def test_replication_resumes_follower_kept_in_snapshot_state() -> None:
     checker.check(w.cluster, 1100)
     w.cluster.crash(f.id)
     checker.check(w.cluster, 2000)
+
+
+def test_commit_monotonic_commit_index_goes_back() -> None:
+    w = Watched()
+    raft = w.cluster[w.follower()]
+    raft.commit_index -= 1  # as an old snapshot installed over a newer commit would
+    raft.last_applied = min(raft.last_applied, raft.commit_index)
+    with _violates("commit_monotonic"):
+        w.checker.after_step(w.server(w.follower()))
+
+
+def test_commit_rule_leader_commits_an_entry_of_an_earlier_term() -> None:
+    w = Watched()
+    leader = w.cluster[w.leader]
+    leader.term += 1  # its log now ends with entries of an earlier term
+    w.checker._tracks[w.leader].commit -= 1  # noqa: SLF001 - as if the commit just moved
+    w.checker._tracks[w.leader].term = leader.term  # noqa: SLF001
+    with _violates("commit_rule"):
+        w.checker.after_step(w.server(w.leader))
+
+
+def test_match_monotonic_leader_lowers_a_followers_match() -> None:
+    w = Watched()
+    servers = w.cluster.servers.values()
+    w.checker.check_progress(servers)
+    pr = w.cluster[w.leader]._progress[w.follower()]  # noqa: SLF001
+    pr.match_index -= 1
+    with _violates("match_monotonic"):
+        w.checker.check_progress(servers)
+
+
+def test_configuration_accuracy_popped_change_not_undone() -> None:
+    w = Watched()
+    f = w.server(w.follower())
+    last = f.raft.current_index
+    term = f.raft.term
+    change = Entry(term, last + 1, 999, EntryType.ADD_NONVOTING_NODE, membership_data(9))
+    f.raft._append([change])  # noqa: SLF001 - the core appends it (and takes it into force)
+    w.checker.on_persist(f, Ready(entries=[change]))
+    w.checker.after_step(f)  # appended: in force, as the log says
+    w.checker.on_persist(f, Ready(truncate_from=last + 1))
+    f.raft._log.truncate_from(last + 1)  # noqa: SLF001 - popped, but its effect stays
+    with _violates("configuration_accuracy"):
+        w.checker.after_step(f)

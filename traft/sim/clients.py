@@ -87,6 +87,7 @@ class Workload:
         next_id: where entry ids start; the counter is shared with anyone
             else proposing through :meth:`take_id`.
         after_step: called with a server after the workload made it act.
+        reads: the share of operations that are reads (0 to 1).
     """
 
     def __init__(
@@ -98,9 +99,13 @@ class Workload:
         keys: int = 3,
         timeout_ms: int = 2000,
         after_step: Callable[[SimServer], None] | None = None,
+        reads: float = 0.4,
     ) -> None:
         self.cluster = cluster
         self.rng = rng
+        # The share of reads; of the writes, 7 in 12 are puts, the rest cas.
+        self._read_share = reads
+        self._puts = reads + (1 - reads) * 7 / 12
         self.keys = [chr(ord("a") + k) for k in range(keys)]
         self.timeout_ms = timeout_ms
         self.history = History(clock=self._clock)
@@ -159,13 +164,13 @@ class Workload:
             return
         key = self.keys[rng.randrange(len(self.keys))]
         roll = rng.random()
-        if roll < 0.4:
+        if roll < self._read_share:
             if rng.random() < 0.5:
                 # A read from wherever the client happens to be (thesis §6.4).
                 live = [s for _, s in sorted(self.cluster.servers.items()) if s.alive]
                 server = live[rng.randrange(len(live))]
             self._get(client, server, key)
-        elif roll < 0.75:
+        elif roll < self._puts:
             self._values += 1
             self._write(client, server, "put", key, None, f"{client}.{self._values}")
         else:

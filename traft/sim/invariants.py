@@ -88,6 +88,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from traft.core import Entry, EntryType, Ready, Role, SnapshotMeta
+from traft.core.entry import membership_change
 from traft.sim.cluster import chain
 from traft.sim.configurations import ConfigurationChecks
 from traft.sim.durability import DurabilityChecks
@@ -100,6 +101,7 @@ if TYPE_CHECKING:
 __all__ = ["INVARIANTS", "InvariantChecker", "InvariantViolation", "ShadowLog"]
 
 _NORMAL = EntryType.NORMAL
+_NO_OP = EntryType.NO_OP
 _LEADER = Role.LEADER
 
 
@@ -233,6 +235,8 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
         committed = self._committed
         applied = self._applied_ids
         for entry in shadow.entries[max(index, covered + 1) - shadow.base_index - 1 :]:
+            if entry.type > _NO_OP:
+                track.config_due = True
             known = committed.get(entry.index)
             if known is not None and known[0] == entry.id:
                 raise InvariantViolation(
@@ -299,6 +303,8 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
                     f"server {node_id}: term {entry.term} at {entry.index} follows term {prev_term}",
                 )
             prev_term = entry.term
+            if entry.type > _NO_OP:
+                track.config_due = True
             if last_id >= 0 and entry.type == _NORMAL:
                 if entry.id <= last_id:
                     raise InvariantViolation(
@@ -480,11 +486,28 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
                 theirs = shadow.entries[-1]
                 if entry is not theirs and entry != theirs:
                     self._compare_logs(server, track, last)
+        # commit_monotonic: only a restart takes a server's commit index back.
+        if commit < track.commit:
+            raise InvariantViolation(
+                "commit_monotonic",
+                f"server {node_id}'s commit index went from {track.commit} to {commit}",
+            )
+        if track.config_due and server.syncing is None:
+            track.config_due = False
+            self._check_configuration(server, track)
         # Commit observed: record newly committed entries.
         if commit > track.commit:
             self._record_commits(server, track.commit + 1, commit, term)
             track.commit = commit
             if raft.role is _LEADER:
+                if log.term_at(commit) != term:
+                    # §5.4.2, Figure 8: a leader commits entries of earlier
+                    # terms only by committing one of its own after them.
+                    raise InvariantViolation(
+                        "commit_rule",
+                        f"leader {node_id} (term {term}) moved its commit index to {commit}, "
+                        f"an entry of term {log.term_at(commit)}",
+                    )
                 self._check_commit_durable(server, commit)
         # state_machine_safety: the state machine's hash at its applied index.
         applied = server.applied_index
@@ -493,6 +516,58 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
                 "state_machine_safety",
                 f"server {node_id}'s state after applying {applied} differs from the others'",
             )
+
+    def _check_configuration(self, server: SimServer, track: Track) -> None:
+        # configuration_accuracy: a membership entry takes effect when it is
+        # appended and is undone when it is popped, so the configuration in
+        # force is the committed one at the log's base with every membership
+        # entry of the (persisted) log applied in order.
+        self.checks += 1
+        shadow = track.shadow
+        nodes = dict(self.committed_config_at(shadow.base_index))
+        for entry in shadow.entries:
+            if entry.type <= _NO_OP:
+                continue
+            try:
+                node_id, _ = membership_change(entry)
+            except ValueError:
+                continue
+            if entry.type == EntryType.ADD_NONVOTING_NODE:
+                nodes.setdefault(node_id, False)
+            elif entry.type == EntryType.ADD_NODE:
+                nodes[node_id] = True
+            else:
+                nodes.pop(node_id, None)
+        got = {n.node_id: n.voting for n in server.raft.membership().nodes}
+        if got != nodes:
+            raise InvariantViolation(
+                "configuration_accuracy",
+                f"server {server.id} has configuration {sorted(got.items())}; its log "
+                f"{shadow.base_index}..{shadow.last_index} says {sorted(nodes.items())}",
+            )
+
+    def check_progress(self, servers: Iterable[SimServer]) -> None:
+        """``match_monotonic``: a leader never lowers what it knows a follower holds."""
+        for server in servers:
+            raft = server.raft
+            if raft.role is not _LEADER or not server.alive:
+                continue
+            track = self._track(server)
+            term, seen = track.matches
+            if term != raft.term:
+                seen = {}
+                track.matches = (raft.term, seen)
+            self.checks += 1
+            for follower, pr in raft.progress().items():
+                match = pr.match_index
+                before = seen.get(follower)
+                if before is not None and before[0] is pr and match < before[1]:
+                    raise InvariantViolation(
+                        "match_monotonic",
+                        f"leader {server.id} (term {raft.term}) lowered server {follower}'s "
+                        f"match index from {before[1]} to {match}",
+                    )
+                seen[follower] = (pr, match)
 
     def _compare_logs(
         self, server: SimServer, track: Track, start: int, name: str = "log_accuracy"
