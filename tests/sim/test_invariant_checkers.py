@@ -23,7 +23,7 @@ from traft.core import (
 )
 from traft.core.entry import membership_data
 from traft.core.log import RaftLog
-from traft.core.messages import RequestVote
+from traft.core.messages import AppendEntries, RequestVote
 from traft.sim import Cluster
 from traft.sim.catchup import CatchupChecker
 from traft.sim.invariants import INVARIANTS, InvariantChecker, InvariantViolation
@@ -456,3 +456,32 @@ def test_configuration_accuracy_popped_change_not_undone() -> None:
     f.raft._log.truncate_from(last + 1)  # noqa: SLF001 - popped, but its effect stays
     with _violates("configuration_accuracy"):
         w.checker.after_step(f)
+
+
+def test_commit_vouched_follower_commits_past_the_request() -> None:
+    w = Watched()
+    f = w.server(w.follower())
+    before = f.raft.commit_index
+    msg = AppendEntries(
+        term=f.raft.term,
+        leader_id=w.leader,
+        prev_log_index=before,
+        prev_log_term=f.raft.log.term_at(before) or 0,
+        entries=(),
+        leader_commit=before + 5,
+        seq=0,
+    )
+    w.checker.check_vouched(f, msg, before)  # nothing moved: fine
+    f.raft.commit_index = before + 1  # past prev + 0 entries
+    with _violates("commit_vouched"):
+        w.checker.check_vouched(f, msg, before)
+
+
+def test_membership_rule_voting_change_before_an_entry_of_the_term_commits() -> None:
+    w = Watched()
+    leader = w.server(w.leader)
+    leader.raft.term += 1  # a new term in which nothing has committed yet
+    last = leader.raft.current_index
+    change = Entry(leader.raft.term, last + 1, 999, EntryType.REMOVE_NODE, membership_data(2))
+    with _violates("membership_rule"):
+        w.checker.on_persist(leader, Ready(entries=[change]))

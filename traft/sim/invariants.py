@@ -45,6 +45,20 @@ The invariants (names as reported):
                            and its state (and every snapshot) matches (§5.4.3).
 ``current_index_validity`` the last index holds an entry; commit and applied
                            indexes lie within the log.
+``commit_monotonic``       a server's commit index never goes back while it is
+                           up (an old snapshot installed would take it back).
+``commit_rule``            a leader's commit index moves only onto an entry of
+                           its own term (§5.4.2, Figure 8).
+``commit_vouched``         an AppendEntries moves a follower's commit index no
+                           further than min(leader_commit, its last entry)
+                           (Figure 2; checked by the run loop, which sees the
+                           message, through :meth:`InvariantChecker.check_vouched`).
+``match_monotonic``        a leader never lowers a follower's match index
+                           (:meth:`InvariantChecker.check_progress`).
+``configuration_accuracy`` after a membership entry is appended or popped,
+                           the configuration is the one the persisted log says.
+``membership_rule``        a leader appends a voting change only once an entry
+                           of its term has committed (Ongaro, raft-dev 2015).
 ``entry_id_monotonicity``  client entries appear in a log in the order they
                            were proposed (ids from a counter increase).
 ``no_committed_popped``    a committed entry is never truncated, and only
@@ -89,6 +103,7 @@ from typing import TYPE_CHECKING
 
 from traft.core import Entry, EntryType, Ready, Role, SnapshotMeta
 from traft.core.entry import membership_change
+from traft.core.messages import AppendEntries
 from traft.sim.cluster import chain
 from traft.sim.configurations import ConfigurationChecks
 from traft.sim.durability import DurabilityChecks
@@ -102,6 +117,7 @@ __all__ = ["INVARIANTS", "InvariantChecker", "InvariantViolation", "ShadowLog"]
 
 _NORMAL = EntryType.NORMAL
 _NO_OP = EntryType.NO_OP
+_VOTING_CHANGES = (EntryType.ADD_NODE, EntryType.REMOVE_NODE)
 _LEADER = Role.LEADER
 
 
@@ -218,6 +234,45 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
             self._compact(server.id, track, rd.compact_upto)
         if rd.entries:
             self._append(server.id, track, rd.entries)
+            if track.config_due and server.raft.role is _LEADER:
+                self._check_membership_rule(server, rd.entries)
+
+    def _check_membership_rule(self, server: SimServer, entries: list[Entry]) -> None:
+        # membership_rule: a leader changes voting membership only once an
+        # entry of its term has committed (Ongaro, raft-dev 2015: before that
+        # it may not know of a change an earlier leader appended). Its commit
+        # index only grows, so one that is still short of its term now was
+        # short when the change was proposed.
+        raft = server.raft
+        term = raft.term
+        if raft.log.term_at(raft.commit_index) == term:
+            return
+        self.checks += 1
+        for entry in entries:
+            if entry.term == term and entry.type in _VOTING_CHANGES:
+                raise InvariantViolation(
+                    "membership_rule",
+                    f"leader {server.id} (term {term}) appended voting change {entry.index} "
+                    f"({entry.type.name}) before an entry of its term committed "
+                    f"(commit {raft.commit_index})",
+                )
+
+    def check_vouched(self, server: SimServer, msg: AppendEntries, before: int) -> None:
+        """``commit_vouched``: an AppendEntries moves a follower's commit index no
+        further than min(leader_commit, index of the last entry it carried)
+        (Figure 2, receiver rule 5), ``before`` being the index before it."""
+        self.checks += 1
+        commit = server.raft.commit_index
+        if commit <= before:
+            return
+        vouched = min(msg.leader_commit, msg.prev_log_index + len(msg.entries))
+        if commit > vouched:
+            raise InvariantViolation(
+                "commit_vouched",
+                f"server {server.id} moved its commit index from {before} to {commit} on an "
+                f"AppendEntries that vouched for {vouched} (prev {msg.prev_log_index}, "
+                f"{len(msg.entries)} entries, leader commit {msg.leader_commit})",
+            )
 
     def _pop(self, node_id: int, track: Track, index: int, covered: int) -> None:
         self.checks += 1

@@ -50,6 +50,7 @@ from typing import Any
 
 from traft.check import Verdict
 from traft.core import (
+    AppendEntries,
     Config,
     Ready,
     Role,
@@ -384,7 +385,13 @@ class Simulation(MembershipChaos, LivenessCheck):
                 self._note(f"{src} -> {dst}: {msg!r}")
             if trace is not None:
                 trace.update(f"{self.iteration} {src}>{dst} {msg!r}\n".encode())
-            receive(src, dst, msg)
+            if type(msg) is AppendEntries:
+                before = server.raft.commit_index
+                receive(src, dst, msg)
+                if server.alive:
+                    self.checker.check_vouched(server, msg, before)
+            else:
+                receive(src, dst, msg)
             check(server)
             if archive is not None:
                 archive.offer(src, dst, msg)

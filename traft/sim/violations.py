@@ -17,6 +17,8 @@ INVARIANTS = (
     "current_index_validity",
     "commit_monotonic",
     "commit_rule",
+    "commit_vouched",
+    "membership_rule",
     "match_monotonic",
     "configuration_accuracy",
     "entry_id_monotonicity",
