@@ -185,6 +185,10 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
         """The highest index applied anywhere (everything up to it is committed)."""
         return len(self._applied_ids)
 
+    def max_committed(self) -> int:
+        """The newest index any server has been seen to commit."""
+        return self._max_committed
+
     def committed_id(self, index: int) -> int | None:
         """The id of the entry known committed at ``index``, or None if not known yet."""
         if 0 < index <= len(self._applied_ids):

@@ -114,6 +114,7 @@ class Simulation(MembershipChaos, LivenessCheck):
             timeout_ms=o.client_timeout_ms,
             after_step=self.checker.after_step,
             reads=o.reads / 100,
+            committed=self.checker.max_committed,
         )
         self.transfers = TransferChaos(
             c,

@@ -17,7 +17,8 @@ given. What is drawn, per seed:
 
 * the number of initial voters, from ``servers - 2`` to ``servers + 2``
   (at least 1), so even-sized voter sets appear;
-* each fault rate, times one of :data:`SCALES` (0 turns it off);
+* each fault rate, times one of :data:`SCALES` (0 turns it off); with
+  more messages lost, ``catchup_ms`` grows in proportion;
 * the share of servers whose driver sends a leader's Ready before its
   fsync: 0, ``early_send`` or 100 %;
 * the core's ``max_entries_per_message``: 1, 2, 3 or the given one, so a
@@ -73,6 +74,10 @@ def draw(options: SimOptions, rng: random.Random) -> tuple[SimOptions, dict[str,
     for name in RATES:
         rate = getattr(o, name)
         changes[name] = min(100.0, rate * SCALES[rng.randrange(len(SCALES))])
+    if o.drop and changes["drop"] > o.drop:
+        # replication_resumes bounds a wait on round trips: with more of them
+        # lost, the bound grows by as much as the loss rate.
+        changes["catchup_ms"] = round(o.catchup_ms * changes["drop"] / o.drop)
     if o.early_send:
         changes["early_send"] = rng.choice((0.0, o.early_send, 100.0))
     changes["max_entries"] = rng.choice((1, 2, 3, o.max_entries))

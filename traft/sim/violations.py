@@ -33,6 +33,7 @@ INVARIANTS = (
     "removal_notice",
     "no_id_reuse",
     "entry_status",
+    "read_index",
     "liveness",
     "replication_resumes",
     "transfer_leaderless",
