@@ -23,7 +23,11 @@ An iteration is ``step_ms`` of virtual time:
    random server; a crash (half of them inside a Ready: after the fsync,
    before sending) with a restart from disk after a random downtime; a
    client operation; a leadership transfer (thesis §3.10) to a random voter
-   (:class:`~traft.sim.transfers.TransferChaos`), racing with the rest;
+   (:class:`~traft.sim.transfers.TransferChaos`), racing with the rest; old
+   messages from anywhere in the run delivered again
+   (:class:`~traft.sim.replay.Archive`); new leaders crashed before their
+   term commits; leaders crashed right after proposing a voting change
+   (:mod:`traft.sim.membership_chaos`);
 4. liveness: while servers that are up and all connected hold a quorum of
    the committed configuration and of the one in force on the most
    up-to-date servers, the cluster must commit, or sit idle under an
@@ -34,6 +38,10 @@ restart, and no message is lost, duplicated or reordered; membership
 changes, compactions and crashes stop; clients and transfers go on. Once
 the cluster has settled, every transfer must leave it without a leader for
 no longer than an election timeout (``transfer_leaderless``).
+
+With ``swarm`` (``traft sim``'s default) each seed first draws its own
+mix from the options: sizes, fault rates, driver modes
+(:mod:`traft.sim.swarm`).
 
 The :class:`~traft.sim.invariants.InvariantChecker` checks after every
 delivered message and every step of every server. At the end the client
