@@ -40,3 +40,25 @@ def test_a_majority_of_followers_commits_without_the_leaders_disk() -> None:
         )
     assert raft.commit_index == index
     raft.advance(rd)
+
+
+def test_an_ack_before_the_ready_commits_nothing_until_advance() -> None:
+    """The leader's own copy counts from the ``advance()`` of the Ready that carried
+    it, not from the proposal (the entry is in memory only) nor from ``ready()``
+    (the driver may still be writing it, thesis §10.2.1)."""
+    raft = make(1, (1, 2, 3, 4, 5))
+    elect_and_commit(raft)
+    index = raft.recv_entry(b"x").index
+    ack = AppendEntriesResponse(
+        term=raft.term, success=True, current_index=index, commit_index=index - 1, seq=0
+    )
+    # Two followers of four acknowledge (as if the entry had reached them by
+    # another path): with the leader's copy that would be three of five.
+    raft.recv(2, ack)
+    raft.recv(3, ack)
+    assert raft.commit_index == index - 1  # proposed, not even handed out
+    rd = raft.ready()
+    assert [e.index for e in rd.entries] == [index]
+    assert raft.commit_index == index - 1  # handed out, not yet durable
+    raft.advance(rd)
+    assert raft.commit_index == index  # durable: three of five

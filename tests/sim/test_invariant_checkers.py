@@ -21,8 +21,9 @@ from traft.core import (
     Role,
     SnapshotMeta,
 )
+from traft.core.entry import membership_data
 from traft.core.log import RaftLog
-from traft.core.messages import RequestVote
+from traft.core.messages import AppendEntries, RequestVote
 from traft.sim import Cluster
 from traft.sim.catchup import CatchupChecker
 from traft.sim.invariants import INVARIANTS, InvariantChecker, InvariantViolation
@@ -411,3 +412,76 @@ def test_replication_resumes_follower_kept_in_snapshot_state() -> None:
     checker.check(w.cluster, 1100)
     w.cluster.crash(f.id)
     checker.check(w.cluster, 2000)
+
+
+def test_commit_monotonic_commit_index_goes_back() -> None:
+    w = Watched()
+    raft = w.cluster[w.follower()]
+    raft.commit_index -= 1  # as an old snapshot installed over a newer commit would
+    raft.last_applied = min(raft.last_applied, raft.commit_index)
+    with _violates("commit_monotonic"):
+        w.checker.after_step(w.server(w.follower()))
+
+
+def test_commit_rule_leader_commits_an_entry_of_an_earlier_term() -> None:
+    w = Watched()
+    leader = w.cluster[w.leader]
+    leader.term += 1  # its log now ends with entries of an earlier term
+    w.checker._tracks[w.leader].commit -= 1  # noqa: SLF001 - as if the commit just moved
+    w.checker._tracks[w.leader].term = leader.term  # noqa: SLF001
+    with _violates("commit_rule"):
+        w.checker.after_step(w.server(w.leader))
+
+
+def test_match_monotonic_leader_lowers_a_followers_match() -> None:
+    w = Watched()
+    servers = w.cluster.servers.values()
+    w.checker.check_progress(servers)
+    pr = w.cluster[w.leader]._progress[w.follower()]  # noqa: SLF001
+    pr.match_index -= 1
+    with _violates("match_monotonic"):
+        w.checker.check_progress(servers)
+
+
+def test_configuration_accuracy_popped_change_not_undone() -> None:
+    w = Watched()
+    f = w.server(w.follower())
+    last = f.raft.current_index
+    term = f.raft.term
+    change = Entry(term, last + 1, 999, EntryType.ADD_NONVOTING_NODE, membership_data(9))
+    f.raft._append([change])  # noqa: SLF001 - the core appends it (and takes it into force)
+    w.checker.on_persist(f, Ready(entries=[change]))
+    w.checker.after_step(f)  # appended: in force, as the log says
+    w.checker.on_persist(f, Ready(truncate_from=last + 1))
+    f.raft._log.truncate_from(last + 1)  # noqa: SLF001 - popped, but its effect stays
+    with _violates("configuration_accuracy"):
+        w.checker.after_step(f)
+
+
+def test_commit_vouched_follower_commits_past_the_request() -> None:
+    w = Watched()
+    f = w.server(w.follower())
+    before = f.raft.commit_index
+    msg = AppendEntries(
+        term=f.raft.term,
+        leader_id=w.leader,
+        prev_log_index=before,
+        prev_log_term=f.raft.log.term_at(before) or 0,
+        entries=(),
+        leader_commit=before + 5,
+        seq=0,
+    )
+    w.checker.check_vouched(f, msg, before)  # nothing moved: fine
+    f.raft.commit_index = before + 1  # past prev + 0 entries
+    with _violates("commit_vouched"):
+        w.checker.check_vouched(f, msg, before)
+
+
+def test_membership_rule_voting_change_before_an_entry_of_the_term_commits() -> None:
+    w = Watched()
+    leader = w.server(w.leader)
+    leader.raft.term += 1  # a new term in which nothing has committed yet
+    last = leader.raft.current_index
+    change = Entry(leader.raft.term, last + 1, 999, EntryType.REMOVE_NODE, membership_data(2))
+    with _violates("membership_rule"):
+        w.checker.on_persist(leader, Ready(entries=[change]))

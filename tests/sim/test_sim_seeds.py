@@ -1,10 +1,11 @@
 """A fixed set of simulator seeds with every kind of chaos on.
 
-15 runs (5 each of 3, 5 and 7 servers), 6,000 to 10,000 iterations each, with
+12 runs (4 each of 3, 5 and 7 servers), 6,000 to 10,000 iterations each, with
 drops, duplicates, reordering, delays, partitions, membership changes,
 compactions, crashes and clients; every invariant is checked after every
 step and every client history for linearizability. The runs are spread
-over the machine's cores.
+over the machine's cores. Then 4 seeds of ``traft sim``'s own defaults,
+swarm testing included (each seed its own mix, docs/simulator.md).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 
+import attrs
 import pytest
 
 from traft.sim.runner import SimOptions, run_one
@@ -32,10 +34,12 @@ CHAOS = SimOptions(
     liveness_ms=3000,
 )
 
-# Five seeds per size keep this near a minute under coverage on two cores
-# (make test must stay under ten); `traft sim --seeds 1..200` and
-# scripts/soak-sim sweep far wider.
-CASES = [(servers, seed) for servers in (3, 5, 7) for seed in range(5)]
+# Four seeds per size, and four swarm seeds, keep this near a minute under
+# coverage on two cores (make test must stay under ten); `traft sim --seeds
+# 1..200` and scripts/soak-sim sweep far wider.
+CASES = [(servers, seed) for servers in (3, 5, 7) for seed in range(4)]
+SWARM = attrs.evolve(SimOptions(), swarm=True)  # traft sim's defaults
+SWARM_SEEDS = [1, 2, 3, 4]
 
 
 def _run(case: tuple[int, int]) -> tuple[int, int, str | None, dict[str, object]]:
@@ -50,9 +54,15 @@ def _run(case: tuple[int, int]) -> tuple[int, int, str | None, dict[str, object]
 
 
 def _fields(options: SimOptions) -> dict[str, object]:
-    import attrs
-
     return attrs.asdict(options, recurse=False)
+
+
+def _run_swarm(seed: int) -> tuple[int, str | None, dict[str, object]]:
+    result = run_one(SWARM, seed)
+    detail = (
+        None if result.violation is None else f"{result.violation} (iteration {result.iteration})"
+    )
+    return seed, detail, result.summary
 
 
 def test_fixed_seeds_hold_every_invariant() -> None:
@@ -76,3 +86,19 @@ def test_fixed_seeds_hold_every_invariant() -> None:
     assert sum(int(s["partitions"]) for s in summaries) > 0  # type: ignore[call-overload]
     assert all(s["linearizability"] == "linearizable" for s in summaries)
     assert all(int(s["committed"]) > 20 for s in summaries)  # type: ignore[call-overload]
+
+
+def test_swarm_seeds_hold_every_invariant() -> None:
+    workers = max(1, min(len(os.sched_getaffinity(0)), 4))
+    pool = multiprocessing.get_context("fork").Pool(workers)
+    try:
+        results = pool.map(_run_swarm, SWARM_SEEDS, chunksize=1)
+    finally:
+        pool.close()
+        pool.join()
+    failures = [f"seed {s}: {d}" for s, d, _ in results if d is not None]
+    assert not failures, "\n".join(failures)
+    # Each seed drew its own mix.
+    drawn = [r[2]["drawn"] for r in results]
+    assert len({repr(d) for d in drawn}) == len(drawn)
+    assert all(r[2]["linearizability"] == "linearizable" for r in results)

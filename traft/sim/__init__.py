@@ -5,7 +5,8 @@
 ``traft sim`` with :class:`SimOptions`. See docs/simulator.md.
 """
 
-from traft.sim.cluster import Cluster, MemoryDisk, SimServer, SnapshotTransfer, chain
+from traft.sim.cluster import Cluster, SimServer, SnapshotTransfer, chain
+from traft.sim.disk import MemoryDisk
 from traft.sim.invariants import INVARIANTS, InvariantChecker, InvariantViolation
 from traft.sim.network import Network
 from traft.sim.runner import RunResult, SimOptions, Simulation, run_one

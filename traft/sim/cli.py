@@ -20,7 +20,8 @@ import attrs
 from traft.check import write_history
 from traft.sim.runner import RunResult, SimOptions, Simulation
 
-_DEFAULTS = SimOptions()
+# traft sim's defaults: SimOptions' own, with swarm testing on.
+_DEFAULTS = attrs.evolve(SimOptions(), swarm=True)
 
 # (flag, SimOptions field, help). Rates are percentages.
 _RATES = (
@@ -67,6 +68,25 @@ _RATES = (
         "transfer",
         "percent chance per iteration that the leader is asked to transfer leadership "
         "to a random voter (thesis §3.10)",
+    ),
+    (
+        "--replay",
+        "replay",
+        "percent chance per iteration that 1 to 3 old messages, sampled from the whole run "
+        "so far, are delivered again",
+    ),
+    (
+        "--leader-crash",
+        "leader_crash",
+        "percent of new leaders crashed before their term has committed an entry (at once "
+        "or inside their next Ready)",
+    ),
+    (
+        "--force-election",
+        "force_election",
+        "percent of voting membership changes after which the leader crashes (inside the "
+        "Ready that carries the change, or once it is sent) and the next leader is asked "
+        "for a change at once",
     ),
     (
         "--client",
@@ -244,10 +264,44 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="every server's clock moves exactly --step-ms per iteration",
     )
-    c.add_argument("--calm", action="store_true", help="set every chaos rate to 0 (clients stay)")
+    c.add_argument(
+        "--calm",
+        action="store_true",
+        help="set every chaos rate left at its default to 0 (clients stay) and turn swarm off",
+    )
+    c.add_argument(
+        "--no-swarm",
+        action="store_true",
+        help="use the options exactly as given; by default each seed draws its own mix from "
+        "them (servers from N-2 to N+2, each fault rate times 0, 0.5, 1, 2 or 4, early send "
+        "for 0, --early-send or 100 percent of servers, 1, 2, 3 or --max-entries entries per "
+        "message, and each of: no random clock period, no check-quorum, no pre-vote, no "
+        "automatic promotion, no install guard, with a chance of 1 in 4; 1 seed in 10 has "
+        "only reads): see docs/simulator.md",
+    )
+    c.add_argument(
+        "--max-entries",
+        type=int,
+        default=_DEFAULTS.max_entries,
+        help="the core's max_entries_per_message",
+    )
+    c.add_argument(
+        "--no-auto-promote",
+        action="store_true",
+        help="do not promote caught-up non-voters automatically (only membership chaos does)",
+    )
+    c.add_argument(
+        "--no-install-guard",
+        action="store_true",
+        help="the driver does not refuse a snapshot not newer than its commit index before "
+        "saving it (the node does); the core must refuse it",
+    )
     w = parser.add_argument_group("clients")
     w.add_argument("--clients", type=int, default=_DEFAULTS.clients, help="client processes")
     w.add_argument("--keys", type=int, default=_DEFAULTS.keys, help="distinct keys")
+    w.add_argument(
+        "--reads", type=_rate, default=_DEFAULTS.reads, help="percent of operations that are reads"
+    )
     w.add_argument("--no-history-check", action="store_true", help="skip the linearizability check")
     w.add_argument(
         "--history",
@@ -300,6 +354,11 @@ def options_from(args: argparse.Namespace) -> SimOptions:
         keys=args.keys,
         check_history=not args.no_history_check,
         trace=args.trace,
+        swarm=not (args.no_swarm or args.calm),
+        max_entries=args.max_entries,
+        reads=args.reads,
+        auto_promote=not args.no_auto_promote,
+        install_guard=not args.no_install_guard,
         **rates,
     )
 
@@ -320,6 +379,8 @@ def replay_command(options: SimOptions, seed: int) -> str:
             parts.append("--no-pre-vote")
         elif name == "check_history":
             parts.append("--no-history-check")
+        elif name in ("swarm", "auto_promote", "install_guard"):
+            parts.append(f"--no-{name.replace('_', '-')}")
         elif name in ("delay_ms", "fsync_ms"):
             parts.append(f"--{name.replace('_', '-')} {value[0]}..{value[1]}")
         elif name == "install_ms":

@@ -73,6 +73,8 @@ class _Read:
     server: int
     started_ms: int
     index: int | None = None
+    # The newest index known committed anywhere when the read began.
+    floor: int = 0
 
 
 class Workload:
@@ -87,6 +89,11 @@ class Workload:
         next_id: where entry ids start; the counter is shared with anyone
             else proposing through :meth:`take_id`.
         after_step: called with a server after the workload made it act.
+        reads: the share of operations that are reads (0 to 1).
+        committed: the newest index known committed anywhere; every ReadIndex
+            answer must be at or past its value when the read began
+            (``read_index``), or a read could miss a write that completed
+            before it.
     """
 
     def __init__(
@@ -98,9 +105,15 @@ class Workload:
         keys: int = 3,
         timeout_ms: int = 2000,
         after_step: Callable[[SimServer], None] | None = None,
+        reads: float = 0.4,
+        committed: Callable[[], int] | None = None,
     ) -> None:
         self.cluster = cluster
         self.rng = rng
+        # The share of reads; of the writes, 7 in 12 are puts, the rest cas.
+        self._read_share = reads
+        self._committed = committed
+        self._puts = reads + (1 - reads) * 7 / 12
         self.keys = [chr(ord("a") + k) for k in range(keys)]
         self.timeout_ms = timeout_ms
         self.history = History(clock=self._clock)
@@ -159,13 +172,13 @@ class Workload:
             return
         key = self.keys[rng.randrange(len(self.keys))]
         roll = rng.random()
-        if roll < 0.4:
+        if roll < self._read_share:
             if rng.random() < 0.5:
                 # A read from wherever the client happens to be (thesis §6.4).
                 live = [s for _, s in sorted(self.cluster.servers.items()) if s.alive]
                 server = live[rng.randrange(len(live))]
             self._get(client, server, key)
-        elif roll < 0.75:
+        elif roll < self._puts:
             self._values += 1
             self._write(client, server, "put", key, None, f"{client}.{self._values}")
         else:
@@ -212,6 +225,7 @@ class Workload:
     def _get(self, client: int, server: SimServer, key: str) -> None:
         ctx = self._next_ctx
         self._next_ctx += 1
+        floor = 0 if self._committed is None else self._committed()
         try:
             server.raft.read_index(ctx)
         except (NotLeader, LeaderNotReady) as exc:
@@ -222,7 +236,7 @@ class Workload:
         else:
             self._leader_guess[client] = server.id
         handle = self.history.invoke(client, "get", key=key)
-        read = _Read(client, handle, key, server.id, self._now_ms)
+        read = _Read(client, handle, key, server.id, self._now_ms, floor=floor)
         self._busy[client] = read
         self._reads[ctx] = read
         self._step(server)
@@ -285,6 +299,12 @@ class Workload:
             ctx = event.ctx
             read = self._reads.get(ctx) if isinstance(ctx, int) else None
             if read is not None and read.server == server.id:
+                if event.index < read.floor:
+                    raise InvariantViolation(
+                        "read_index",
+                        f"server {server.id} answered a read at index {event.index}; "
+                        f"{read.floor} had committed before the read began",
+                    )
                 read.index = event.index
                 self._confirmed.setdefault(server.id, {})[ctx] = read  # type: ignore[index]
                 self._serve_reads(server)

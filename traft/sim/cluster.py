@@ -64,6 +64,7 @@ from traft.core import (
     SnapshotMeta,
 )
 from traft.core.messages import Message, RequestVote
+from traft.sim.disk import MemoryDisk as MemoryDisk
 from traft.sim.kv import KVStore
 from traft.sim.network import Network
 
@@ -74,96 +75,6 @@ _NORMAL = EntryType.NORMAL
 def chain(state: int, entry_id: int) -> int:
     """Fold one applied entry id into a state-machine hash."""
     return ((state * 1_000_003) ^ entry_id) & _MASK
-
-
-@attrs.define
-class MemoryDisk:
-    """What one server has made durable: hard state, log, latest snapshot."""
-
-    term: int = 0
-    voted_for: int | None = None
-    entries: list[Entry] = attrs.Factory(list)
-    base_index: int = 0
-    base_term: int = 0
-    snapshot: SnapshotMeta | None = None
-    snapshot_state: int = 0
-    snapshot_kv: KVStore = attrs.Factory(KVStore)
-    fsyncs: int = 0
-
-    def persist(self, rd: Ready) -> None:
-        """Apply the storage part of a Ready in the documented order, then 'fsync'."""
-        if rd.hard_state is not None:
-            self.term = rd.hard_state.term
-            self.voted_for = rd.hard_state.voted_for
-        if rd.truncate_from is not None:
-            keep = rd.truncate_from - self.base_index - 1
-            if keep < len(self.entries):
-                del self.entries[max(keep, 0) :]
-        if rd.compact_upto is not None and rd.compact_upto > self.base_index:
-            drop = rd.compact_upto - self.base_index
-            if drop >= len(self.entries):
-                self.entries.clear()
-                assert self.snapshot is not None and self.snapshot.index >= rd.compact_upto
-                self.base_term = self.snapshot.term if self.snapshot.index == rd.compact_upto else 0
-            else:
-                self.base_term = self.entries[drop - 1].term
-                del self.entries[:drop]
-            self.base_index = rd.compact_upto
-        if rd.entries:
-            first = rd.entries[0].index
-            assert first == self.base_index + len(self.entries) + 1, (
-                f"disk append gap: first {first}, last {self.base_index + len(self.entries)}"
-            )
-            self.entries.extend(rd.entries)
-        if rd.hard_state is not None or rd.entries or rd.truncate_from or rd.compact_upto:
-            self.fsyncs += 1
-
-    @property
-    def last_index(self) -> int:
-        return self.base_index + len(self.entries)
-
-    def term_at(self, index: int) -> int | None:
-        offset = index - self.base_index
-        if 0 < offset <= len(self.entries):
-            return self.entries[offset - 1].term
-        return None
-
-    def recover(self) -> list[Entry]:
-        """The entries a restarting node hands to ``Raft.restore``, as the node finds them.
-
-        Mirrors ``Node._open`` and :class:`~traft.node.durable.Durable`:
-        ``finish_snapshot_install`` first makes the log agree with the newest
-        snapshot (S, T), where an install interrupted by a crash can leave a
-        log that ends before S (it is compacted up to S) or one that
-        contradicts the snapshot, another term at S or a lower one at S + 1
-        (everything after S goes and the log is compacted up to S); then
-        ``entries_after(S)`` reads the rest, and the snapshot is the base.
-        """
-        snap = self.snapshot
-        if snap is None:
-            return list(self.entries)
-        index, term = snap.index, snap.term
-        at, after = self.term_at(index), self.term_at(index + 1)
-        if (at is not None and at != term) or (after is not None and after < term):
-            if after is not None:
-                del self.entries[index + 1 - self.base_index - 1 :]
-            self._compact_to_snapshot()
-        elif self.last_index < index:
-            self._compact_to_snapshot()
-        # Durable.entries_after.
-        offset = index - self.base_index
-        assert offset >= 0, "the log starts after the snapshot: entries are missing"
-        return self.entries[offset:]
-
-    def _compact_to_snapshot(self) -> None:
-        snap = self.snapshot
-        assert snap is not None
-        drop = snap.index - self.base_index
-        if drop > 0:
-            del self.entries[:drop]
-            self.base_index = snap.index
-            self.base_term = snap.term
-        self.fsyncs += 1
 
 
 @attrs.frozen
@@ -336,6 +247,9 @@ class Cluster:
         self.early_fsync_ms: tuple[int, int] = (1, 20)
         self.early_sends = 0
         self.early_crashes = 0
+        # The driver refuses a snapshot not newer than its commit index before
+        # saving it, as the node does; without it, the core must refuse it.
+        self.install_guard = True
 
     def _new_server(self, node_id: int, bootstrap: Membership) -> SimServer:
         server = SimServer(node_id, self.config, random.Random(self.rng.getrandbits(64)))
@@ -587,7 +501,9 @@ class Cluster:
         raft = server.raft
         meta = transfer.meta
         # The node answers "done" without saving anything in these cases.
-        if raft.snapshot_in_progress or raft.role is Role.LEADER or meta.index <= raft.commit_index:
+        if raft.snapshot_in_progress or raft.role is Role.LEADER:
+            return
+        if self.install_guard and meta.index <= raft.commit_index:
             return
         if transfer.term < raft.term:
             return
@@ -652,7 +568,10 @@ class Cluster:
         meta = transfer.meta
         disk = server.disk
         if step == 0:
-            # The snapshot file is durable.
+            # The snapshot file is durable (an older one than the newest
+            # already there is kept beside it, never loaded at a restart).
+            if disk.snapshot is not None and disk.snapshot.index >= meta.index:
+                return
             disk.snapshot = meta
             disk.snapshot_state = transfer.state
             disk.snapshot_kv = transfer.kv

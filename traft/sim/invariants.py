@@ -45,6 +45,20 @@ The invariants (names as reported):
                            and its state (and every snapshot) matches (§5.4.3).
 ``current_index_validity`` the last index holds an entry; commit and applied
                            indexes lie within the log.
+``commit_monotonic``       a server's commit index never goes back while it is
+                           up (an old snapshot installed would take it back).
+``commit_rule``            a leader's commit index moves only onto an entry of
+                           its own term (§5.4.2, Figure 8).
+``commit_vouched``         an AppendEntries moves a follower's commit index no
+                           further than min(leader_commit, its last entry)
+                           (Figure 2; checked by the run loop, which sees the
+                           message, through :meth:`InvariantChecker.check_vouched`).
+``match_monotonic``        a leader never lowers a follower's match index
+                           (:meth:`InvariantChecker.check_progress`).
+``configuration_accuracy`` after a membership entry is appended or popped,
+                           the configuration is the one the persisted log says.
+``membership_rule``        a leader appends a voting change only once an entry
+                           of its term has committed (Ongaro, raft-dev 2015).
 ``entry_id_monotonicity``  client entries appear in a log in the order they
                            were proposed (ids from a counter increase).
 ``no_committed_popped``    a committed entry is never truncated, and only
@@ -88,6 +102,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from traft.core import Entry, EntryType, Ready, Role, SnapshotMeta
+from traft.core.entry import membership_change
+from traft.core.messages import AppendEntries
 from traft.sim.cluster import chain
 from traft.sim.configurations import ConfigurationChecks
 from traft.sim.durability import DurabilityChecks
@@ -100,6 +116,8 @@ if TYPE_CHECKING:
 __all__ = ["INVARIANTS", "InvariantChecker", "InvariantViolation", "ShadowLog"]
 
 _NORMAL = EntryType.NORMAL
+_NO_OP = EntryType.NO_OP
+_VOTING_CHANGES = (EntryType.ADD_NODE, EntryType.REMOVE_NODE)
 _LEADER = Role.LEADER
 
 
@@ -167,6 +185,10 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
         """The highest index applied anywhere (everything up to it is committed)."""
         return len(self._applied_ids)
 
+    def max_committed(self) -> int:
+        """The newest index any server has been seen to commit."""
+        return self._max_committed
+
     def committed_id(self, index: int) -> int | None:
         """The id of the entry known committed at ``index``, or None if not known yet."""
         if 0 < index <= len(self._applied_ids):
@@ -216,6 +238,45 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
             self._compact(server.id, track, rd.compact_upto)
         if rd.entries:
             self._append(server.id, track, rd.entries)
+            if track.config_due and server.raft.role is _LEADER:
+                self._check_membership_rule(server, rd.entries)
+
+    def _check_membership_rule(self, server: SimServer, entries: list[Entry]) -> None:
+        # membership_rule: a leader changes voting membership only once an
+        # entry of its term has committed (Ongaro, raft-dev 2015: before that
+        # it may not know of a change an earlier leader appended). Its commit
+        # index only grows, so one that is still short of its term now was
+        # short when the change was proposed.
+        raft = server.raft
+        term = raft.term
+        if raft.log.term_at(raft.commit_index) == term:
+            return
+        self.checks += 1
+        for entry in entries:
+            if entry.term == term and entry.type in _VOTING_CHANGES:
+                raise InvariantViolation(
+                    "membership_rule",
+                    f"leader {server.id} (term {term}) appended voting change {entry.index} "
+                    f"({entry.type.name}) before an entry of its term committed "
+                    f"(commit {raft.commit_index})",
+                )
+
+    def check_vouched(self, server: SimServer, msg: AppendEntries, before: int) -> None:
+        """``commit_vouched``: an AppendEntries moves a follower's commit index no
+        further than min(leader_commit, index of the last entry it carried)
+        (Figure 2, receiver rule 5), ``before`` being the index before it."""
+        self.checks += 1
+        commit = server.raft.commit_index
+        if commit <= before:
+            return
+        vouched = min(msg.leader_commit, msg.prev_log_index + len(msg.entries))
+        if commit > vouched:
+            raise InvariantViolation(
+                "commit_vouched",
+                f"server {server.id} moved its commit index from {before} to {commit} on an "
+                f"AppendEntries that vouched for {vouched} (prev {msg.prev_log_index}, "
+                f"{len(msg.entries)} entries, leader commit {msg.leader_commit})",
+            )
 
     def _pop(self, node_id: int, track: Track, index: int, covered: int) -> None:
         self.checks += 1
@@ -233,6 +294,8 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
         committed = self._committed
         applied = self._applied_ids
         for entry in shadow.entries[max(index, covered + 1) - shadow.base_index - 1 :]:
+            if entry.type > _NO_OP:
+                track.config_due = True
             known = committed.get(entry.index)
             if known is not None and known[0] == entry.id:
                 raise InvariantViolation(
@@ -299,6 +362,8 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
                     f"server {node_id}: term {entry.term} at {entry.index} follows term {prev_term}",
                 )
             prev_term = entry.term
+            if entry.type > _NO_OP:
+                track.config_due = True
             if last_id >= 0 and entry.type == _NORMAL:
                 if entry.id <= last_id:
                     raise InvariantViolation(
@@ -480,11 +545,28 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
                 theirs = shadow.entries[-1]
                 if entry is not theirs and entry != theirs:
                     self._compare_logs(server, track, last)
+        # commit_monotonic: only a restart takes a server's commit index back.
+        if commit < track.commit:
+            raise InvariantViolation(
+                "commit_monotonic",
+                f"server {node_id}'s commit index went from {track.commit} to {commit}",
+            )
+        if track.config_due and server.syncing is None:
+            track.config_due = False
+            self._check_configuration(server, track)
         # Commit observed: record newly committed entries.
         if commit > track.commit:
             self._record_commits(server, track.commit + 1, commit, term)
             track.commit = commit
             if raft.role is _LEADER:
+                if log.term_at(commit) != term:
+                    # §5.4.2, Figure 8: a leader commits entries of earlier
+                    # terms only by committing one of its own after them.
+                    raise InvariantViolation(
+                        "commit_rule",
+                        f"leader {node_id} (term {term}) moved its commit index to {commit}, "
+                        f"an entry of term {log.term_at(commit)}",
+                    )
                 self._check_commit_durable(server, commit)
         # state_machine_safety: the state machine's hash at its applied index.
         applied = server.applied_index
@@ -493,6 +575,58 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
                 "state_machine_safety",
                 f"server {node_id}'s state after applying {applied} differs from the others'",
             )
+
+    def _check_configuration(self, server: SimServer, track: Track) -> None:
+        # configuration_accuracy: a membership entry takes effect when it is
+        # appended and is undone when it is popped, so the configuration in
+        # force is the committed one at the log's base with every membership
+        # entry of the (persisted) log applied in order.
+        self.checks += 1
+        shadow = track.shadow
+        nodes = dict(self.committed_config_at(shadow.base_index))
+        for entry in shadow.entries:
+            if entry.type <= _NO_OP:
+                continue
+            try:
+                node_id, _ = membership_change(entry)
+            except ValueError:
+                continue
+            if entry.type == EntryType.ADD_NONVOTING_NODE:
+                nodes.setdefault(node_id, False)
+            elif entry.type == EntryType.ADD_NODE:
+                nodes[node_id] = True
+            else:
+                nodes.pop(node_id, None)
+        got = {n.node_id: n.voting for n in server.raft.membership().nodes}
+        if got != nodes:
+            raise InvariantViolation(
+                "configuration_accuracy",
+                f"server {server.id} has configuration {sorted(got.items())}; its log "
+                f"{shadow.base_index}..{shadow.last_index} says {sorted(nodes.items())}",
+            )
+
+    def check_progress(self, servers: Iterable[SimServer]) -> None:
+        """``match_monotonic``: a leader never lowers what it knows a follower holds."""
+        for server in servers:
+            raft = server.raft
+            if raft.role is not _LEADER or not server.alive:
+                continue
+            track = self._track(server)
+            term, seen = track.matches
+            if term != raft.term:
+                seen = {}
+                track.matches = (raft.term, seen)
+            self.checks += 1
+            for follower, pr in raft.progress().items():
+                match = pr.match_index
+                before = seen.get(follower)
+                if before is not None and before[0] is pr and match < before[1]:
+                    raise InvariantViolation(
+                        "match_monotonic",
+                        f"leader {server.id} (term {raft.term}) lowered server {follower}'s "
+                        f"match index from {before[1]} to {match}",
+                    )
+                seen[follower] = (pr, match)
 
     def _compare_logs(
         self, server: SimServer, track: Track, start: int, name: str = "log_accuracy"

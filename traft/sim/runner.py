@@ -23,7 +23,11 @@ An iteration is ``step_ms`` of virtual time:
    random server; a crash (half of them inside a Ready: after the fsync,
    before sending) with a restart from disk after a random downtime; a
    client operation; a leadership transfer (thesis §3.10) to a random voter
-   (:class:`~traft.sim.transfers.TransferChaos`), racing with the rest;
+   (:class:`~traft.sim.transfers.TransferChaos`), racing with the rest; old
+   messages from anywhere in the run delivered again
+   (:class:`~traft.sim.replay.Archive`); new leaders crashed before their
+   term commits; leaders crashed right after proposing a voting change
+   (:mod:`traft.sim.membership_chaos`);
 4. liveness: while servers that are up and all connected hold a quorum of
    the committed configuration and of the one in force on the most
    up-to-date servers, the cluster must commit, or sit idle under an
@@ -35,6 +39,10 @@ changes, compactions and crashes stop; clients and transfers go on. Once
 the cluster has settled, every transfer must leave it without a leader for
 no longer than an election timeout (``transfer_leaderless``).
 
+With ``swarm`` (``traft sim``'s default) each seed first draws its own
+mix from the options: sizes, fault rates, driver modes
+(:mod:`traft.sim.swarm`).
+
 The :class:`~traft.sim.invariants.InvariantChecker` checks after every
 delivered message and every step of every server. At the end the client
 history is checked for linearizability with ``traft.check``.
@@ -43,23 +51,15 @@ history is checked for linearizability with ``traft.check``.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import random
 import time
 from collections import deque
 from typing import Any
 
-import attrs
-
 from traft.check import Verdict
 from traft.core import (
+    AppendEntries,
     Config,
-    EntryType,
-    LeaderNotReady,
-    MembershipError,
-    NodeUnknown,
-    NotLeader,
-    OneVotingChangeOnly,
     Ready,
     Role,
     RoleChanged,
@@ -68,6 +68,11 @@ from traft.sim.catchup import CatchupChecker, SnapshotStorm
 from traft.sim.clients import Workload
 from traft.sim.cluster import INSTALL_STEPS, Cluster, Install, SimServer
 from traft.sim.invariants import InvariantChecker, InvariantViolation
+from traft.sim.liveness import LivenessCheck
+from traft.sim.membership_chaos import MembershipChaos
+from traft.sim.options import RunResult, SimOptions
+from traft.sim.replay import Archive
+from traft.sim.swarm import draw
 from traft.sim.transfers import TransferChaos
 
 __all__ = ["RunResult", "SimOptions", "Simulation", "run_one"]
@@ -75,100 +80,17 @@ __all__ = ["RunResult", "SimOptions", "Simulation", "run_one"]
 _LEADER = Role.LEADER
 
 
-@attrs.frozen(kw_only=True)
-class SimOptions:
-    """Everything that shapes a run except the seed. Rates are percentages.
-
-    ``drop``, ``dupe`` and ``reorder`` apply to each delivered message;
-    ``partition``, ``member``, ``compaction``, ``crash`` and ``client`` are
-    chances per iteration (fractions allowed, e.g. 0.2). ``install_ms`` is
-    the time each step of a snapshot install takes (None: installs are
-    instant); ``install_crash`` the chance that an install crashes between
-    two of its steps; ``readd`` the chance that a membership change tries to
-    re-add a removed id; ``away`` the chance that a server being removed is
-    crashed at once and kept down while its removal commits and the leader
-    compacts, so that it comes back to a snapshot; ``stale_compaction`` the
-    chance that, when a partition heals while a server holds a stale tail
-    past the leader's applied index, the leader compacts first, so that the
-    server is caught up by a snapshot its tail contradicts; ``chase`` the
-    chance that a leader asked to send a snapshot then keeps snapshotting
-    while the follower waits for it (:class:`~traft.sim.catchup.SnapshotStorm`),
-    and ``catchup_ms`` the bound of ``replication_resumes``. ``early_send``
-    is the chance that a server's driver sends a leader's Ready before its
-    fsync (thesis §10.2.1), which then takes ``fsync_ms`` of virtual time
-    while the server keeps taking input. ``transfer`` is the chance per
-    iteration that the leader is asked to transfer leadership; ``pre_vote``
-    turns the cores' pre-vote on (the default) or off; ``calm_ms`` is the
-    fault-free tail of every run (at most its second half; 0 for none;
-    module docstring).
-    """
-
-    servers: int = 5
-    iterations: int = 5000
-    duration_ms: int | None = None
-    step_ms: int = 5
-    drop: float = 5.0
-    dupe: float = 5.0
-    reorder: float = 10.0
-    delay_ms: tuple[int, int] = (1, 15)
-    partition: float = 0.5
-    member: float = 0.5
-    compaction: float = 1.0
-    crash: float = 0.2
-    install_ms: tuple[int, int] | None = (1, 40)
-    install_crash: float = 25.0
-    readd: float = 10.0
-    away: float = 30.0
-    stale_compaction: float = 50.0
-    chase: float = 25.0
-    catchup_ms: int = 400
-    early_send: float = 50.0
-    fsync_ms: tuple[int, int] = (1, 20)
-    client: float = 20.0
-    transfer: float = 0.5
-    random_period: bool = True
-    election_timeout_ms: int = 150
-    heartbeat_ms: int = 50
-    liveness_ms: int = 10_000
-    check_quorum: bool = True
-    pre_vote: bool = True
-    calm_ms: int = 2000
-    clients: int = 4
-    keys: int = 3
-    client_timeout_ms: int = 2000
-    max_extra_servers: int = 2
-    trace: bool = False
-    check_history: bool = True
-    history_timeout_s: float = 10.0
-
-    def iterations_total(self) -> int:
-        if self.duration_ms is not None:
-            return max(1, self.duration_ms // self.step_ms)
-        return self.iterations
-
-
-@attrs.define
-class RunResult:
-    """The outcome of one run: its summary and the first violation, if any."""
-
-    seed: int
-    summary: dict[str, Any]
-    violation: InvariantViolation | None = None
-    iteration: int | None = None
-    digest: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.violation is None
-
-
-class Simulation:
+class Simulation(MembershipChaos, LivenessCheck):
     """One run of the simulator (see the module docstring)."""
 
     def __init__(self, options: SimOptions, seed: int) -> None:
-        self.options = o = options
         self.seed = seed
         root = random.Random(seed)
+        # What this seed drew (swarm testing), for the summary.
+        self.drawn: dict[str, Any] = {}
+        if options.swarm:
+            options, self.drawn = draw(options, random.Random(root.getrandbits(64)))
+        self.options = o = options
         self.rng = random.Random(root.getrandbits(64))
         config = Config(
             election_timeout_ms=o.election_timeout_ms,
@@ -176,9 +98,13 @@ class Simulation:
             snapshot_resend_ms=4 * o.election_timeout_ms,
             check_quorum=o.check_quorum,
             pre_vote=o.pre_vote,
+            max_entries_per_message=o.max_entries,
         )
         ids = list(range(1, o.servers + 1))
-        self.cluster = c = Cluster(ids, seed=root.getrandbits(64), config=config)
+        self.cluster = c = Cluster(
+            ids, seed=root.getrandbits(64), config=config, auto_promote=o.auto_promote
+        )
+        c.install_guard = o.install_guard
         c.network.rng = random.Random(root.getrandbits(64))
         c.network.delay_ms = o.delay_ms
         c.install_ms = o.install_ms
@@ -195,6 +121,8 @@ class Simulation:
             keys=o.keys,
             timeout_ms=o.client_timeout_ms,
             after_step=self.checker.after_step,
+            reads=o.reads / 100,
+            committed=self.checker.max_committed,
         )
         self.transfers = TransferChaos(
             c,
@@ -261,6 +189,13 @@ class Simulation:
         c.on_crash.append(self._on_crash)
         # Servers crashed by the away path: id -> (leader id, removal index).
         self._away: dict[int, tuple[int, int]] = {}
+        # Old messages delivered again (``replay``), and the rng of the
+        # crashes aimed at new leaders and at leaders changing membership.
+        self.archive = Archive(random.Random(root.getrandbits(64)))
+        self._doom_rng = random.Random(root.getrandbits(64))
+        self._doomed: list[int] = []
+        self._greet_next = False
+        self.stats.update(leader_crashes=0, forced_elections=0)
 
     def _draw_driver(self, server: SimServer) -> None:
         # Whether this server's driver sends a leader's Ready before its fsync.
@@ -288,12 +223,17 @@ class Simulation:
                     # Adversarial timing: membership changes right after an
                     # election, before the new leader's no-op commits.
                     member = self.options.member
-                    if (
-                        member
-                        and not self._calm
-                        and self.rng.random() * 100 < min(50.0, 20 * member)
+                    if self._calm:
+                        continue
+                    if self._greet_next or (
+                        member and self.rng.random() * 100 < min(50.0, 20 * member)
                     ):
+                        self._greet_next = False
                         self._new_leaders.append(server.id)
+                    chance = self.options.leader_crash
+                    if chance and self._doom_rng.random() * 100 < chance:
+                        # Crashed before its no-op is known committed.
+                        self._doomed.append(server.id)
 
     def _count_snapshot(self, server: SimServer, meta: object, loaded: bool) -> None:
         self.stats["snapshots_loaded" if loaded else "snapshots"] += 1
@@ -390,6 +330,11 @@ class Simulation:
                 check(leader)
         if o.crash and rng.random() * 100 < o.crash and not calm:
             self._crash()
+        if self._doomed:
+            self._crash_new_leaders()
+        if o.replay and not calm and self._doom_rng.random() * 100 < o.replay:
+            for src, dst, msg in self.archive.replay(cluster.network, rng.randint(1, 3)):
+                self._note(f"replays {src} -> {dst}: {msg!r}")
         if self._restart_at:
             self._restart_due(now)
         if o.transfer and self.transfers.rng.random() * 100 < o.transfer:
@@ -403,6 +348,7 @@ class Simulation:
         self.workload.expire(now)
         self.workload.audit(self.checker.committed_id)
         self.checker.check_removals(cluster.servers.values())
+        self.checker.check_progress(cluster.servers.values())
         self._retire_removed()
         # 4. Liveness, every fourth iteration: the window is seconds long, and
         # no outage shorter than that excuses a whole window without progress.
@@ -424,6 +370,7 @@ class Simulation:
         receive = self.cluster.receive
         check = self.checker.after_step
         trace = self._hash
+        archive = self.archive if self.options.replay else None
         n = len(batch)
         for k in range(n):
             if reorder and k + 1 < n and random_() * 100 < reorder:
@@ -447,8 +394,16 @@ class Simulation:
                 self._note(f"{src} -> {dst}: {msg!r}")
             if trace is not None:
                 trace.update(f"{self.iteration} {src}>{dst} {msg!r}\n".encode())
-            receive(src, dst, msg)
+            if type(msg) is AppendEntries:
+                before = server.raft.commit_index
+                receive(src, dst, msg)
+                if server.alive:
+                    self.checker.check_vouched(server, msg, before)
+            else:
+                receive(src, dst, msg)
             check(server)
+            if archive is not None:
+                archive.offer(src, dst, msg)
             if self._new_leaders:
                 self._greet_new_leaders()
 
@@ -544,120 +499,6 @@ class Simulation:
         leader = self.cluster.leader()
         return None if leader is None else self.cluster.servers[leader]
 
-    def _greet_new_leaders(self) -> None:
-        new, self._new_leaders = self._new_leaders, []
-        for node_id in new:
-            server = self.cluster.servers[node_id]
-            if server.alive and server.raft.role is _LEADER:
-                self._change_membership(server)
-
-    def _change_membership(self, leader: SimServer | None = None) -> None:
-        if leader is None:
-            leader = self._leader()
-        if leader is None:
-            return
-        rng = self.rng
-        raft = leader.raft
-        members = raft.membership().nodes
-        voters = [n.node_id for n in members if n.voting]
-        non_voters = [n.node_id for n in members if not n.voting]
-        o = self.options
-        choices = []
-        if o.readd and self.checker.removed_at and rng.random() * 100 < o.readd:
-            self._readd(leader)
-            return
-        if len(members) < o.servers + o.max_extra_servers:
-            choices.append("add")
-        if non_voters:
-            choices.append("promote")
-        if len(voters) > max(1, o.servers - 2) or non_voters:
-            choices.append("remove")
-        if not choices:
-            return
-        action = choices[rng.randrange(len(choices))]
-        try:
-            if action == "add":
-                node_id = self.next_id
-                raft.propose_membership(EntryType.ADD_NONVOTING_NODE, node_id)
-                self.next_id += 1
-                server = self.cluster.add_server(node_id)
-                server.keep_applied = False
-                server.keep_events = False
-                self._draw_driver(server)
-                self.checker.track(server)
-            elif action == "promote":
-                node_id = non_voters[rng.randrange(len(non_voters))]
-                raft.propose_membership(EntryType.ADD_NODE, node_id)
-            else:
-                pool = voters if len(voters) > max(1, o.servers - 2) else []
-                pool = pool + non_voters
-                node_id = pool[rng.randrange(len(pool))]
-                resp = raft.propose_membership(EntryType.REMOVE_NODE, node_id)
-        except (NotLeader, OneVotingChangeOnly, MembershipError, NodeUnknown, LeaderNotReady):
-            return
-        self._note(f"leader {leader.id} proposes {action} of server {node_id}")
-        self.stats["membership_proposed"] += 1
-        if action == "remove" and o.away and node_id != leader.id:
-            if rng.random() * 100 < o.away:
-                self._send_away(node_id, leader.id, resp.index)
-        self.cluster.process(leader.id)
-        self.checker.after_step(leader)
-
-    def _readd(self, leader: SimServer) -> None:
-        """Try to add again a server whose removal committed: the leader must refuse."""
-        # Only removals this leader knows committed: a deposed leader that
-        # never heard of a server may accept it (the entry can never commit).
-        commit = leader.raft.commit_index
-        removed = sorted(i for i, at in self.checker.removed_at.items() if at <= commit)
-        if not removed:
-            return
-        node_id = removed[self.rng.randrange(len(removed))]
-        try:
-            leader.raft.propose_membership(EntryType.ADD_NONVOTING_NODE, node_id)
-        except MembershipError:
-            # Ids of removed servers are never reused (the leader says so).
-            self.stats["readd_refused"] += 1
-            self._note(f"leader {leader.id} refuses to re-add removed server {node_id}")
-            return
-        except (NotLeader, OneVotingChangeOnly, NodeUnknown, LeaderNotReady):
-            return
-        raise InvariantViolation(
-            "no_id_reuse",
-            f"leader {leader.id} accepted re-adding server {node_id}, removed by the committed "
-            f"entry {self.checker.removed_at[node_id]}",
-        )
-
-    def _send_away(self, node_id: int, leader_id: int, index: int) -> None:
-        """Crash a server being removed before it hears of it, and keep it down
-        long enough for the removal to commit and the leader to compact."""
-        server = self.cluster.servers.get(node_id)
-        if server is None or not server.alive or node_id in self._retired:
-            return
-        lo = self.options.election_timeout_ms
-        self._restart_at[node_id] = self.now_ms + self.rng.randint(4 * lo, 12 * lo)
-        self._away[node_id] = (leader_id, index)
-        self.cluster.crash(node_id)
-        self.stats["away"] += 1
-        self._note(f"server {node_id} goes away while leader {leader_id} removes it at {index}")
-
-    def _compact_for_away(self, node_id: int, leader_id: int, index: int) -> None:
-        # If the removal committed, the leader that proposed it (which keeps
-        # replicating to the removed server until it hears) compacts past it,
-        # so the returning server is caught up by a snapshot.
-        leader = self.cluster.servers.get(leader_id)
-        if leader is None or not leader.alive or leader.raft.role is not _LEADER:
-            return
-        if leader.raft.last_applied < index:
-            return
-        if leader.raft.log.base_index < index:
-            meta = self.cluster.take_snapshot(leader_id)
-            if meta is None:
-                return
-            self._note(f"leader {leader_id} snapshots at {meta.index} before {node_id} returns")
-            self.checker.after_step(leader)
-        # The returning server needs a snapshot that leaves it out.
-        self.stats["away_compactions"] += 1
-
     def _compact(self) -> None:
         live = self.cluster.alive()
         if not live:
@@ -690,8 +531,12 @@ class Simulation:
             # fsync completes, so its entries never reach its disk.
             server = syncing[rng.randrange(len(syncing))]
             in_ready = True
+        self._crash_server(server, in_ready)
+
+    def _crash_server(self, server: SimServer, in_ready: bool) -> None:
+        """Crash ``server`` now or inside its next Ready; it restarts later."""
         lo = self.options.election_timeout_ms
-        self._restart_at[server.id] = self.now_ms + rng.randint(lo // 2, 10 * lo)
+        self._restart_at[server.id] = self.now_ms + self.rng.randint(lo // 2, 10 * lo)
         if in_ready:
             self.cluster.crash_in_ready(server.id)
             self._note(f"server {server.id} will crash inside its next Ready")
@@ -700,6 +545,24 @@ class Simulation:
             self._note(f"server {server.id} crashes")
         self.stats["crashes"] += 1
         self._healthy_cache = None
+
+    def _crash_new_leaders(self) -> None:
+        """Crash the leaders doomed at their election (``leader_crash``) while
+        their term has committed nothing yet: now or inside their next Ready."""
+        doomed, self._doomed = self._doomed, []
+        for node_id in doomed:
+            server = self.cluster.servers[node_id]
+            raft = server.raft
+            if (
+                not server.alive
+                or server.crash_in_ready
+                or node_id in self._retired
+                or raft.role is not _LEADER
+                or raft.log.term_at(raft.commit_index) == raft.term
+            ):
+                continue
+            self.stats["leader_crashes"] += 1
+            self._crash_server(server, self._doom_rng.random() < 0.5)
 
     def _restart_due(self, now: int) -> None:
         for node_id in sorted(self._restart_at):
@@ -738,75 +601,6 @@ class Simulation:
                     self.cluster.crash(server.id)
                 self._healthy_cache = None
 
-    # -- liveness ------------------------------------------------------------------------
-
-    def _configurations(self) -> list[tuple[int, ...]]:
-        """Voter sets a leader must win over: the committed one, and the one in
-        force on the servers with the most up-to-date logs (membership entries
-        take effect when appended, so an uncommitted change already counts)."""
-        configs = {tuple(sorted(self.checker.committed_voters))}
-        live = [s for s in self.cluster.alive() if not s.removed and s.raft.voters()]
-        if live:
-            best = max((s.raft.last_log_term, s.raft.current_index) for s in live)
-            for s in live:
-                if (s.raft.last_log_term, s.raft.current_index) == best:
-                    configs.add(tuple(s.raft.voters()))
-        return sorted(configs)
-
-    def _healthy(self) -> bool:
-        """Whether some servers that are up and can all talk to each other hold
-        a quorum of every configuration in :meth:`_configurations`."""
-        configs = self._configurations()
-        servers = self.cluster.servers
-        members = sorted({v for config in configs for v in config})
-        # A crash inside a Ready happens during a step, so whether each voter
-        # is up is part of the key.
-        up = [v for v in members if v in servers and servers[v].alive and not servers[v].removed]
-        key = (tuple(configs), tuple(self._cut), tuple(up))
-        cached = self._healthy_cache
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        blocked = self.cluster.network.blocked
-        healthy = False
-        for size in range(len(up), 0, -1):
-            for group in itertools.combinations(up, size):
-                chosen = set(group)
-                if all(
-                    len(chosen.intersection(config)) > len(config) // 2 for config in configs
-                ) and not any((a, b) in blocked for a in group for b in group if a != b):
-                    healthy = True
-                    break
-            if healthy:
-                break
-        self._healthy_cache = (key, healthy)
-        return healthy
-
-    def _check_liveness(self, now: int) -> None:
-        if not self._liveness_applies:
-            return
-        commit = self.checker.committed_index
-        if commit > self._last_commit or not self._healthy():
-            self._last_commit = commit
-            self._last_ok_ms = now
-            return
-        leader = self._leader()
-        if leader is not None:
-            raft = leader.raft
-            top = max(s.raft.term for s in self.cluster.alive())
-            if (
-                raft.term == top
-                and raft.commit_index == raft.current_index
-                and raft.log.term_at(raft.commit_index) == raft.term
-            ):
-                self._last_ok_ms = now
-                return
-        if now - self._last_ok_ms > self.options.liveness_ms:
-            raise InvariantViolation(
-                "liveness",
-                f"no progress for {now - self._last_ok_ms} ms while a quorum of each of "
-                f"{self._configurations()} was up and connected",
-            )
-
     # -- results -------------------------------------------------------------------------
 
     def _summary(
@@ -837,6 +631,9 @@ class Simulation:
             "stale_compactions": self.stats["stale_compactions"],
             "early_sends": self.cluster.early_sends,
             "early_crashes": self.cluster.early_crashes,
+            "leader_crashes": self.stats["leader_crashes"],
+            "forced_elections": self.stats["forced_elections"],
+            "replayed": self.archive.replayed,
             "snapshot_storms": self.storm.storms,
             "storm_snapshots": self.storm.snapshots,
             **self.transfers.stats,
@@ -857,6 +654,7 @@ class Simulation:
             "cpu_s": round(cpu, 3),
             # Per second of this process's CPU time: a busy machine does not skew it.
             "messages_per_s": round(network.delivered / cpu) if cpu > 0 else 0,
+            "drawn": self.drawn,
         }
 
 

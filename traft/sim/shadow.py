@@ -48,7 +48,17 @@ class ShadowLog:
 class Track:
     """What the checker remembers about one server."""
 
-    __slots__ = ("shadow", "term", "voted_for", "commit", "dirty_from", "led", "changes")
+    __slots__ = (
+        "shadow",
+        "term",
+        "voted_for",
+        "commit",
+        "dirty_from",
+        "led",
+        "changes",
+        "config_due",
+        "matches",
+    )
 
     def __init__(self) -> None:
         self.shadow = ShadowLog()
@@ -58,6 +68,10 @@ class Track:
         self.dirty_from: int | None = 1
         self.led = 0  # the last term in which leader completeness was checked
         self.changes = 0
+        # A membership entry was appended or popped: compare the configuration.
+        self.config_due = False
+        # As leader: its term, and each follower's Progress and match index seen.
+        self.matches: tuple[int, dict[int, tuple[object, int]]] = (-1, {})
 
 
 def recover_shadow(shadow: ShadowLog) -> None:
