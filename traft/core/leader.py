@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from traft.core.ready import Event, SnapshotMeta
 
 _REPLICATE = ProgressState.REPLICATE
-_PROBE = ProgressState.PROBE
 _SNAPSHOT = ProgressState.SNAPSHOT
 
 
@@ -160,11 +159,10 @@ class LeaderMixin:
                 # Thesis §6.2: a leader cut off from a majority steps down.
                 self._become_follower(self.term, None)
                 return
+        resend_ms = config.snapshot_resend_ms
         for pr in self._peers:
-            if pr.state is _SNAPSHOT:
-                pr.snapshot_elapsed_ms += elapsed_ms
-                if pr.snapshot_elapsed_ms >= config.snapshot_resend_ms:
-                    self._start_snapshot(pr)
+            if pr.snapshot_tick(elapsed_ms, resend_ms):
+                self._start_snapshot(pr)
         if self._heartbeat_elapsed_ms >= config.request_timeout_ms:
             self._heartbeat_elapsed_ms = 0
             self._broadcast()
@@ -191,31 +189,19 @@ class LeaderMixin:
         self._want_broadcast = False
         self._note_round(self._seq)
         inactive = self._inactive
+        log = self._log
+        base, last = log.base_index, log.last_index
         for pr in self._peers:
             if inactive and pr.node_id in inactive:
                 continue
-            state = pr.state
-            if state is _PROBE:
-                pr.probe_sent = False
+            if pr.begin_round(base, last):
                 self._send_append(pr)
-            elif state is _SNAPSHOT:
+            elif pr.state is _SNAPSHOT:
                 # Probe the snapshot being sent: once the follower has it, the
                 # answer is a success and replication resumes after it.
                 self._send_heartbeat(pr, pr.pending_snapshot, pr.pending_snapshot_term)
-            elif pr.next_index - 1 > pr.match_index and pr.match_index == pr.stall_mark:
-                # Entries in flight and no progress for a whole heartbeat
-                # interval: some were lost. Resend from the last known match.
-                pr.next_index = pr.match_index + 1
-                pr.become_probe()
-                self._send_append(pr)
             else:
-                term = self._log.term_at(pr.match_index)
-                if term is None:
-                    pr.become_probe()
-                    self._send_append(pr)
-                else:
-                    self._send_heartbeat(pr, pr.match_index, term)
-            pr.stall_mark = pr.match_index
+                self._send_heartbeat(pr, pr.match_index, log.term_at(pr.match_index) or 0)
 
     def _send_heartbeat(self, pr: Progress, prev: int, prev_term: int) -> None:
         msg = AppendEntries(
@@ -245,9 +231,9 @@ class LeaderMixin:
             self._start_snapshot(pr)
             return
         config = self.config
-        hi = min(log.last_index + 1, next_index + config.max_entries_per_message)
-        if pr.state is _REPLICATE:
-            hi = min(hi, pr.match_index + config.max_inflight_entries + 1)
+        hi = pr.send_limit(
+            log.last_index, config.max_entries_per_message, config.max_inflight_entries
+        )
         entries = log.slice(next_index, hi)
         if len(entries) > 1:
             budget = config.max_bytes_per_message
@@ -268,19 +254,7 @@ class LeaderMixin:
             seq=self._seq,
         )
         self._msgs.append((pr.node_id, msg))
-        if pr.state is _REPLICATE:
-            pr.next_index = prev + len(entries) + 1
-        else:
-            pr.probe_sent = True
-
-    def _can_send(self, pr: Progress, last: int, inflight: int) -> bool:
-        """Whether ``pr`` should get an AppendEntries now (flow control, §5.3)."""
-        state = pr.state
-        if state is _REPLICATE:
-            return pr.next_index <= last and pr.next_index - 1 - pr.match_index < inflight
-        if state is _PROBE and not pr.probe_sent:
-            return pr.next_index <= last or pr.match_index < last
-        return False
+        pr.sent(prev, len(entries))
 
     def _flush_appends(self) -> None:
         if self._want_broadcast:
@@ -293,7 +267,7 @@ class LeaderMixin:
                 continue
             # In REPLICATE one call may not reach ``last`` (message limits):
             # keep sending until flow control or the log says stop.
-            while self._can_send(pr, last, inflight):
+            while pr.can_send(last, inflight):
                 self._send_append(pr)
                 if pr.state is not _REPLICATE:
                     break
@@ -305,7 +279,7 @@ class LeaderMixin:
         inflight = self.config.max_inflight_entries
         inactive = self._inactive
         return any(
-            self._can_send(pr, last, inflight)
+            pr.can_send(last, inflight)
             for pr in self._peers
             if not (inactive and pr.node_id in inactive)
         )
@@ -322,17 +296,9 @@ class LeaderMixin:
             if self._reads:
                 self._check_reads()
 
+        log = self._log
         if msg.success:
-            advanced = pr.update_match(msg.current_index)
-            state = pr.state
-            if state is _PROBE:
-                pr.become_replicate()
-            elif state is _SNAPSHOT and self._log.term_at(pr.match_index) is not None:
-                # The follower installed a snapshot (perhaps an older one than
-                # pending) and the leader holds every entry after its match:
-                # replicate from there instead of waiting for another snapshot.
-                pr.next_index = pr.match_index + 1
-                pr.become_replicate()
+            advanced = pr.on_success(msg.current_index, log.base_index, log.last_index)
             if advanced:
                 self._maybe_commit()
                 if self.role is not Role.LEADER:
@@ -347,19 +313,7 @@ class LeaderMixin:
                 return
             self._check_sufficient_logs(pr)
         else:
-            if msg.current_index < pr.match_index:
-                return  # stale
-            if pr.state is _SNAPSHOT:
-                if self._log.term_at(msg.current_index) is None:
-                    return  # the follower still needs the snapshot being sent
-                # The follower's log may agree with ours where we still hold
-                # every later entry (it installed an older snapshot than the
-                # pending one): probe there instead of chasing snapshots.
-                pr.next_index = msg.current_index + 1
-            else:
-                # Back up next_index in one step to the follower's hint (§5.3).
-                pr.next_index = min(pr.next_index, msg.current_index + 1)
-            pr.become_probe()
+            pr.on_reject(msg.current_index, log.base_index, log.last_index)
 
     def _check_sufficient_logs(self, pr: Progress) -> None:
         if pr.sufficient_logs_reported:
