@@ -15,7 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from traft.core import Progress, ProgressState
 
 INFLIGHT = 4
-MAX_ENTRIES = 3
+MAX_ENTRIES = 6  # above INFLIGHT, so the in-flight limit is what stops a send
 
 
 def _state(pr: Progress) -> tuple[object, ...]:
@@ -23,12 +23,14 @@ def _state(pr: Progress) -> tuple[object, ...]:
 
 
 class ProgressMachine(RuleBasedStateMachine):
-    @initialize(last=st.integers(0, 10), agree=st.integers(0, 10))
-    def start(self, last: int, agree: int) -> None:
+    @initialize(last=st.integers(0, 10), agree=st.integers(0, 10), replicating=st.booleans())
+    def start(self, last: int, agree: int, replicating: bool) -> None:
         self.base = 0
         self.last = last
         self.agree = min(agree, last)  # the follower's log matches the leader's up to here
         self.pr = Progress(2, last + 1)  # as a new leader creates it
+        if replicating:  # or past its first probe
+            self.pr.on_success(self.agree, 0, last)
         # AppendEntries in flight (prev, count) and snapshots (index); answers
         # in flight: (success, index).
         self.requests: list[tuple[int, int]] = []
@@ -204,3 +206,26 @@ def test_a_snapshot_follower_replicates_once_the_log_holds_its_match() -> None:
     assert pr.state is ProgressState.SNAPSHOT
     pr.on_success(45, 40, 60)  # installed an older snapshot; 46.. are held
     assert (pr.state, pr.match_index, pr.next_index) == (ProgressState.REPLICATE, 45, 46)
+
+
+def test_replication_pipelines_up_to_the_in_flight_limit() -> None:
+    pr = Progress(2, 1)
+    pr.on_success(0, 0, 100)
+    sends = 0
+    while pr.can_send(100, INFLIGHT):
+        prev = pr.next_index - 1
+        pr.sent(prev, pr.send_limit(100, MAX_ENTRIES, INFLIGHT) - pr.next_index)
+        sends += 1
+    assert (sends, pr.next_index - 1 - pr.match_index) == (1, INFLIGHT)
+    pr.on_success(2, 0, 100)  # two acknowledged: two more may go
+    assert pr.send_limit(100, MAX_ENTRIES, INFLIGHT) == 7
+
+
+def test_a_reordered_older_success_does_not_lower_the_match() -> None:
+    pr = Progress(2, 1)
+    pr.on_success(0, 0, 100)
+    pr.sent(0, 2)
+    pr.sent(2, 2)
+    assert pr.on_success(4, 0, 100)
+    assert not pr.on_success(2, 0, 100)  # the first answer, delivered late
+    assert (pr.match_index, pr.next_index) == (4, 5)
