@@ -71,18 +71,29 @@ from __future__ import annotations
 import enum
 
 from traft.core.membership import Membership, NodeConfig
-from traft.core.messages import PreVote, PreVoteResponse, RequestVote, RequestVoteResponse
+from traft.core.messages import (
+    Message,
+    PreVote,
+    PreVoteResponse,
+    ReadIndex,
+    RequestVote,
+    RequestVoteResponse,
+    TimeoutNow,
+)
+from traft.core.reads import refuse
 from traft.core.ready import Role
 from traft.core.server import ServerState
 
 
 class Next(enum.Enum):
-    """What a role object asks its server to do after a tick."""
+    """A role change a role object asks of its server (roles never change it themselves)."""
 
     CAMPAIGN = "campaign"  # start a real election (§5.2)
+    TRANSFER_CAMPAIGN = "transfer-campaign"  # the same, asked by the leader (rule 6)
     PRE_CAMPAIGN = "pre-campaign"  # start a pre-vote round (rule 1)
     FORGET_LEADER = "forget-leader"  # a whole timeout without the leader; cannot campaign
-    STEP_DOWN = "step-down"  # a leader cut off from a majority (rule 5)
+    LEAD = "lead"  # a majority voted for this candidate
+    STEP_DOWN = "step-down"  # the leader steps down (check-quorum, or its removal committed)
 
 
 # -- may this server campaign, may it vote ---------------------------------------------
@@ -176,19 +187,39 @@ class Electing:
         # RequestVotes (§4.2.3) with no leader.
         return Next.FORGET_LEADER
 
-    def recv_pre_vote_response(self, from_id: int, msg: PreVoteResponse) -> bool:
-        """Rule 4: count a grant; True once a majority would vote for this server."""
-        votes = self.pre_votes
+    def step(self, from_id: int, msg: Message) -> Next | None:
+        """A pre-vote answer, or a message of this server's term that only the leader serves."""
         s = self._s
-        if votes is None or not msg.vote_granted or msg.term != s.term + 1:
-            return False
-        if not s._conf.is_voter(from_id):
-            return False
-        votes.add(from_id)
-        return s._is_majority(votes)
+        if isinstance(msg, PreVoteResponse):
+            # Rule 4: count a grant; campaign once a majority would vote for this server.
+            votes = self.pre_votes
+            if votes is None or not msg.vote_granted or msg.term != s.term + 1:
+                return None
+            if not s._conf.is_voter(from_id):
+                return None
+            votes.add(from_id)
+            return Next.CAMPAIGN if s._is_majority(votes) else None
+        if isinstance(msg, ReadIndex):
+            refuse(s, from_id, msg)  # not the leader
+        elif isinstance(msg, TimeoutNow) and can_campaign(s):
+            # Thesis §3.10: the transfer target starts an election at once,
+            # skipping the pre-vote; its RequestVote says why (rule 6).
+            return Next.TRANSFER_CAMPAIGN
+        return None
 
     def membership_changed(self, node_id: int, node: NodeConfig | None, index: int) -> None:
         """Nothing to do: only a leader tracks members."""
+
+    def has_sends(self) -> bool:
+        """Nothing to send at ``ready()``: only a leader replicates."""
+        return False
+
+    def flush(self) -> None:
+        """Nothing to send at ``ready()``: only a leader replicates."""
+
+    def durable(self) -> Next | None:
+        """More of the log is durable: nothing to count (only a leader commits)."""
+        return None
 
 
 class Candidate(Electing):
@@ -203,9 +234,11 @@ class Candidate(Electing):
     def __repr__(self) -> str:
         return f"Candidate(term={self._s.term}, votes={sorted(self.votes)})"
 
-    def recv_vote_response(self, from_id: int, msg: RequestVoteResponse) -> bool:
-        """Count a vote; True once a majority has granted it."""
-        if not msg.vote_granted:
-            return False
-        self.votes.add(from_id)
-        return self._s._is_majority(self.votes)
+    def step(self, from_id: int, msg: Message) -> Next | None:
+        """Count a vote (§5.2): LEAD once a majority has granted it."""
+        if isinstance(msg, RequestVoteResponse):
+            if not msg.vote_granted:
+                return None
+            self.votes.add(from_id)
+            return Next.LEAD if self._s._is_majority(self.votes) else None
+        return super().step(from_id, msg)

@@ -51,7 +51,13 @@ from traft.core.errors import (
     OneVotingChangeOnly,
 )
 from traft.core.membership import NodeConfig
-from traft.core.messages import AppendEntries, AppendEntriesResponse, ReadIndex, TimeoutNow
+from traft.core.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Message,
+    ReadIndex,
+    TimeoutNow,
+)
 from traft.core.progress import Progress, ProgressState
 from traft.core.quorum import majority, quorum_index
 from traft.core.reads import LeaderReads, refuse
@@ -376,6 +382,15 @@ class Leader:
         self._check_sufficient_logs(pr)
         return False
 
+    def step(self, from_id: int, msg: Message) -> Next | None:
+        """A message of this leader's term: answers to its AppendEntries, forwarded reads."""
+        if isinstance(msg, AppendEntriesResponse):
+            if self.recv_append_response(from_id, msg):
+                return Next.STEP_DOWN
+        elif isinstance(msg, ReadIndex):
+            self.recv_read_index(from_id, msg)
+        return None  # votes, pre-vote answers and TimeoutNow mean nothing to a leader
+
     def recv_read_index(self, from_id: int, msg: ReadIndex) -> None:
         """A follower forwards a read (thesis §6.4); refused until this term has committed."""
         s = self._s
@@ -414,6 +429,10 @@ class Leader:
         ):
             pr.sufficient_logs_reported = True
             s._events.append(NodeHasSufficientLogs(pr.node_id))
+
+    def durable(self) -> Next | None:
+        """``advance()`` reported more of the log durable: the leader's own copy now counts."""
+        return Next.STEP_DOWN if self.maybe_commit() else None
 
     def maybe_commit(self) -> bool:
         """Apply the commit rule; True when the leader must step down (its removal committed)."""

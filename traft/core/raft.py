@@ -58,18 +58,16 @@ from traft.core.log import RaftLog
 from traft.core.membership import Configuration, Membership, NodeConfig
 from traft.core.messages import (
     AppendEntries,
-    AppendEntriesResponse,
     Message,
     PreVote,
     PreVoteResponse,
-    ReadIndex,
     ReadIndexResponse,
     RequestVote,
     RequestVoteResponse,
     TimeoutNow,
 )
 from traft.core.progress import Progress
-from traft.core.reads import ForwardedReads, refuse
+from traft.core.reads import ForwardedReads
 from traft.core.ready import (
     HardState,
     LeaderChanged,
@@ -276,13 +274,16 @@ class Raft(ServerState):
             self._forwarded.expire()
 
     def _act(self, action: Next) -> None:
-        """Do what the role's tick asked for."""
+        """Make the role change the current role's object asked for."""
         if action is Next.PRE_CAMPAIGN:
             self._pre_campaign()
         elif action is Next.CAMPAIGN:
             self._campaign()
+        elif action is Next.TRANSFER_CAMPAIGN:
+            self._campaign(transfer=True)
+        elif action is Next.LEAD:
+            self._become_leader()
         elif action is Next.STEP_DOWN:
-            # Thesis §6.2: a leader cut off from a majority steps down.
             self._become_follower(self.term, None)
         else:
             self._set_leader(None)
@@ -425,9 +426,9 @@ class Raft(ServerState):
             answer_pre_vote(self, from_id, msg)
             return
         if isinstance(msg, PreVoteResponse) and (msg.vote_granted or term <= self.term):
-            role = self._role
-            if not isinstance(role, Leader) and role.recv_pre_vote_response(from_id, msg):
-                self._campaign()
+            action = self._role.step(from_id, msg)
+            if action is not None:
+                self._act(action)
             return
         if term > self.term:
             if isinstance(msg, RequestVote) and not msg.leader_transfer and leader_is_fresh(self):
@@ -459,36 +460,23 @@ class Raft(ServerState):
         self._step(from_id, msg)
 
     def _step(self, from_id: int, msg: Message) -> None:
-        """A message of this server's term, to the role that handles it."""
-        role = self._role
+        """A message of this server's term: the rules of every role, then the role's own."""
         if isinstance(msg, AppendEntries):
             # Same term: whoever sent it is the leader (§5.2 election safety).
-            if not isinstance(role, Follower):
+            if not isinstance(self._role, Follower):
                 self._become_follower(self.term, msg.leader_id)
             self._set_leader(msg.leader_id)
             follower = self._role
             assert isinstance(follower, Follower)
             follower.recv_append(from_id, msg)
-        elif isinstance(msg, AppendEntriesResponse):
-            if isinstance(role, Leader) and role.recv_append_response(from_id, msg):
-                self._become_follower(self.term, None)
         elif isinstance(msg, RequestVote):
             answer_vote(self, from_id, msg)
-        elif isinstance(msg, RequestVoteResponse):
-            if isinstance(role, Candidate) and role.recv_vote_response(from_id, msg):
-                self._become_leader()
-        elif isinstance(msg, ReadIndex):
-            if isinstance(role, Leader):
-                role.recv_read_index(from_id, msg)
-            else:
-                refuse(self, from_id, msg)
         elif isinstance(msg, ReadIndexResponse):
             self._forwarded.answered(msg)
-        elif isinstance(msg, TimeoutNow):
-            # Thesis §3.10: the transfer target starts an election at once,
-            # skipping the pre-vote; its RequestVote says why (election rule 6).
-            if not isinstance(role, Leader) and can_campaign(self):
-                self._campaign(transfer=True)
+        else:
+            action = self._role.step(from_id, msg)
+            if action is not None:
+                self._act(action)
 
     # -- input: proposals -------------------------------------------------------
 
@@ -577,10 +565,7 @@ class Raft(ServerState):
 
     def has_ready(self) -> bool:
         """Whether :meth:`ready` would return something to do."""
-        if self._has_output():
-            return True
-        role = self._role
-        return isinstance(role, Leader) and role.has_sends()
+        return self._has_output() or self._role.has_sends()
 
     def ready(self) -> Ready:
         """Collect everything the driver must do now (see :mod:`traft.core.ready`).
@@ -590,19 +575,17 @@ class Raft(ServerState):
         """
         if self._ready_out:
             raise RuntimeError("ready() called again before advance()")
-        role = self._role
-        if isinstance(role, Leader):
-            role.flush()
+        self._role.flush()
         return self._collect_ready()
 
     def advance(self, rd: Ready) -> None:
         """Tell the core the driver has done everything ``rd`` asked."""
         if self._advance(rd):
-            role = self._role
-            # The leader's own copy counts toward commitment only now that it
-            # is durable (the commit rule, traft.core.leader).
-            if isinstance(role, Leader) and role.maybe_commit():
-                self._become_follower(self.term, None)
+            # A leader's own copy counts toward commitment only now that it is
+            # durable (the commit rule, traft.core.leader).
+            action = self._role.durable()
+            if action is not None:
+                self._act(action)
 
     # -- snapshots (§7) ---------------------------------------------------------
 

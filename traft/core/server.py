@@ -291,8 +291,7 @@ class ServerState:
         )
 
     def _collect_ready(self) -> Ready:
-        if self._ready_out:
-            raise RuntimeError("ready() called again before advance()")
+        """Hand out everything collected (Raft.ready checked the last one was advanced)."""
         hard_state = HardState(self.term, self.voted_for) if self._hard_state_changed() else None
         log = self._log
         entries = (
