@@ -146,8 +146,8 @@ class Leader:
 
     # -- proposals ------------------------------------------------------------------
 
-    def propose(self, datas: Sequence[bytes], ids: Sequence[int] | None) -> tuple[int, int]:
-        """Append ``datas`` as entries of this term; return ``(term, first_index)``.
+    def propose(self, datas: Sequence[bytes], ids: Sequence[int] | None) -> list[Entry]:
+        """Append ``datas`` as entries of this term; return them.
 
         Raises:
             ValueError: ``ids`` is given and its length differs from ``datas``.
@@ -160,10 +160,11 @@ class Leader:
             ids = [bits(63) for _ in datas]
         elif len(ids) != len(datas):
             raise ValueError("ids and datas differ in length")
-        s._log.append(
-            [_new(Entry, (term, first + k, ids[k], _NORMAL, data)) for k, data in enumerate(datas)]
-        )
-        return term, first
+        entries = [
+            _new(Entry, (term, first + k, ids[k], _NORMAL, data)) for k, data in enumerate(datas)
+        ]
+        s._log.append(entries)
+        return entries
 
     def propose_membership(self, kind: EntryType, node_id: int, context: bytes) -> EntryResponse:
         """Append a membership change (see :meth:`traft.core.raft.Raft.propose_membership`)."""

@@ -516,10 +516,8 @@ class Raft(ServerState):
                 NotLeader naming no leader: retry shortly).
             ValueError: ``ids`` is given and its length differs from ``datas``.
         """
-        term, first = self._proposer().propose(datas, ids)
-        return [
-            EntryResponse(e.id, term, e.index) for e in self._log.slice(first, first + len(datas))
-        ]
+        term = self.term
+        return [EntryResponse(e.id, term, e.index) for e in self._proposer().propose(datas, ids)]
 
     def recv_entries_batch(self, datas: Sequence[bytes]) -> tuple[int, int]:
         """Propose many entries; return their ``(term, first_index)``.
@@ -532,7 +530,10 @@ class Raft(ServerState):
             TransferInProgress: a leadership transfer is in progress (a
                 NotLeader naming no leader: retry shortly).
         """
-        return self._proposer().propose(datas, None)
+        leader = self._proposer()
+        first = self._log.last_index + 1
+        leader.propose(datas, None)
+        return self.term, first
 
     def propose_membership(
         self, kind: EntryType, node_id: int, context: bytes = b""
