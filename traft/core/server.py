@@ -13,7 +13,7 @@ appended and is undone when popped), and assembling a Ready.
 the role changes and the message dispatch. What only one role needs lives in
 that role's object, which holds this state by reference:
 :class:`~traft.core.leader.Leader`, :class:`~traft.core.follower.Follower`,
-:class:`~traft.core.candidate.Candidate`. The attributes with a leading
+:class:`~traft.core.election.Candidate`. The attributes with a leading
 underscore are shared inside traft.core only; they are not public API.
 
 Persist before send: a leader's own copy of an entry counts toward
