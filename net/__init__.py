@@ -12,13 +12,17 @@ A node owns one endpoint, ``UdpEndpoint`` in production or a
     address = await nursery.start(endpoint.serve)   # bound; receiving
     endpoint.set_peer(2, ("127.0.0.1", 7002))
     endpoint.send(2, payload)                       # never blocks, never raises for the network
+    endpoint.max_payload, endpoint.max_message      # one datagram's payload; the most send takes
     async for datagram in endpoint.receive_channel:  # Datagram(sender_id, kind, payload, address)
         ...
     endpoint.stats                                  # counters for /metrics
 
 Every datagram travels in an envelope (``net.envelope``): protocol version,
 cluster id, sender id and, with a cluster key, an HMAC-SHA256 tag. Anything
-malformed, foreign, unauthenticated or oversized is dropped and counted; the
+malformed, foreign, unauthenticated or oversized is dropped and counted. A
+payload longer than one datagram (up to ``max_message``, by default 1 MiB
+plus 64 KiB) is split into fragments and reassembled on receipt within
+bounded memory (``net.fragments``); a lost fragment loses the message. The
 receive channel is bounded and overflow is dropped and counted. A
 ``FaultInjector`` on the send path drops, duplicates, reorders, delays and
 partitions datagrams on demand, reproducibly from a seeded ``random.Random``.
@@ -35,6 +39,7 @@ from net.envelope import (
     cluster_id_from,
 )
 from net.faults import FaultInjector
+from net.fragments import DEFAULT_MAX_MESSAGE, FRAGMENT_STAT_KEYS, Reassembler
 from net.memory import MemoryEndpoint, MemoryNetwork
 from net.transport import (
     IN_DROP_REASONS,
@@ -47,6 +52,8 @@ from net.transport import (
 
 __all__ = [
     "DEFAULT_MAX_DATAGRAM",
+    "DEFAULT_MAX_MESSAGE",
+    "FRAGMENT_STAT_KEYS",
     "IN_DROP_REASONS",
     "OUT_DROP_REASONS",
     "REASONS",
@@ -61,6 +68,7 @@ __all__ = [
     "MemoryEndpoint",
     "MemoryNetwork",
     "PayloadTooLarge",
+    "Reassembler",
     "UdpEndpoint",
     "cluster_id_from",
 ]

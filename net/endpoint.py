@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import random
 import socket
 from collections.abc import Mapping
 from typing import Final
@@ -35,6 +36,7 @@ import trio
 
 from net.envelope import DEFAULT_MAX_DATAGRAM, EnvelopeCodec
 from net.faults import FaultInjector
+from net.fragments import DEFAULT_MAX_MESSAGE
 from net.transport import DEFAULT_QUEUE_SIZE, Address, DatagramEndpoint
 
 __all__ = ["DEFAULT_RECV_BATCH", "DEFAULT_SOCKET_BUFFER", "UdpEndpoint"]
@@ -58,6 +60,7 @@ class UdpEndpoint(DatagramEndpoint):
         bind: Address = ("127.0.0.1", 0),
         key: bytes | None = None,
         max_datagram: int = DEFAULT_MAX_DATAGRAM,
+        max_message: int = DEFAULT_MAX_MESSAGE,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         peers: Mapping[int, Address] | None = None,
         faults: FaultInjector | None = None,
@@ -73,6 +76,8 @@ class UdpEndpoint(DatagramEndpoint):
             key: the cluster key; when set, datagrams are authenticated.
             max_datagram: largest datagram sent or accepted, framing included.
                 The default suits loopback; use 1472 or less across Ethernet.
+            max_message: largest payload sent or reassembled; payloads longer
+                than one datagram's travel as fragments.
             queue_size: capacity of the receive channel.
             peers: initial routing table, peer id -> (IPv4 literal, port).
             faults: a fault injector for this endpoint's paths, or None.
@@ -91,6 +96,10 @@ class UdpEndpoint(DatagramEndpoint):
             peers=peers,
             faults=faults,
             queue_size=queue_size,
+            max_message=max_message,
+            # A process that restarts must not reuse its previous life's
+            # message ids: start each life at a random point of 2**64.
+            first_message_id=random.SystemRandom().getrandbits(64),
         )
         self._bind = bind
         self._recv_batch = recv_batch

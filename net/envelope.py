@@ -8,12 +8,21 @@ a key, a 16-byte authentication tag::
     offset  size  field
     0       2     magic      b"tR"
     2       1     version    PROTOCOL_VERSION (1)
-    3       1     flags      bit 0: a tag follows the payload; other bits zero
+    3       1     flags      bit 0: a tag follows the payload;
+                             bit 1: the payload is one fragment of a larger
+                             message (``net.fragments``); other bits zero
     4       1     kind       payload kind, opaque to net (0..255)
     5       8     cluster    cluster id, unsigned 64-bit big-endian
     13      8     sender     sender's node id, unsigned 64-bit big-endian
     21      n     payload    opaque bytes
     21+n    16    tag        HMAC-SHA256(key, header + payload), first 16 bytes
+
+A message longer than one datagram's payload travels as several datagrams
+with the fragment flag; their payloads start with a fragment header that
+``net.fragments`` writes and reads. The envelope only carries the flag, and
+its tag covers the fragment header like any payload. A receiver from before
+fragments existed refuses the flag (``version``), so the change is safe on a
+mixed cluster: it only loses what it could never have taken.
 
 UDP keeps datagram boundaries, so there is no length field: the payload is
 whatever lies between the header and the tag. The tag is truncated to 128 bits,
@@ -49,6 +58,7 @@ from typing import Final, Literal, NamedTuple
 
 __all__ = [
     "DEFAULT_MAX_DATAGRAM",
+    "FLAG_FRAGMENT",
     "HEADER_SIZE",
     "MAGIC",
     "MAX_UDP_DATAGRAM",
@@ -66,6 +76,8 @@ __all__ = [
 MAGIC: Final = b"tR"
 PROTOCOL_VERSION: Final = 1
 FLAG_TAGGED: Final = 0x01
+FLAG_FRAGMENT: Final = 0x02
+_KNOWN_FLAGS: Final = FLAG_TAGGED | FLAG_FRAGMENT
 TAG_SIZE: Final = 16
 
 _HEADER: Final = struct.Struct(">2sBBBQQ")
@@ -93,15 +105,20 @@ class MalformedDatagram(Exception):
 
 
 class PayloadTooLarge(ValueError):
-    """A local caller tried to send a payload that does not fit in one datagram."""
+    """A local caller tried to send a payload larger than the endpoint carries."""
 
 
 class Envelope(NamedTuple):
-    """One decoded datagram: who sent it, the payload kind, the payload."""
+    """One decoded datagram: who sent it, the payload kind, the payload.
+
+    ``fragment`` is True when the payload is one fragment of a larger
+    message (fragment header first, see ``net.fragments``).
+    """
 
     sender_id: int
     kind: int
     payload: bytes
+    fragment: bool = False
 
 
 # Envelope(...) runs the named tuple's Python-level __new__; building the tuple
@@ -183,8 +200,13 @@ class EnvelopeCodec:
         """Whether this codec tags and requires tags (a key is set)."""
         return self._mac is not None
 
-    def encode(self, sender_id: int, payload: bytes, kind: int = 0) -> bytes:
+    def encode(
+        self, sender_id: int, payload: bytes, kind: int = 0, *, fragment: bool = False
+    ) -> bytes:
         """Frame ``payload`` from ``sender_id`` into one datagram.
+
+        With ``fragment=True`` the fragment flag is set: ``payload`` is one
+        fragment (header and chunk) made by ``net.fragments.split``.
 
         Raises:
             PayloadTooLarge: the payload exceeds ``max_payload``.
@@ -196,15 +218,21 @@ class EnvelopeCodec:
                 f"payload of {len(payload)} bytes exceeds the maximum of {self.max_payload}"
             )
         mac = self._mac
+        flags = FLAG_FRAGMENT if fragment else 0
         try:
             if mac is None:
                 return (
-                    _HEADER.pack(MAGIC, PROTOCOL_VERSION, 0, kind, self._cluster_id, sender_id)
+                    _HEADER.pack(MAGIC, PROTOCOL_VERSION, flags, kind, self._cluster_id, sender_id)
                     + payload
                 )
             signed = (
                 _HEADER.pack(
-                    MAGIC, PROTOCOL_VERSION, FLAG_TAGGED, kind, self._cluster_id, sender_id
+                    MAGIC,
+                    PROTOCOL_VERSION,
+                    flags | FLAG_TAGGED,
+                    kind,
+                    self._cluster_id,
+                    sender_id,
                 )
                 + payload
             )
@@ -232,16 +260,19 @@ class EnvelopeCodec:
         magic, version, flags, kind, cluster_id, sender_id = _HEADER.unpack_from(datagram)
         if magic != MAGIC:
             raise MalformedDatagram("magic")
-        if version != PROTOCOL_VERSION or flags & ~FLAG_TAGGED:
+        if version != PROTOCOL_VERSION or flags & ~_KNOWN_FLAGS:
             raise MalformedDatagram("version", f"version {version}, flags {flags:#04x}")
         if cluster_id != self._cluster_id:
             raise MalformedDatagram("cluster", f"cluster id {cluster_id}")
         mac = self._mac
+        fragment = bool(flags & FLAG_FRAGMENT)
         if mac is None:
-            if flags:
+            if flags & FLAG_TAGGED:
                 raise MalformedDatagram("auth", "tagged datagram, but no cluster key is set")
-            return _new_envelope(Envelope, (sender_id, kind, bytes(datagram[HEADER_SIZE:])))
-        if not flags:
+            return _new_envelope(
+                Envelope, (sender_id, kind, bytes(datagram[HEADER_SIZE:]), fragment)
+            )
+        if not flags & FLAG_TAGGED:
             raise MalformedDatagram("auth", "untagged datagram")
         end = size - TAG_SIZE
         if end < HEADER_SIZE:
@@ -251,4 +282,4 @@ class EnvelopeCodec:
         mac.update(view[:end])
         if not hmac.compare_digest(view[end:], mac.digest()[:TAG_SIZE]):
             raise MalformedDatagram("auth", "bad tag")
-        return _new_envelope(Envelope, (sender_id, kind, bytes(view[HEADER_SIZE:end])))
+        return _new_envelope(Envelope, (sender_id, kind, bytes(view[HEADER_SIZE:end]), fragment))

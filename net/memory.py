@@ -31,6 +31,7 @@ import trio
 
 from net.envelope import DEFAULT_MAX_DATAGRAM, EnvelopeCodec
 from net.faults import FaultInjector
+from net.fragments import DEFAULT_MAX_MESSAGE
 from net.transport import DEFAULT_QUEUE_SIZE, Address, DatagramEndpoint
 
 __all__ = ["MEMORY_HOST", "MemoryEndpoint", "MemoryNetwork"]
@@ -47,6 +48,7 @@ class MemoryNetwork:
         cluster_id: int = 0,
         key: bytes | None = None,
         max_datagram: int = DEFAULT_MAX_DATAGRAM,
+        max_message: int = DEFAULT_MAX_MESSAGE,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         faults: FaultInjector | None = None,
     ) -> None:
@@ -56,6 +58,8 @@ class MemoryNetwork:
             cluster_id: the cluster id every envelope carries.
             key: the cluster key; when set, datagrams are authenticated.
             max_datagram: largest datagram sent or accepted, framing included.
+            max_message: largest payload an endpoint sends or reassembles;
+                longer than one datagram's payload means fragments.
             queue_size: default receive channel capacity of each endpoint.
             faults: the fault injector every endpoint's sends go through, or
                 None for a perfect network.
@@ -65,7 +69,9 @@ class MemoryNetwork:
         """
         self.codec: Final = EnvelopeCodec(cluster_id, key=key, max_datagram=max_datagram)
         self.faults: Final = faults
+        self.max_message: Final = max_message
         self._queue_size = queue_size
+        self._endpoints_made = 0
         self._serving: dict[int, MemoryEndpoint] = {}
 
     @staticmethod
@@ -85,11 +91,15 @@ class MemoryNetwork:
         Raises:
             ValueError: a bad node id, queue size or peer address.
         """
+        self._endpoints_made += 1
         return MemoryEndpoint(
             self,
             node_id,
             peers=peers,
             queue_size=self._queue_size if queue_size is None else queue_size,
+            # Each endpoint, a restarted node's too, numbers its fragmented
+            # messages from its own point: reproducible, and never reused.
+            first_message_id=self._endpoints_made << 40,
         )
 
     def serving(self) -> list[int]:
@@ -139,6 +149,7 @@ class MemoryEndpoint(DatagramEndpoint):
         *,
         peers: Mapping[int, Address] | None = None,
         queue_size: int = DEFAULT_QUEUE_SIZE,
+        first_message_id: int = 0,
     ) -> None:
         """Make an endpoint on ``network``; prefer ``network.endpoint(node_id)``.
 
@@ -146,7 +157,13 @@ class MemoryEndpoint(DatagramEndpoint):
             ValueError: a bad node id, queue size or peer address.
         """
         super().__init__(
-            node_id, network.codec, peers=peers, faults=network.faults, queue_size=queue_size
+            node_id,
+            network.codec,
+            peers=peers,
+            faults=network.faults,
+            queue_size=queue_size,
+            max_message=network.max_message,
+            first_message_id=first_message_id,
         )
         self._network = network
 

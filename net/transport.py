@@ -7,7 +7,9 @@ Theory of operation
 only how to open, receive and write; the two paths between them live here.
 
 Outbound, ``send(peer_id, payload)`` frames the payload (``EnvelopeCodec``),
-looks up the peer's address, passes the datagram through the optional
+or, when it is longer than one datagram's payload and at most
+``max_message``, splits it into fragments (``net.fragments``) under a fresh
+message id and frames each one; then it looks up the peer's address, passes the datagram through the optional
 ``FaultInjector`` and writes each copy at once, or later through the
 ``DelayLine`` when the injector delays it. It never blocks and never raises
 for a network failure: a write that fails is dropped and counted, so trouble
@@ -15,8 +17,9 @@ with one peer never stops sends to the others. It raises only when the local
 caller misuses it (a payload that does not fit, see ``max_payload``).
 
 Inbound, every datagram the subclass receives goes to ``_receive``: decode
-and check it, apply partitions, then ``send_nowait`` into a bounded trio
-memory channel. A bad datagram, a full channel or a closed one means a drop
+and check it, apply partitions, hand a fragment to the ``Reassembler`` (which
+returns the whole message once its last fragment arrives), then
+``send_nowait`` the message into a bounded trio memory channel. A bad datagram, a full channel or a closed one means a drop
 and a counter, never an exception: the receive loop never blocks and never
 dies of its input.
 
@@ -25,7 +28,13 @@ from the start (``STAT_KEYS``): ``datagrams_in``/``bytes_in`` count everything
 received, ``delivered`` what reached the channel, and ``dropped_in_<reason>``
 the rest, so ``datagrams_in == delivered + sum(dropped_in_*)``;
 ``receive_errors`` counts errors the socket reported instead of a datagram.
-``datagrams_out``/``bytes_out`` count datagrams written (after fault
+Fragments are counted too: a datagram that is a fragment counts in
+``fragments_in`` instead of reaching the channel itself, and every message
+reassembled from fragments counts in ``reassembled`` and then, like any
+message, in ``delivered`` or ``dropped_in_overflow``/``closed``; so
+``datagrams_in - fragments_in + reassembled == delivered + sum(dropped_in_*)``.
+What happened to each fragment is in the ``FRAGMENT_STAT_KEYS``
+(``net.fragments``). ``datagrams_out``/``bytes_out`` count datagrams written (after fault
 injection), ``dropped_out_<reason>`` the writes that failed or had nowhere to
 go.
 
@@ -45,8 +54,16 @@ from typing import Final, NamedTuple
 
 import trio
 
-from net.envelope import REASONS, EnvelopeCodec, MalformedDatagram
+from net.envelope import REASONS, EnvelopeCodec, MalformedDatagram, PayloadTooLarge
 from net.faults import DelayLine, FaultInjector
+from net.fragments import (
+    DEFAULT_MAX_MESSAGE,
+    FRAGMENT_HEADER_SIZE,
+    FRAGMENT_STAT_KEYS,
+    MAX_FRAGMENTS,
+    Reassembler,
+    split,
+)
 
 __all__ = [
     "DEFAULT_QUEUE_SIZE",
@@ -82,6 +99,7 @@ STAT_KEYS: Final[tuple[str, ...]] = (
     "delivered",
     *(f"dropped_in_{reason}" for reason in IN_DROP_REASONS),
     "receive_errors",
+    *FRAGMENT_STAT_KEYS,
     "datagrams_out",
     "bytes_out",
     *(f"dropped_out_{reason}" for reason in OUT_DROP_REASONS),
@@ -110,6 +128,8 @@ class DatagramEndpoint(abc.ABC):
         peers: Mapping[int, Address] | None = None,
         faults: FaultInjector | None = None,
         queue_size: int = DEFAULT_QUEUE_SIZE,
+        max_message: int = DEFAULT_MAX_MESSAGE,
+        first_message_id: int = 0,
     ) -> None:
         """Set up the paths shared by every kind of endpoint.
 
@@ -121,15 +141,29 @@ class DatagramEndpoint(abc.ABC):
                 receive path); None for a perfect network.
             queue_size: capacity of the receive channel; beyond it datagrams
                 are dropped and counted as ``overflow``.
+            max_message: the largest payload ``send`` accepts and the largest
+                message reassembled from fragments; at least one datagram's
+                payload, at most ``MAX_FRAGMENTS`` fragments.
+            first_message_id: the id of the first fragmented message sent;
+                later ones count up. A restarted sender should not reuse the
+                ids of its previous life (reassembly survives it, see
+                ``net.fragments``, but may lose a message to it).
 
         Raises:
             ValueError: ``node_id`` is not an unsigned 64-bit integer,
-                ``queue_size`` is not positive, or a peer address is invalid.
+                ``queue_size`` is not positive, ``max_message`` is out of
+                range, or a peer address is invalid.
         """
         if not 0 <= node_id < _U64_LIMIT:
             raise ValueError(f"node id {node_id} is not an unsigned 64-bit integer")
         if queue_size < 1:
             raise ValueError(f"queue_size must be positive, not {queue_size}")
+        chunk_size = codec.max_payload - FRAGMENT_HEADER_SIZE
+        if not codec.max_payload <= max_message <= chunk_size * MAX_FRAGMENTS:
+            raise ValueError(
+                f"max_message must be in [{codec.max_payload}, {chunk_size * MAX_FRAGMENTS}]"
+                f" for datagrams of {codec.max_datagram} bytes, not {max_message}"
+            )
         self.node_id: Final = node_id
         self._codec = codec
         self._faults = faults
@@ -143,6 +177,11 @@ class DatagramEndpoint(abc.ABC):
         self._serving = False
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
         """Counters for /metrics; see the module docstring and ``STAT_KEYS``."""
+        self._max_message = max_message
+        self._chunk_size = chunk_size
+        self._next_message_id = first_message_id % _U64_LIMIT
+        self.reassembler: Final = Reassembler(max_message=max_message, stats=self.stats)
+        """Partial messages received so far (bounded); its counters are in ``stats``."""
 
     # -- what subclasses provide --------------------------------------------
 
@@ -185,8 +224,16 @@ class DatagramEndpoint(abc.ABC):
 
     @property
     def max_payload(self) -> int:
-        """The largest payload ``send`` accepts (max datagram minus framing)."""
+        """The largest payload that travels in one datagram (max datagram minus framing).
+
+        Larger payloads, up to ``max_message``, are sent as fragments.
+        """
         return self._codec.max_payload
+
+    @property
+    def max_message(self) -> int:
+        """The largest payload ``send`` accepts and a receiver reassembles."""
+        return self._max_message
 
     @property
     def faults(self) -> FaultInjector | None:
@@ -222,11 +269,31 @@ class DatagramEndpoint(abc.ABC):
         While the endpoint is not serving, datagrams are dropped and counted
         as ``dropped_out_closed``.
 
+        A payload longer than ``max_payload`` goes out as fragments, each a
+        datagram that meets the network's faults on its own; losing any one
+        loses the message.
+
         Raises:
-            PayloadTooLarge: ``len(payload) > max_payload``.
+            PayloadTooLarge: ``len(payload) > max_message``.
             ValueError: ``kind`` is not in 0..255.
         """
-        datagram = self._codec.encode(self.node_id, payload, kind)
+        codec = self._codec
+        if len(payload) <= codec.max_payload:
+            self._send_datagram(peer_id, codec.encode(self.node_id, payload, kind))
+            return
+        if len(payload) > self._max_message:
+            raise PayloadTooLarge(
+                f"payload of {len(payload)} bytes exceeds the maximum of {self._max_message}"
+            )
+        if not 0 <= kind < 256:
+            raise ValueError(f"kind must be in 0..255, not {kind}")
+        message_id = self._next_message_id
+        self._next_message_id = (message_id + 1) % _U64_LIMIT
+        for fragment in split(payload, self._chunk_size, message_id):
+            self._send_datagram(peer_id, codec.encode(self.node_id, fragment, kind, fragment=True))
+
+    def _send_datagram(self, peer_id: int, datagram: bytes) -> None:
+        """Route one framed datagram to ``peer_id`` through the faults, or count why not."""
         if not self._serving:
             self.stats["dropped_out_closed"] += 1
             return
@@ -301,8 +368,14 @@ class DatagramEndpoint(abc.ABC):
         if faults is not None and faults.blocked(sender_id, self.node_id):
             stats["dropped_in_partition"] += 1
             return
+        payload = envelope.payload
+        if envelope.fragment:
+            message = self.reassembler.add(sender_id, envelope.kind, payload)
+            if message is None:
+                return
+            payload = message
         try:
-            self._inbox.send_nowait(Datagram(sender_id, envelope.kind, envelope.payload, address))
+            self._inbox.send_nowait(Datagram(sender_id, envelope.kind, payload, address))
         except trio.WouldBlock:
             stats["dropped_in_overflow"] += 1
         except (trio.ClosedResourceError, trio.BrokenResourceError):

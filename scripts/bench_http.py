@@ -16,7 +16,9 @@ What it does, in one run:
    each cluster's leader, one system after the other (the order alternates
    row by row so drift hurts both alike), and records requests/s, p50, p90,
    p99, socket errors and non-2xx answers (for traft, broken down by
-   status from its ``/metrics``: 503s during an election are documented).
+   status from its ``/metrics``: 503s during an election are documented),
+   and the CPU time the cluster's three processes used per request (from
+   ``/proc``; it includes their idle work, such as ticks).
 
 The workloads, with the same keys and values on both sides:
 
@@ -194,6 +196,24 @@ def ensure_tools() -> None:
             sys.exit(f"{tool} is still not on PATH after apt-get install")
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes ``pids`` have used (Linux ``/proc``; 0 elsewhere).
+
+    Under load, CPU per request is what a request's latency grows with: a
+    process that has used more CPU waits longer for one after each wake-up
+    (docs/benchmarks.md, "Where a single PUT's time goes").
+    """
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
 def loadavg() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
@@ -340,7 +360,7 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
     header = (
         f"{'workload':<8} {'conns':>5} | {'etcd req/s':>10} {'p50':>7} {'p99':>7} | "
         f"{'traft req/s':>11} {'p50':>7} {'p99':>7} | {'req/s x':>7} {'p50 x':>6} | "
-        f"{'non-2xx e/t':>11} {'load':>5}"
+        f"{'cpu us/req e/t':>14} | {'non-2xx e/t':>11} {'load':>5}"
     )
     print(header)
     print("-" * len(header))
@@ -353,11 +373,13 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
             f"{e['p50_ms']:>7.2f} {e['p99_ms']:>7.2f} | {t['rps']:>11,.0f} {t['p50_ms']:>7.2f} "
             f"{t['p99_ms']:>7.2f} | {ratio(t['rps'], e['rps']):>7.2f} "
             f"{ratio(t['p50_ms'], e['p50_ms']):>6.2f} | "
+            f"{e.get('cpu_us_per_request', float('nan')):>6.0f}/{t.get('cpu_us_per_request', float('nan')):<7.0f} | "
             f"{e['non2xx'] + e['errors']:>5}/{t['non2xx'] + t['errors']:<5} {t['loadavg']:>5.2f}"
             + ("  <- failures: the row's figures include them" if bad(e) or bad(t) else "")
         )
     print(
-        "(latencies in ms; non-2xx e/t: answers other than 2xx (traft's include 3xx, from "
+        "(latencies in ms; cpu us/req e/t: CPU time of each cluster's three processes per "
+        "request, etcd/traft; non-2xx e/t: answers other than 2xx (traft's include 3xx, from "
         "its /metrics) plus socket errors, etcd/traft)"
     )
     for row in rows:
@@ -510,9 +532,19 @@ def main() -> int:
                         if system == "traft" and args.profile and conns == 64:
                             profile = args.profile / f"traft-{workload}-{conns}.svg"
                         pid = traft.pid(leader) if traft is not None else None
+                        if system == "traft" and traft is not None:
+                            pids = [p for p in map(traft.pid, traft.ids) if p is not None]
+                        else:
+                            pids = [proc.pid for proc in etcd.procs] if etcd is not None else []
+                        cpu_before = cpu_seconds(pids)
                         with profiling(pid or 0, profile if pid else None, seconds):
                             r = run_wrk(url, script, conns, seconds)
                         r["loadavg"] = os.getloadavg()[0]
+                        r["cpu_us_per_request"] = (
+                            (cpu_seconds(pids) - cpu_before) * 1e6 / r["requests"]
+                            if r["requests"]
+                            else float("nan")
+                        )
                         if system == "traft":
                             after = traft_statuses(url)
                             r["statuses_non2xx"] = {
@@ -526,6 +558,7 @@ def main() -> int:
                         print(
                             f"{workload:<6} {conns:>4} conns {system:<5}: {r['rps']:>9,.0f} req/s  "
                             f"p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
+                            f"cpu/req {r['cpu_us_per_request']:5.0f} us  "
                             f"non-2xx {r['non2xx']}  errors {r['errors']}  load {r['loadavg']:.2f}",
                             flush=True,
                         )

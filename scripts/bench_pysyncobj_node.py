@@ -5,6 +5,7 @@ The same protocol as ``bench_traft_node.py``: JSON lines ``up``, ``leader``,
 ``start``, ``result`` on stdout. The load keeps ``--window`` calls of a
 ``@replicated`` counter increment in flight: each completion callback (run
 on PySyncObj's own thread) records the latency and issues the next call.
+``--value-size`` makes each call carry that many bytes (large entries).
 ``--journal`` gives PySyncObj a ``journalFile`` (it writes the log there but
 never fsyncs it); otherwise its defaults (in-memory log, batching on).
 
@@ -31,7 +32,7 @@ class Counter(SyncObj):  # type: ignore[misc]
         self.value = 0
 
     @replicated  # type: ignore[misc]
-    def incr(self) -> int:
+    def incr(self, value: bytes = b"") -> int:
         self.value += 1
         return self.value
 
@@ -49,6 +50,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--journal", action="store_true")
+    parser.add_argument("--value-size", type=int, default=0, help="bytes carried by each call")
     parser.add_argument("--gc-threshold", type=int, default=0)
     args = parser.parse_args()
     if args.gc_threshold:
@@ -94,8 +96,12 @@ def main() -> None:
                     if outstanding == 0:
                         done.set()
 
-        counter.incr(callback=callback)
+        if value:
+            counter.incr(value, callback=callback)
+        else:
+            counter.incr(callback=callback)
 
+    value = os.urandom(args.value_size) if args.value_size else b""
     emit(event="start", window=args.window)
     start = clock()
     for _ in range(args.window):

@@ -4,7 +4,8 @@
 Started three times by ``scripts/bench``. Every node prints one JSON line
 ``{"event": "up", "pid": ...}``; the node that wins the election then waits
 half a second, keeps ``--window`` counter increments in flight through
-``Node.submit`` for ``--seconds``, and prints ``start`` and ``result`` lines
+``Node.submit`` for ``--seconds`` (each command ``--value-size`` bytes when
+set, to measure large entries), and prints ``start`` and ``result`` lines
 (ops/s, latency percentiles). The driver reads CPU of every process from
 ``/proc`` between those two lines.
 
@@ -72,7 +73,9 @@ def summarize(latencies: list[float], elapsed: float, errors: int, window: int) 
     }
 
 
-async def load_tasks(node: Node, window: int, seconds: float) -> dict[str, Any]:
+async def load_tasks(
+    node: Node, window: int, seconds: float, command: bytes = b"+1"
+) -> dict[str, Any]:
     """``window`` trio tasks, each awaiting ``Node.submit`` in a loop."""
     latencies: list[float] = []
     errors = 0
@@ -87,7 +90,7 @@ async def load_tasks(node: Node, window: int, seconds: float) -> dict[str, Any]:
         while clock() < deadline:
             start = clock()
             try:
-                await submit(b"+1", timeout=10)
+                await submit(command, timeout=10)
             except NodeError as exc:
                 errors += 1
                 kinds[type(exc).__name__] = kinds.get(type(exc).__name__, 0) + 1
@@ -104,7 +107,9 @@ async def load_tasks(node: Node, window: int, seconds: float) -> dict[str, Any]:
     return result
 
 
-async def load_callbacks(node: Node, window: int, seconds: float) -> dict[str, Any]:
+async def load_callbacks(
+    node: Node, window: int, seconds: float, command: bytes = b"+1"
+) -> dict[str, Any]:
     """``window`` proposals kept in flight with ``Node.submit_nowait``.
 
     The same shape as the PySyncObj load: each completion callback records
@@ -135,7 +140,7 @@ async def load_callbacks(node: Node, window: int, seconds: float) -> dict[str, A
                 done()
 
         try:
-            submit_nowait(b"+1", callback, timeout=10)
+            submit_nowait(command, callback, timeout=10)
         except (NodeError, trio.WouldBlock) as exc:
             kinds[type(exc).__name__] = kinds.get(type(exc).__name__, 0) + 1
             done()
@@ -162,6 +167,9 @@ def main() -> None:
     parser.add_argument("--dir", required=True)
     parser.add_argument("--window", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--value-size", type=int, default=0, help="bytes per command (0: a 2-byte increment)"
+    )
     parser.add_argument(
         "--inline-fsync", action="store_true", help="persist_in_thread=False (for comparison)"
     )
@@ -213,7 +221,8 @@ def main() -> None:
             await trio.sleep(0.5)
             emit(event="start", window=args.window)
             load = load_callbacks if args.api == "submit_nowait" else load_tasks
-            result = await load(node, args.window, args.seconds)
+            command = os.urandom(args.value_size) if args.value_size else b"+1"
+            result = await load(node, args.window, args.seconds, command)
             emit(event="result", **result)
             await trio.sleep_forever()
 

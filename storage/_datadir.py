@@ -179,6 +179,7 @@ class SegmentReport:
     last_index: int
     size: int
     torn: str | None
+    format: int = 2  # 1: one record per entry; 2: batch records
 
 
 @dataclass
@@ -274,6 +275,7 @@ def _inspect_log(report: DataDirReport, log_path: str) -> None:
                 scan.last_index,
                 scan.file_size,
                 scan.torn,
+                scan.version,
             )
         )
     report.segments.sort(key=lambda s: s.name)

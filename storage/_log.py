@@ -2,8 +2,9 @@
 
 Theory of operation (file formats in docs/storage-format.md):
 
-- ``append`` encodes a batch with one join and writes it with one ``pwrite``
-  into the newest segment; the bytes are in the OS page cache but not yet
+- ``append`` encodes a batch as one batch record (``_batch``; a format-1
+  segment of an older log takes one record per entry, ``_record``) and writes
+  it with one ``pwrite`` into the newest segment; the bytes are in the OS page cache but not yet
   durable. ``sync`` makes everything appended since the last sync durable with
   one ``fdatasync`` (plus a directory fsync if a segment file was created):
   group commit. Nothing is acknowledged to anyone before ``sync`` returns.
@@ -12,12 +13,13 @@ Theory of operation (file formats in docs/storage-format.md):
   the segment is new) before the next file is created, so after any crash
   only the newest segment can have a torn tail; recovery relies on that.
 - Memory holds no record data: per segment an ``array('I')`` of record offsets
-  (4 bytes a record), and for the whole log the term runs (one pair per term
+  (4 bytes a record; in a batched segment each entry has its batch's offset), and for the whole log the term runs (one pair per term
   change). ``read`` uses ``pread`` and checks every CRC it returns.
 - ``truncate_from`` and ``compact_upto`` are made crash-atomic by the small
   ``state`` file (see ``_recovery``): the intent is written durably first,
   then the segments are cut or deleted, so an interrupted operation is either
-  invisible or finished by the next open.
+  invisible or finished by the next open. A cut inside a batch record
+  rewrites the batch's prefix, through a ``rewrite`` file (``_rewrite``).
 - Opening carries out the recovery plan (see ``_recovery``), then fdatasyncs
   the newest segment and fsyncs the directory: whatever the log reports once
   open is durable, even records a killed process appended without ``sync``.
@@ -47,11 +49,24 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from . import _fileio
+from ._batch import batch_size, decode_batches, encode_batch_record
 from ._errors import CorruptLogError, LogUnusableError, write_error
 from ._fileio import atomic_write, fsync_dir, make_dirs, remove_file, write_all
 from ._record import MIN_RECORD_SIZE, Record, decode_records, encode_batch
 from ._recovery import STATE_NAME, LogPlan, LogState, plan_log
-from ._segment import SEG_HEADER_SIZE, encode_segment_header, segment_name
+from ._rewrite import (
+    Rewrite,
+    apply_rewrite,
+    finish_rewrite,
+    prefix_record,
+    write_rewrite,
+)
+from ._segment import (
+    SEG_HEADER_SIZE,
+    SEG_VERSION_BATCHES,
+    encode_segment_header,
+    segment_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,16 +76,29 @@ _MAX_OPEN_FILES = 8
 
 
 class _Segment:
-    """In-memory view of one segment: where its records are, and its file descriptor."""
+    """In-memory view of one segment: where its records are, and its file descriptor.
 
-    __slots__ = ("path", "first_index", "offsets", "size", "fd")
+    In a segment of batch records (``batched``), every entry's offset is its
+    batch record's, so equal neighbouring offsets mean one batch.
+    """
 
-    def __init__(self, path: str, first_index: int, offsets: array[int], size: int) -> None:
+    __slots__ = ("path", "first_index", "offsets", "size", "fd", "batched")
+
+    def __init__(
+        self, path: str, first_index: int, offsets: array[int], size: int, batched: bool = True
+    ) -> None:
         self.path = path
         self.first_index = first_index
         self.offsets = offsets
         self.size = size
         self.fd: int | None = None
+        self.batched = batched
+
+    def batch_end(self, k: int) -> int:
+        """The offset just after the record holding entry ``first_index + k``."""
+        offsets = self.offsets
+        j = bisect_right(offsets, offsets[k], k + 1) if self.batched else k + 1
+        return offsets[j] if j < len(offsets) else self.size
 
     @property
     def stop_index(self) -> int:
@@ -124,6 +152,15 @@ class SegmentLog:
             raise
         except OSError as exc:
             raise CorruptLogError(path, 0, f"cannot read the log: {exc}") from exc
+        if plan.rewrite is not None:
+            # A cut inside a batch was interrupted: redo it, then look again.
+            try:
+                _redo_rewrite(path, plan.rewrite)
+                plan = plan_log(path)
+            except CorruptLogError:
+                raise
+            except OSError as exc:
+                raise write_error(path, "recovery", exc) from exc
         log = cls(path, segment_bytes)
         try:
             log._recover(plan)
@@ -148,7 +185,13 @@ class SegmentLog:
         for scan in plan.dropped:
             remove_file(scan.path)
         for scan in plan.segments:
-            segment = _Segment(scan.path, scan.first_index, scan.offsets, scan.end)
+            segment = _Segment(
+                scan.path,
+                scan.first_index,
+                scan.offsets,
+                scan.end,
+                batched=scan.version == SEG_VERSION_BATCHES,
+            )
             if scan.torn is not None:
                 _fileio.ops.ftruncate(self._fd(segment), scan.end)
             self._segments.append(segment)
@@ -256,17 +299,25 @@ class SegmentLog:
             base = segment.first_index
             stop = min(hi, segment.stop_index)
             start = offsets[index - base]
-            end = offsets[stop - base] if stop < segment.stop_index else segment.size
+            end = segment.batch_end(stop - 1 - base)
             if budget is not None and end - start > budget:
-                # Records index..k-1 fit when offsets[k - base] <= start + budget.
+                # Records index..k-1 fit when offsets[k - base] <= start + budget
+                # (in a batched segment: whole batches, give or take the last).
                 stop = (
                     base + bisect_right(offsets, start + budget, index - base + 1, stop - base) - 1
                 )
+                if (
+                    segment.batched
+                    and stop > index
+                    and segment.batch_end(stop - 1 - base) > start + budget
+                ):
+                    # The last batch does not fit whole: stop where it starts.
+                    stop = base + bisect_left(offsets, offsets[stop - 1 - base], index - base)
                 if stop <= index:
                     if out:
                         break
                     stop = index + 1  # the first record is returned whatever its size
-                end = offsets[stop - base] if stop < segment.stop_index else segment.size
+                end = segment.batch_end(stop - 1 - base)
                 hi = stop
             try:
                 buf = os.pread(self._fd(segment), end - start, start)
@@ -276,7 +327,10 @@ class SegmentLog:
                 raise CorruptLogError(
                     segment.path, start + len(buf), "segment is shorter than its records"
                 )
-            out.extend(decode_records(buf, segment.path, start, index))
+            if segment.batched:
+                out.extend(decode_batches(buf, segment.path, start, index, stop))
+            else:
+                out.extend(decode_records(buf, segment.path, start, index))
             if budget is not None:
                 budget -= end - start
             index = stop
@@ -301,69 +355,82 @@ class SegmentLog:
         if not records:
             return
         segment = self._segments[-1] if self._segments else None
-        start = segment.size if segment is not None else SEG_HEADER_SIZE
         first = self._last_index + 1
         last_term = self._run_terms[-1] if self._run_terms else None
-        parts, offsets, new_runs, end = encode_batch(records, first, start, last_term)
-        if segment is not None and (
-            end <= self._segment_bytes or (len(records) == 1 and not segment.offsets)
-        ):
-            # Fast path: the whole batch fits the newest segment.
-            fd = self._fd(segment)
-            try:
-                write_all(fd, b"".join(parts), start)
-            except OSError as exc:
-                self._undo([], [(segment, start)])
-                raise write_error(segment.path, "append", exc) from exc
-            segment.offsets.extend(offsets)
-            segment.size = end
-            if not self._unsynced or self._unsynced[-1] is not segment:
-                self._unsynced.append(segment)
+        if segment is not None and not segment.batched:
+            # A format-1 segment from an older version takes format-1 records
+            # while the whole batch fits; otherwise the batch rolls over into
+            # new (format-2) segments.
+            start = segment.size
+            parts, offsets, new_runs, end = encode_batch(records, first, start, last_term)
+            if end <= self._segment_bytes or (len(records) == 1 and not segment.offsets):
+                self._write_fast(segment, b"".join(parts), start, offsets, end)
+            else:
+                self._append_rolling(segment, records, first)
         else:
-            self._append_rolling(segment, parts, offsets, end, first)
+            new_runs = _term_changes(records, last_term)
+            start = segment.size if segment is not None else SEG_HEADER_SIZE
+            end = start + batch_size(records)
+            if segment is not None and (
+                end <= self._segment_bytes or (len(records) == 1 and not segment.offsets)
+            ):
+                # Fast path: the whole batch is one record in the newest segment.
+                data = encode_batch_record(records, first)
+                self._write_fast(segment, data, start, array("I", [start]) * len(records), end)
+            else:
+                self._append_rolling(segment, records, first)
         if new_runs:
             for index, term in new_runs:
                 self._run_starts.append(index)
                 self._run_terms.append(term)
         self._last_index = first + len(records) - 1
 
-    def _append_rolling(
-        self,
-        segment: _Segment | None,
-        parts: list[bytes],
-        offsets: list[int],
-        end: int,
-        first: int,
+    def _write_fast(
+        self, segment: _Segment, data: bytes, start: int, offsets: Sequence[int], end: int
     ) -> None:
-        """Append a batch that needs one or more new segments."""
+        """Write an encoded batch at the end of the newest segment."""
+        fd = self._fd(segment)
+        try:
+            write_all(fd, data, start)
+        except OSError as exc:
+            self._undo([], [(segment, start)])
+            raise write_error(segment.path, "append", exc) from exc
+        segment.offsets.extend(offsets)
+        segment.size = end
+        if not self._unsynced or self._unsynced[-1] is not segment:
+            self._unsynced.append(segment)
+
+    def _append_rolling(
+        self, segment: _Segment | None, records: Sequence[Record], first: int
+    ) -> None:
+        """Append a batch that needs one or more new segments, a batch record in each."""
         limit = self._segment_bytes
-        count = len(offsets)
-        bounds = [*offsets, end]  # record k occupies bounds[k]..bounds[k + 1]
         # Place records greedily: into the current segment while they fit (a
-        # segment always takes at least one record), then into new ones.
+        # segment always takes at least one record), then into new ones. A
+        # format-1 segment takes none: its format is not written any more.
         groups: list[tuple[bool, int, int]] = []  # (new segment?, first k, stop k)
-        if segment is not None:
-            used, has_records = segment.size, bool(segment.offsets)
+        if segment is not None and segment.batched:
+            used, has_records = segment.size + _BATCH_OVERHEAD, bool(segment.offsets)
         else:
             used, has_records = limit + 1, True  # record 0 needs a new segment
         group_start, group_new = 0, False
-        for k in range(count):
-            size = bounds[k + 1] - bounds[k]
+        for k, record in enumerate(records):
+            size = _PER_ENTRY + len(record.data)
             if has_records and used + size > limit:
                 if k > group_start:
                     groups.append((group_new, group_start, k))
                 group_start, group_new = k, True
-                used = SEG_HEADER_SIZE
+                used = SEG_HEADER_SIZE + _BATCH_OVERHEAD
             used += size
             has_records = True
-        groups.append((group_new, group_start, count))
+        groups.append((group_new, group_start, len(records)))
 
         created: list[_Segment] = []
         touched: list[tuple[_Segment, int, int]] = []  # (segment, old size, stop k)
         current = segment
         try:
             for new, a, b in groups:
-                data = b"".join(parts[2 * a : 2 * b])
+                data = encode_batch_record(records[a:b], first + a)
                 if not new:
                     assert current is not None and a == 0
                     touched.append((current, current.size, b))
@@ -374,9 +441,8 @@ class SegmentLog:
                 index = first + a
                 path = os.path.join(self._path, segment_name(index))
                 fd = _fileio.ops.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
-                shift = SEG_HEADER_SIZE - bounds[a]
-                current = _Segment(path, index, array("I"), SEG_HEADER_SIZE + bounds[b] - bounds[a])
-                current.offsets.extend([offsets[k] + shift for k in range(a, b)])
+                current = _Segment(path, index, array("I"), SEG_HEADER_SIZE + len(data))
+                current.offsets.extend(array("I", [SEG_HEADER_SIZE]) * (b - a))
                 current.fd = fd
                 created.append(current)
                 write_all(fd, encode_segment_header(index) + data, 0)
@@ -385,9 +451,9 @@ class SegmentLog:
             failed_path = created[-1].path if created else self._path
             raise write_error(failed_path, "append", exc) from exc
         # Commit the in-memory view only once every write has succeeded.
-        for seg, _old, b in touched:
-            seg.offsets.extend(offsets[:b])
-            seg.size = bounds[b]
+        for seg, old, b in touched:
+            seg.offsets.extend(array("I", [old]) * b)
+            seg.size = old + batch_size(records[:b])
         for seg in created:
             self._segments.append(seg)
             self._seg_firsts.append(seg.first_index)
@@ -505,12 +571,15 @@ class SegmentLog:
         del self._seg_firsts[k + 1 :]
         segment = self._segments[k]
         cut = index - segment.first_index
-        if cut < len(segment.offsets):
-            size = segment.offsets[cut]
+        offsets = segment.offsets
+        if 0 < cut < len(offsets) and segment.batched and offsets[cut] == offsets[cut - 1]:
+            self._cut_inside_batch(segment, cut, index)
+        elif cut < len(offsets):
+            size = offsets[cut]
             fd = self._fd(segment)
             _fileio.ops.ftruncate(fd, size)
             _fileio.ops.fdatasync(fd)
-            del segment.offsets[cut:]
+            del offsets[cut:]
             segment.size = size
         fsync_dir(self._path)
         self._unsynced.clear()
@@ -519,6 +588,19 @@ class SegmentLog:
         del self._run_starts[k:]
         del self._run_terms[k:]
         self._last_index = index - 1
+
+    def _cut_inside_batch(self, segment: _Segment, cut: int, index: int) -> None:
+        """Drop entries >= ``index`` of the batch holding it, keeping the rest (see _rewrite)."""
+        at = segment.offsets[cut]
+        end = segment.batch_end(cut)
+        fd = self._fd(segment)
+        buf = os.pread(fd, end - at, at)
+        record = prefix_record(buf, index, segment.path, at)
+        rewrite = Rewrite(segment.first_index, at, index, record)
+        write_rewrite(self._path, rewrite)
+        segment.size = apply_rewrite(fd, rewrite)
+        del segment.offsets[cut:]
+        finish_rewrite(self._path)
 
     def compact_upto(self, index: int) -> None:
         """Drop every record up to and including ``index`` (a snapshot now covers them).
@@ -673,3 +755,31 @@ class SegmentLog:
                 seg.fd = None
         self._open_files.clear()
         self._closed = True
+
+
+_BATCH_OVERHEAD = batch_size([])  # a batch record's header and count
+_PER_ENTRY = batch_size([Record(0, 0, 0, b"")]) - _BATCH_OVERHEAD
+
+
+def _term_changes(records: Sequence[Record], last_term: int | None) -> list[tuple[int, int]]:
+    """The (index, term) pairs where ``records`` change term, from ``last_term`` on."""
+    out = []
+    for record in records:
+        if record.term != last_term:
+            last_term = record.term
+            out.append((record.index, last_term))
+    return out
+
+
+def _redo_rewrite(path: str, rewrite: Rewrite) -> None:
+    """Finish an interrupted cut inside a batch (see ``_rewrite``).
+
+    Raises:
+        OSError: a step failed.
+    """
+    fd = _fileio.ops.open(os.path.join(path, segment_name(rewrite.segment)), os.O_RDWR)
+    try:
+        apply_rewrite(fd, rewrite)
+    finally:
+        _fileio.ops.close(fd)
+    finish_rewrite(path)

@@ -16,7 +16,8 @@ Theory of operation: a log directory holds the segment files and one small
 
 :func:`plan_log` scans everything (every record's CRC, see ``_segment``) and
 returns a :class:`LogPlan`: the live segments, and the repairs a crash may
-have left owed: leftover temporary files, segments wholly before the first
+have left owed: leftover temporary files, a batch record to rewrite (a cut
+inside a batch, see ``_rewrite``), segments wholly before the first
 index (an interrupted compaction), a torn tail or torn new segment to cut, a
 truncation to finish (every segment after its point is deleted unread: a
 power cut may have kept those deletions undone while the cut of the segment
@@ -33,6 +34,7 @@ import struct
 import zlib
 
 from ._errors import CorruptLogError
+from ._rewrite import REWRITE_NAME, Rewrite, read_rewrite
 from ._segment import SegmentScan, parse_segment_name, scan_segment, segment_name
 
 STATE_NAME = "state"
@@ -110,6 +112,7 @@ class LogPlan:
         self.first_index = 1
         self.last_index = 0
         self.truncate_from = 0
+        self.rewrite: Rewrite | None = None
 
     @property
     def torn(self) -> SegmentScan | None:
@@ -136,6 +139,13 @@ class LogPlan:
         if torn is not None:
             text = f"cut {os.path.basename(torn.path)} to {torn.end} bytes: {torn.torn}"
             out.append((logging.WARNING, text))
+        if self.rewrite is not None:
+            rw = self.rewrite
+            text = (
+                f"rewrite the batch record at offset {rw.offset} of {segment_name(rw.segment)} "
+                f"with its entries before index {rw.truncate_from}"
+            )
+            out.append((logging.INFO, text))
         if self.truncate_from:
             text = f"finish interrupted truncation from index {self.truncate_from}"
             out.append((logging.INFO, text))
@@ -164,7 +174,7 @@ def plan_log(path: str) -> LogPlan:
             found.append((index, os.path.join(path, name)))
         elif name == STATE_NAME:
             has_state = True
-        elif name == STATE_NAME + ".tmp":
+        elif name in (STATE_NAME + ".tmp", REWRITE_NAME + ".tmp"):
             plan.leftovers.append(name)
     found.sort()
     state_path = os.path.join(path, STATE_NAME)
@@ -176,6 +186,12 @@ def plan_log(path: str) -> LogPlan:
         return plan
     state = plan.state = read_state(state_path)
     first = plan.first_index = state.first_index
+    rewrite = read_rewrite(path)
+    if rewrite is not None:
+        if state.truncate_from and rewrite.truncate_from == state.truncate_from:
+            plan.rewrite = rewrite  # an interrupted cut inside a batch (see _rewrite)
+        else:
+            plan.leftovers.append(REWRITE_NAME)
     if state.newest and not state.truncate_from and all(i != state.newest for i, _ in found):
         # The state names a newest segment that is gone: without this check
         # the log would just look shorter and acknowledged records would

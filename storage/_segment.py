@@ -5,13 +5,17 @@ index of their first record (``00000000000000000001.seg``, 20 digits so names
 sort by index). Each starts with a 32-byte header::
 
     0   8  magic b"TRAFTSEG"
-    8   4  format version (1)
+    8   4  format version (1: one record per entry; 2: batch records)
     12  4  flags (0)
     16  8  index of the first record (must equal the file name)
     24  4  reserved (0)
     28  4  CRC-32 of bytes 0-27
 
-followed by records (see ``_record``) with consecutive indexes, nothing else.
+followed by records with consecutive indexes, nothing else: in format 1 one
+record per entry (``_record``), in format 2 one batch record per append
+(``_batch``). New segments are written in format 2; a segment keeps the
+format it was created in, so a log from an older version reads on, and its
+newest format-1 segment takes format-1 records until it rolls over.
 
 :func:`scan_segment` reads a segment without changing it, checks every
 record's length and CRC, and builds the in-memory index (one u32 offset per
@@ -41,12 +45,16 @@ import struct
 import zlib
 from array import array
 
+from ._batch import BATCH_META_SIZE, BATCH_PREFIX, MIN_BATCH_BODY, PER_ENTRY, batch_terms
 from ._errors import CorruptLogError
 from ._record import HEADER_SIZE, LENGTH_MASK, META_SIZE, MIN_RECORD_SIZE, REC_HEADER, REC_PREFIX
 
 SEGMENT_SUFFIX = ".seg"
 SEG_MAGIC = b"TRAFTSEG"
-SEG_VERSION = 1
+SEG_VERSION_RECORDS = 1
+SEG_VERSION_BATCHES = 2
+SEG_VERSION = SEG_VERSION_BATCHES  # what new segments are written in
+SEG_VERSIONS = (SEG_VERSION_RECORDS, SEG_VERSION_BATCHES)
 SEG_HEADER = struct.Struct("<8sIIQI")
 SEG_HEADER_SIZE = SEG_HEADER.size + 4  # 32: the fields above, then their CRC
 _NAME_RE = re.compile(r"^(\d{20})\.seg$")
@@ -63,16 +71,17 @@ def parse_segment_name(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def encode_segment_header(first_index: int) -> bytes:
+def encode_segment_header(first_index: int, version: int = SEG_VERSION) -> bytes:
     """The 32-byte header of a new segment starting at ``first_index``."""
-    fields = SEG_HEADER.pack(SEG_MAGIC, SEG_VERSION, 0, first_index, 0)
+    fields = SEG_HEADER.pack(SEG_MAGIC, version, 0, first_index, 0)
     return fields + struct.pack("<I", zlib.crc32(fields))
 
 
 class SegmentScan:
     """What :func:`scan_segment` found in one segment file.
 
-    ``offsets[k]`` is the byte offset of record ``first_index + k``; ``end`` is
+    ``offsets[k]`` is the byte offset of record ``first_index + k`` (in format
+    2, of the batch record holding it, shared by the batch); ``end`` is
     the offset after the last good record. When ``torn`` is set, the bytes from
     ``end`` to ``file_size`` are a torn tail that opening will cut off; when
     ``drop_file`` is set, the file holds only a torn header and opening will
@@ -89,6 +98,7 @@ class SegmentScan:
         "file_size",
         "torn",
         "drop_file",
+        "version",
     )
 
     def __init__(self, path: str, first_index: int, file_size: int) -> None:
@@ -101,6 +111,7 @@ class SegmentScan:
         self.file_size = file_size
         self.torn: str | None = None
         self.drop_file = False
+        self.version = SEG_VERSION
 
     @property
     def count(self) -> int:
@@ -155,8 +166,9 @@ def _check_header(mm: mmap.mmap, scan: SegmentScan, is_last: bool) -> None:
             scan.end = 0
             return
         raise CorruptLogError(scan.path, 0, "bad segment header (magic or CRC)")
-    if version != SEG_VERSION:
+    if version not in SEG_VERSIONS:
         raise CorruptLogError(scan.path, 8, f"unsupported segment format version {version}")
+    scan.version = version
     if first != scan.first_index:
         raise CorruptLogError(
             scan.path,
@@ -166,6 +178,9 @@ def _check_header(mm: mmap.mmap, scan: SegmentScan, is_last: bool) -> None:
 
 
 def _scan_records(mm: mmap.mmap, scan: SegmentScan, is_last: bool) -> None:
+    if scan.version == SEG_VERSION_BATCHES:
+        _scan_batches(mm, scan, is_last)
+        return
     size = len(mm)
     offsets = scan.offsets
     put_offset = offsets.append
@@ -205,29 +220,82 @@ def _scan_records(mm: mmap.mmap, scan: SegmentScan, is_last: bool) -> None:
         _diagnose(mm, scan, pos, index, is_last)
 
 
+def _scan_batches(mm: mmap.mmap, scan: SegmentScan, is_last: bool) -> None:
+    """Format 2: check each batch record; every entry gets its batch's offset."""
+    size = len(mm)
+    offsets = scan.offsets
+    run_starts = scan.run_starts
+    run_terms = scan.run_terms
+    unpack = BATCH_PREFIX.unpack_from
+    crc32 = zlib.crc32
+    view = memoryview(mm)
+    pos = SEG_HEADER_SIZE
+    index = scan.first_index
+    last_term = -1
+    try:
+        while pos < size:
+            if size - pos < HEADER_SIZE + MIN_BATCH_BODY:
+                break
+            length, check, crc, first, count = unpack(mm, pos)
+            stop = pos + HEADER_SIZE + length
+            if (
+                check != length ^ LENGTH_MASK
+                or length < MIN_BATCH_BODY
+                or stop > size
+                or crc32(view[pos + HEADER_SIZE : stop]) != crc
+                or first != index
+                or count < 1
+                or BATCH_META_SIZE + PER_ENTRY * count > length
+            ):
+                break
+            # Only the column table is copied out, not the data.
+            table = pos + HEADER_SIZE + BATCH_META_SIZE
+            terms = batch_terms(
+                mm[table : table + PER_ENTRY * count], count, length, (scan.path, pos)
+            )
+            offsets.extend(array("I", [pos]) * count)
+            for k, term in enumerate(terms):
+                if term != last_term:
+                    run_starts.append(index + k)
+                    run_terms.append(term)
+                    last_term = term
+            index += count
+            pos = stop
+    finally:
+        view.release()
+    scan.end = pos
+    if pos < size:
+        _diagnose(mm, scan, pos, index, is_last)
+
+
 def _diagnose(mm: mmap.mmap, scan: SegmentScan, pos: int, index: int, is_last: bool) -> None:
     """Classify the bad bytes at ``pos``: a torn tail (recorded) or damage (raised)."""
     size = len(mm)
     left = size - pos
+    batches = scan.version == SEG_VERSION_BATCHES
+    kind = "batch record" if batches else "record"
+    smallest = MIN_BATCH_BODY if batches else META_SIZE
     if left < HEADER_SIZE:
-        reason = f"short record header ({left} of {HEADER_SIZE} bytes)"
+        reason = f"short {kind} header ({left} of {HEADER_SIZE} bytes)"
         tearable = True
     else:
         length, check, crc = REC_HEADER.unpack_from(mm, pos)
         stop = pos + HEADER_SIZE + length
-        if check != length ^ LENGTH_MASK or length < META_SIZE:
-            reason = f"bad length in header of record {index}"
+        if check != length ^ LENGTH_MASK or length < smallest:
+            reason = f"bad length in header of {kind} {index}"
             tearable = _all_zero(mm, pos, size)
         elif stop > size:
-            reason = f"short payload of record {index} ({left - HEADER_SIZE} of {length} bytes)"
+            reason = f"short payload of {kind} {index} ({left - HEADER_SIZE} of {length} bytes)"
             tearable = True
         elif zlib.crc32(mm[pos + HEADER_SIZE : stop]) != crc:
-            reason = f"bad CRC in record {index}"
+            reason = f"bad CRC in {kind} {index}"
             tearable = _all_zero(mm, stop, size)
         else:
             (found,) = struct.unpack_from("<Q", mm, pos + HEADER_SIZE)
+            if found == index:  # only a batch can get here with the right index
+                raise CorruptLogError(scan.path, pos, f"batch record {index} has a bad count")
             raise CorruptLogError(
-                scan.path, pos, f"expected record {index}, found record {found} (gap or reorder)"
+                scan.path, pos, f"expected {kind} {index}, found {kind} {found} (gap or reorder)"
             )
     if is_last and tearable:
         scan.torn = f"torn tail: {reason}, {left} bytes cut at offset {pos}"

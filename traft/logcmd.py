@@ -81,7 +81,12 @@ def _print_inspect(report: storage.DataDirReport, out: TextIO, *, all_terms: boo
                 else f"empty, starts at {seg.first_index}"
             )
             torn = f"  [{seg.torn}]" if seg.torn else ""
-            print(f"  segment {seg.name}: {span}, {seg.size} bytes{torn}", file=out)
+            form = "batch records" if seg.format == 2 else "one record per entry"
+            print(
+                f"  segment {seg.name}: {span}, {seg.size} bytes, format {seg.format} "
+                f"({form}){torn}",
+                file=out,
+            )
         ranges = report.term_ranges
         shown = ranges if all_terms else ranges[:20]
         for term, lo, hi in shown:

@@ -20,6 +20,11 @@ Validation happens here, at the edge, not in the core: indexes and terms are
 non-negative and below 2**63, entries are contiguous after
 ``prev_log_index`` with non-decreasing terms no greater than the message's.
 Anything that fails becomes one :class:`MalformedMessage`.
+
+Sizes: :class:`Budget` owns the byte arithmetic of messages (the largest
+message net carries, the largest client command, the entry bytes of one
+AppendEntries, a snapshot chunk); the node, the key-value service and the
+simulator ask it instead of subtracting margins of their own.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import msgpack
 from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.preconf.msgpack import make_converter
 
+import net
 from traft.core import (
     AppendEntries,
     AppendEntriesResponse,
@@ -48,6 +54,143 @@ from traft.core import (
 from traft.strict import register_strict_hooks
 
 _MAX = 1 << 63
+
+# Bytes of msgpack framing per entry in an AppendEntries (tag, term, index,
+# id, type and the data's length), counted with the entry's data.
+ENTRY_OVERHEAD = 48
+# Room an AppendEntries keeps for its own fields beside its entries.
+APPEND_HEADROOM = 1024
+# Room a command leaves in a message: one entry of the largest command still
+# fits one AppendEntries, fields and framing included.
+COMMAND_HEADROOM = 2048
+# Room a snapshot chunk keeps for its fields beside its data and membership.
+CHUNK_HEADROOM = 512
+
+
+@attrs.frozen(kw_only=True)
+class Budget:
+    """The byte arithmetic of one node's messages, derived from what net carries.
+
+    Everyone asks this instead of computing margins: the node (the command
+    check, the core's AppendEntries budget, snapshot chunks) and the
+    key-value service (its 413 limit). Two figures come from net:
+    ``max_payload``, what one datagram carries after net's framing, which
+    bounds the messages sent often (AppendEntries batches, snapshot chunks),
+    and ``max_message``, the largest message net sends at all (larger than
+    a datagram where net splits messages into fragments), which bounds a
+    single command. Should net carry more, every figure here follows.
+
+    Args:
+        max_payload: the payload of one datagram (net's ``max_payload``).
+        max_message: the largest message (default ``max_payload``).
+        max_command: the largest client command; default, and at most,
+            ``max_message - COMMAND_HEADROOM`` so that an entry holding it
+            fits one AppendEntries.
+
+    Raises:
+        ValueError: ``max_message`` is below ``max_payload``, or
+            ``max_command`` is not positive or does not fit a message.
+    """
+
+    max_payload: int
+    max_message: int = attrs.field()
+    max_command: int = attrs.field()
+
+    @max_message.default
+    def _default_max_message(self) -> int:
+        return self.max_payload
+
+    @max_message.validator
+    def _check_max_message(self, _: attrs.Attribute[int], value: int) -> None:
+        if value < self.max_payload:
+            raise ValueError(f"max_message {value} is below one datagram's {self.max_payload}")
+
+    @max_command.default
+    def _default_max_command(self) -> int:
+        return self.command_limit
+
+    @max_command.validator
+    def _check_max_command(self, _: attrs.Attribute[int], value: int) -> None:
+        if not 0 < value <= self.command_limit:
+            raise ValueError(
+                f"max_command must be in 1..{self.command_limit} "
+                f"for messages of {self.max_message} bytes"
+            )
+
+    @classmethod
+    def for_endpoint(
+        cls, endpoint: net.DatagramEndpoint, *, max_command: int | None = None
+    ) -> Budget:
+        """The budget of messages sent through ``endpoint``; ``max_command``
+        (None: all a message holds) is cut to what a message holds."""
+        # net fragments a message longer than one datagram: the largest
+        # message is the endpoint's max_message, not one datagram's payload.
+        return cls._make(endpoint.max_payload, endpoint.max_message, max_command)
+
+    @classmethod
+    def for_datagram(
+        cls,
+        max_datagram: int,
+        *,
+        authenticated: bool,
+        max_message: int = net.DEFAULT_MAX_MESSAGE,
+        max_command: int | None = None,
+    ) -> Budget:
+        """The budget of an endpoint that will send datagrams of ``max_datagram``
+        bytes, with an authentication tag when ``authenticated`` (net's envelope
+        decides the framing), and messages of up to ``max_message`` bytes
+        (fragmented); ``max_command`` as for :meth:`for_endpoint`."""
+        # Only the key's presence changes the envelope's size, not its bytes.
+        codec = net.EnvelopeCodec(0, key=b"k" if authenticated else None, max_datagram=max_datagram)
+        return cls._make(codec.max_payload, max(max_message, codec.max_payload), max_command)
+
+    @staticmethod
+    def message_size_for(max_command: int) -> int:
+        """The ``max_message`` an endpoint needs so that a command of
+        ``max_command`` bytes fits one AppendEntries: net's default, or more."""
+        return max(net.DEFAULT_MAX_MESSAGE, max_command + COMMAND_HEADROOM)
+
+    @classmethod
+    def _make(cls, max_payload: int, max_message: int, max_command: int | None) -> Budget:
+        limit = cls(max_payload=max_payload, max_message=max_message).max_command
+        return cls(
+            max_payload=max_payload,
+            max_message=max_message,
+            max_command=limit if max_command is None else min(max_command, limit),
+        )
+
+    @property
+    def command_limit(self) -> int:
+        """The largest command a message of ``max_message`` bytes can carry."""
+        return max(self.max_message - COMMAND_HEADROOM, 1)
+
+    @property
+    def append_bytes(self) -> int:
+        """Entry bytes (data plus ``entry_overhead`` each) one AppendEntries
+        carries: a batch fits one datagram (an entry longer than that goes
+        alone, as the core always sends at least one)."""
+        return max(self.max_payload - APPEND_HEADROOM, APPEND_HEADROOM)
+
+    @property
+    def entry_overhead(self) -> int:
+        """Framing bytes per entry in an AppendEntries."""
+        return ENTRY_OVERHEAD
+
+    def snapshot_chunk(self, membership: bytes) -> int:
+        """Data bytes per :class:`SnapshotChunk` of a snapshot with ``membership``
+        (a chunk fits one datagram)."""
+        return max(self.max_payload - len(membership) - CHUNK_HEADROOM, CHUNK_HEADROOM)
+
+    def check_command(self, command: bytes) -> None:
+        """The one check of a client command's size.
+
+        Raises:
+            ValueError: the command is longer than ``max_command``.
+        """
+        if len(command) > self.max_command:
+            raise ValueError(
+                f"command of {len(command)} bytes exceeds the limit of {self.max_command}"
+            )
 
 
 class MalformedMessage(Exception):

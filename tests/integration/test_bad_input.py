@@ -291,7 +291,7 @@ def test_bad_http(cluster: LocalCluster) -> None:
         ("PUT", "/kv/a%00b", b"v", {}, {400}),
         ("PUT", "/kv/%FF%FE", b"v", {}, {400}),
         ("PUT", "/kv/" + "k" * 2000, b"v", {}, {400}),
-        ("PUT", "/kv/big", b"x" * 1_000_000, {}, {413}),
+        ("PUT", "/kv/big", b"x" * 2_000_000, {}, {413}),  # over max_command (1 MiB)
         ("PUT", "/kv/a?nonsense=1", b"v", {}, {400}),
         ("PUT", "/kv/a?prev=1&prev=2", b"v", {}, {400}),
         ("GET", "/kv/a?prev=1", None, {}, {400}),

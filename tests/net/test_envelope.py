@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from net.envelope import (
+    FLAG_FRAGMENT,
     HEADER_SIZE,
     MAGIC,
     MAX_UDP_DATAGRAM,
@@ -225,3 +226,14 @@ def test_any_single_byte_change_to_a_keyed_datagram_is_rejected(
     datagram[position] ^= data.draw(st.integers(1, 255), label="xor")
     with pytest.raises(MalformedDatagram):
         keyed.decode(datagram)
+
+
+def test_the_fragment_flag_travels_in_the_header_under_the_tag() -> None:
+    datagram = keyed.encode(3, b"part", 9, fragment=True)
+    assert datagram[:HEADER_SIZE] == header(flags=FLAG_FRAGMENT | 1, kind=9, sender=3)
+    assert keyed.decode(datagram) == Envelope(3, 9, b"part", fragment=True)
+    assert plain.decode(plain.encode(3, b"part", fragment=True)).fragment
+    assert not plain.decode(plain.encode(3, b"part")).fragment
+    # Flipping the flag breaks the tag: a whole message cannot pass as a fragment.
+    flipped = datagram[:3] + bytes([datagram[3] & ~FLAG_FRAGMENT]) + datagram[4:]
+    assert reason_of(keyed, flipped) == "auth"

@@ -38,7 +38,8 @@ async def wait_until(condition: Callable[[], bool]) -> None:
 def check_in_counters(endpoint: UdpEndpoint) -> None:
     stats = endpoint.stats
     dropped = sum(stats[f"dropped_in_{reason}"] for reason in IN_DROP_REASONS)
-    assert stats["datagrams_in"] == stats["delivered"] + dropped
+    messages_in = stats["datagrams_in"] - stats["fragments_in"] + stats["reassembled"]
+    assert messages_in == stats["delivered"] + dropped
 
 
 async def pair(nursery: trio.Nursery, **kwargs: object) -> tuple[UdpEndpoint, UdpEndpoint]:
@@ -212,3 +213,14 @@ def test_sends_before_serving_are_dropped_and_counted() -> None:
     node.send(2, b"too early")
     assert node.stats["dropped_out_closed"] == 1
     assert faults.stats["routed"] == 0  # never reached the fault injector
+
+
+async def test_a_one_mebibyte_payload_crosses_loopback_in_fragments(nursery: trio.Nursery) -> None:
+    one, two = await pair(nursery, key=KEY)
+    payload = random.Random(1).randbytes(1 << 20)
+    one.send(2, payload, kind=3)
+    datagram = await two.receive_channel.receive()
+    assert (datagram.sender_id, datagram.kind, datagram.payload) == (1, 3, payload)
+    assert one.stats["datagrams_out"] == two.stats["fragments_in"] > 1
+    assert two.stats["reassembled"] == 1
+    check_in_counters(two)

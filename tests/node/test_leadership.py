@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
 
 import net
 from tests.node.test_node import Counter, harness
+from traft.core import Raft
 from traft.node.errors import (
     LeadershipTransferring,
     NoLeaderError,
@@ -167,13 +167,13 @@ async def test_a_leader_frozen_past_its_lease_does_not_serve_a_stale_read(
         assert old.raft is not None and old.raft.lease_remaining_ms() > 0
         # Freeze its clock: no tick reaches its core (as when the process is stopped).
         frozen = True
-        real_handle = old._handle
+        real_on_tick = old._on_tick
 
-        def handle(item: tuple[Any, ...]) -> None:
-            if not (frozen and item[0] == "tick"):
-                real_handle(item)
+        def on_tick(raft: Raft) -> None:
+            if not frozen:
+                real_on_tick(raft)
 
-        old._handle = handle  # type: ignore[method-assign]
+        old._on_tick = on_tick  # type: ignore[method-assign]
         others = [i for i in sorted(h.nodes) if i != old.id]
         faults.partition([old.id], others)
         with trio.fail_after(10):

@@ -23,8 +23,8 @@ from tests.node.test_node import Harness, cluster_config
 from traft.core import Config, EntryType, Membership, NodeConfig, Raft
 from traft.kv.http import KVApp
 from traft.kv.state import KVStore
-from traft.node.errors import MemberChangeError, ProposalLost, ProposalTimeout
-from traft.node.members import MembershipMixin
+from traft.node.errors import MemberChangeError, NoLeaderError, ProposalLost, ProposalTimeout
+from traft.node.members import MemberChanges
 from traft.node.node import Node
 from traft.node.waiters import MemberChange, covered_by_snapshot
 
@@ -241,12 +241,10 @@ def test_a_membership_change_covered_by_a_snapshot_is_judged_by_its_configuratio
     )
     assert raft.begin_load_snapshot(2, 10, members, leader_term=2)
     raft.end_load_snapshot()
-    node = MembershipMixin()
-    node.raft = raft
-    node._applied = 10
+    changes = MemberChanges(NoLeaderError)
     change = MemberChange(kind, node_id, b"", False)
     change.index, change.term = 5, term
-    got = node._entry_fate(change)
+    got = changes._entry_fate(raft, 10, change)
     if fate is True:
         assert got is True
     else:

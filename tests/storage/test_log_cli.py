@@ -124,7 +124,7 @@ def test_verify_reports_a_torn_tail_as_a_repair_not_a_problem(
     before = snapshot_tree(str(path))
     status, out = run(capsys, "log", "verify", str(path))
     assert status == 0
-    assert "note: next open will log: cut" in out and "short record header" in out
+    assert "note: next open will log: cut" in out and "short batch record header" in out
     assert snapshot_tree(str(path)) == before
 
 

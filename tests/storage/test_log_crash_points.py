@@ -170,7 +170,7 @@ def two_segments_the_second_unsynced(ops: FaultyOps, path: Path) -> SegmentLog:
     takes it away)."""
     install(ops)
     log = SegmentLog.open(str(path), segment_bytes=160)
-    log.append([Record(1, 1, 0, b""), Record(2, 1, 0, b"x" * 71)])
+    log.append([Record(1, 1, 0, b""), Record(2, 1, 0, b"x" * 80)])
     assert sorted(os.listdir(path)) == [
         "00000000000000000001.seg",
         "00000000000000000002.seg",
@@ -198,14 +198,14 @@ def test_compact_upto_over_an_unsynced_newest_segment_survives_a_crash(
         assert reopened.first_index == 2
         # Record 2 was never synced: it may be lost, but nothing else may.
         assert reopened.last_index in (1, 2)
-        assert reopened.read(2, reopened.last_index + 1) in ([], [Record(2, 1, 0, b"x" * 71)])
+        assert reopened.read(2, reopened.last_index + 1) in ([], [Record(2, 1, 0, b"x" * 80)])
 
 
 @pytest.mark.timeout(60)
 def test_crash_inside_compact_upto_over_an_unsynced_newest_segment(
     fast_tmp_path: Path, power_loss: bool
 ) -> None:
-    r1, r2 = Record(1, 1, 0, b""), Record(2, 1, 0, b"x" * 71)
+    r1, r2 = Record(1, 1, 0, b""), Record(2, 1, 0, b"x" * 80)
 
     def observe(path: Path) -> LogView:
         with SegmentLog.open(str(path), segment_bytes=160) as log:
@@ -434,3 +434,85 @@ def test_what_open_reports_after_a_kill_is_durable_snapshot(fast_tmp_path: Path)
         lambda _store: None,
         observe,
     )
+
+
+def batched_log(path: Path) -> Path:
+    """Records 1..30 in three batch records of ten (one append each), one segment each."""
+    with SegmentLog.open(str(path), segment_bytes=SEGMENT_BYTES) as log:
+        for lo in (1, 11, 21):
+            log.append([rec(i, 1 + i // 15) for i in range(lo, lo + 10)])
+    return path
+
+
+def test_crash_inside_a_truncation_in_the_middle_of_a_batch(
+    fast_tmp_path: Path, power_loss: bool
+) -> None:
+    """Entries 11..14 share a batch record with the truncated 15..20: they must
+    survive every crash point (they may have been acknowledged)."""
+    reference = batched_log(fast_tmp_path / "reference")
+    old = view(reference)
+    records = list(old[2])
+
+    def setup(path: Path) -> SegmentLog:
+        shutil.copytree(reference, path)
+        return SegmentLog.open(str(path), segment_bytes=SEGMENT_BYTES)
+
+    steps = crash_every_step(
+        fast_tmp_path,
+        power_loss,
+        setup,
+        lambda log: log.truncate_from(15),  # type: ignore[attr-defined]
+        release_log,
+        view,
+        old,
+        expected_after(1, 14, records),
+    )
+    assert steps >= 8  # intent, rewrite file, cut, write, sync, removal, intent cleared
+    assert not (fast_tmp_path / f"case{steps}" / "rewrite").exists()
+
+
+@pytest.mark.timeout(120)
+def test_a_crash_while_recovering_an_interrupted_batch_cut_is_recovered(
+    fast_tmp_path: Path, power_loss: bool
+) -> None:
+    """Crash the truncation at every point, then crash the open that repairs it
+    at every point: the next open still finds the old log or the new one."""
+    reference = batched_log(fast_tmp_path / "reference")
+    old = view(reference)
+    new = expected_after(1, 14, list(old[2]))
+    redone = 0
+    for first_crash in range(40):
+        crashed = fast_tmp_path / f"crashed{first_crash}"
+        shutil.copytree(reference, crashed)
+        log = SegmentLog.open(str(crashed), segment_bytes=SEGMENT_BYTES)
+        ops = crash_ops(first_crash, power_loss)
+        install(ops)
+        try:
+            log.truncate_from(15)
+            completed = True
+        except SimulatedCrash:
+            completed = False
+        finally:
+            install(FileOps())
+            log._release()
+        if isinstance(ops, PowerLossOps):
+            ops.power_loss()
+        if (crashed / "rewrite").exists():
+            redone += 1
+
+            def reopen(path: object) -> None:
+                SegmentLog.open(str(path), segment_bytes=SEGMENT_BYTES)._release()
+
+            crash_every_step(
+                fast_tmp_path / f"second{first_crash}",
+                power_loss,
+                lambda path, src=crashed: shutil.copytree(src, path),
+                reopen,
+                lambda _path: None,
+                view,
+                new,
+                new,
+            )
+        if completed:
+            break
+    assert redone >= 2  # the rewrite file was there for several crash points

@@ -11,9 +11,16 @@ import pytest
 from storage_faults import snapshot_tree
 
 from storage import CorruptLogError, Record, SegmentLog
+from storage._batch import encode_batch_record
 from storage._record import encode_batch
 from storage._recovery import STATE_NAME, LogState
-from storage._segment import SEG_HEADER_SIZE, encode_segment_header, segment_name
+from storage._segment import (
+    SEG_HEADER_SIZE,
+    SEG_VERSION_BATCHES,
+    SEG_VERSION_RECORDS,
+    encode_segment_header,
+    segment_name,
+)
 
 
 def rec(index: int, term: int = 1) -> Record:
@@ -42,6 +49,16 @@ def record_offsets(seg: Path) -> list[int]:
     return out
 
 
+def record_counts(seg: Path) -> list[int]:
+    """Entries in each record of a segment: 1 in format 1, the batch's count in format 2."""
+    data = seg.read_bytes()
+    batched = int.from_bytes(data[8:12], "little") == SEG_VERSION_BATCHES
+    return [
+        int.from_bytes(data[pos + 20 : pos + 24], "little") if batched else 1
+        for pos in record_offsets(seg)
+    ]
+
+
 def overwrite(file: Path, offset: int, data: bytes) -> None:
     """Change bytes in place (rewriting whole files is slow on ext4: auto_da_alloc)."""
     fd = os.open(file, os.O_WRONLY)
@@ -64,12 +81,14 @@ def test_truncation_at_every_byte_of_the_final_records_recovers_the_prefix(
     last = segments(path)[-1]
     original = last.read_bytes()
     starts = record_offsets(last)
+    counts = record_counts(last)
     first_in_last = int(last.name[:20])
-    tail_from = starts[-4]  # the final four records and every byte in them
+    tail_from = starts[-min(2, len(starts))]  # the final two (batch) records, every byte
     for cut in range(tail_from, len(original) + 1):
         os.truncate(last, cut)
         survivors = sum(1 for k, start in enumerate(starts) if _end(starts, k, original) <= cut)
-        expected = records[: first_in_last - 1 + survivors]
+        # A torn batch is dropped whole: none of it was acknowledged.
+        expected = records[: first_in_last - 1 + sum(counts[:survivors])]
         assert reopen(path) == expected, cut
         assert last.stat().st_size == (
             _end(starts, survivors - 1, original) if survivors else SEG_HEADER_SIZE
@@ -88,9 +107,10 @@ def test_zero_filled_tail_is_cut(tmp_path: Path) -> None:
     last = segments(path)[-1]
     data = last.read_bytes()
     starts = record_offsets(last)
+    dropped = record_counts(last)[-1]
     for keep, zeros in [(len(data), 7), (len(data), 4096), (starts[-1] + 20, 300)]:
         last.write_bytes(data[:keep] + bytes(zeros))
-        expected = records if keep == len(data) else records[:-1]
+        expected = records if keep == len(data) else records[:-dropped]
         assert reopen(path) == expected
         last.write_bytes(data)
 
@@ -141,11 +161,12 @@ def test_a_flipped_bit_in_the_final_record_either_cuts_it_or_is_reported(tmp_pat
     last = segments(path)[-1]
     original = last.read_bytes()
     final_start = record_offsets(last)[-1]
+    dropped = record_counts(last)[-1]
     for offset in range(final_start, len(original)):
         for bit in (0, 7):
             overwrite(last, offset, bytes([original[offset] ^ (1 << bit)]))
             try:
-                assert reopen(path) == records[:-1]
+                assert reopen(path) == records[:-dropped]
             except CorruptLogError as exc:
                 assert exc.path == str(last) and exc.offset == final_start
             else:  # the final record was cut off: put it back
@@ -239,8 +260,13 @@ def test_a_record_out_of_sequence_is_reported_even_at_the_tail(tmp_path: Path) -
     (path / STATE_NAME).write_bytes(LogState(1).encode())
     parts, _, _, _ = encode_batch([rec(1), rec(2)], 1, SEG_HEADER_SIZE, None)
     skipped, _, _, _ = encode_batch([rec(4)], 4, 0, None)
-    (path / segment_name(1)).write_bytes(encode_segment_header(1) + b"".join(parts + skipped))
+    header = encode_segment_header(1, SEG_VERSION_RECORDS)
+    (path / segment_name(1)).write_bytes(header + b"".join(parts + skipped))
     with pytest.raises(CorruptLogError, match="expected record 3, found record 4"):
+        SegmentLog.open(str(path))
+    batches = encode_batch_record([rec(1), rec(2)], 1) + encode_batch_record([rec(4)], 4)
+    (path / segment_name(1)).write_bytes(encode_segment_header(1) + batches)
+    with pytest.raises(CorruptLogError, match="expected batch record 3, found batch record 4"):
         SegmentLog.open(str(path))
 
 
@@ -316,11 +342,13 @@ def test_bit_rot_after_open_is_caught_by_read(tmp_path: Path) -> None:
     with SegmentLog.open(str(path)) as log:
         seg = segments(path)[0]
         data = bytearray(seg.read_bytes())
-        data[record_offsets(seg)[3] + 25] ^= 4
+        data[record_offsets(seg)[1] + 25] ^= 4  # in the second batch (records 6..10)
         seg.write_bytes(bytes(data))
-        assert len(log.read(1, 4)) == 3
-        with pytest.raises(CorruptLogError, match="record 4"):
+        assert len(log.read(1, 6)) == 5
+        with pytest.raises(CorruptLogError, match="CRC"):
             log.read(1, 11)
+        with pytest.raises(CorruptLogError, match="CRC"):
+            log.read(7, 8)
 
 
 def test_copy_of_a_log_opens_identically(tmp_path: Path) -> None:

@@ -100,10 +100,11 @@ class LogMachine(RuleBasedStateMachine):
             assert got == want
         else:
             assert got == want[: len(got)] and len(got) >= 1
-            encoded = sum(29 + len(r.data) for r in got)
+            # On disk an entry takes at least 13 bytes besides its data (a
+            # batch record's column table); whole batch records are read, so
+            # where a read stops early depends on the batches appended.
+            encoded = sum(13 + len(r.data) for r in got)
             assert encoded <= max_bytes or len(got) == 1
-            if len(got) < len(want):  # stopped early: the next record would not fit
-                assert encoded + 29 + len(want[len(got)].data) > max_bytes
 
     @rule()
     def reopen(self) -> None:

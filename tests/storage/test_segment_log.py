@@ -91,15 +91,27 @@ def test_read_and_term_at_check_their_range(tmp_path: Path) -> None:
 
 def test_read_max_bytes_returns_a_prefix_of_at_least_one_record(tmp_path: Path) -> None:
     with SegmentLog.open(str(tmp_path / "log"), segment_bytes=400) as log:
-        log.append(recs(1, 41, size=20))  # 49 bytes each on disk, several segments
+        for record in recs(1, 41, size=20):
+            log.append([record])  # a batch record each: 57 bytes on disk, several segments
         assert log.read(3, 40, max_bytes=1) == [rec(3, size=20)]
-        assert log.read(3, 40, max_bytes=49) == [rec(3, size=20)]
-        assert log.read(3, 40, max_bytes=98) == recs(3, 5, size=20)
-        assert log.read(3, 40, max_bytes=100) == recs(3, 5, size=20)
-        got = log.read(1, 41, max_bytes=49 * 17)
+        assert log.read(3, 40, max_bytes=57) == [rec(3, size=20)]
+        assert log.read(3, 40, max_bytes=114) == recs(3, 5, size=20)
+        assert log.read(3, 40, max_bytes=116) == recs(3, 5, size=20)
+        got = log.read(1, 41, max_bytes=57 * 17)
         assert got == recs(1, 18, size=20)
         assert log.read(1, 41, max_bytes=10**9) == recs(1, 41, size=20)
         assert log.read(7, 7, max_bytes=1) == []
+
+
+def test_read_max_bytes_counts_whole_batches(tmp_path: Path) -> None:
+    with SegmentLog.open(str(tmp_path / "log")) as log:
+        log.append(recs(1, 11, size=20))  # one batch record: 12 + 12 + 10 * 33 = 354 bytes
+        log.append(recs(11, 21, size=20))
+        assert log.read(1, 21, max_bytes=354) == recs(1, 11, size=20)
+        assert log.read(1, 21, max_bytes=353) == [rec(1, size=20)]  # at least one record
+        assert log.read(5, 21, max_bytes=400) == recs(5, 11, size=20)
+        assert log.read(1, 21, max_bytes=708) == recs(1, 21, size=20)
+        assert log.read(4, 14) == recs(4, 14, size=20)  # across a batch boundary
 
 
 def test_segments_roll_over_at_segment_bytes(tmp_path: Path) -> None:

@@ -202,3 +202,59 @@ def test_numbers_must_be_non_negative_ints(bad: object) -> None:
 def test_tags_are_explicit_and_short() -> None:
     assert all(len(tag) <= 3 for tag in TAGS)
     assert len(set(TAGS.values())) == len(TAGS)
+
+
+def _append_entries_with(entries: list[object]) -> bytes:
+    fields = {
+        "term": 5,
+        "leader_id": 1,
+        "prev_log_index": 9,
+        "prev_log_term": 2,
+        "entries": entries,
+        "leader_commit": 3,
+        "seq": 1,
+    }
+    return msgpack.packb(["ae", fields])  # type: ignore[no-any-return]
+
+
+GOOD_ENTRY = [3, 10, 7, 0, b"d"]
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [GOOD_ENTRY, "not an array"],
+        [GOOD_ENTRY, [3, 11, 7, 0]],  # four fields
+        [GOOD_ENTRY, [3, 11, 7, 0, b"d", 1]],  # six
+        [[True, 10, 7, 0, b"d"]],  # a bool is not an int
+        [[3, 10.0, 7, 0, b"d"]],
+        [[3, 10, -1, 0, b"d"]],  # negative id
+        [[3, 10, 1 << 63, 0, b"d"]],
+        [[3, 10, 7, -1, b"d"]],  # entry type out of range
+        [[3, 10, 7, 99, b"d"]],
+        [[3, 10, 7, 0, "text"]],  # data must be bytes
+        [GOOD_ENTRY, [3, 12, 7, 0, b"d"]],  # a gap
+        [[3, 11, 7, 0, b"d"]],  # does not follow prev_log_index
+        [[4, 10, 7, 0, b"d"], [3, 11, 7, 0, b"d"]],  # terms go down
+        [[1, 10, 7, 0, b"d"]],  # below prev_log_term
+        [[6, 10, 7, 0, b"d"]],  # above the message's term
+        "not a list",
+    ],
+)
+def test_each_bad_entry_is_refused(entries: list[object]) -> None:
+    with pytest.raises(MalformedMessage):
+        decode(_append_entries_with(entries))
+
+
+def test_good_entries_decode_to_entries() -> None:
+    msg = decode(_append_entries_with([GOOD_ENTRY, [5, 11, 8, 1, b""], [5, 12, 0, 0, b"x"]]))
+    assert isinstance(msg, AppendEntries)
+    assert [tuple(e) for e in msg.entries] == [
+        (3, 10, 7, EntryType(0), b"d"),
+        (5, 11, 8, EntryType(1), b""),
+        (5, 12, 0, EntryType(0), b"x"),
+    ]
+    assert all(type(e) is Entry for e in msg.entries)
+    assert decode(_append_entries_with([])) == AppendEntries(
+        term=5, leader_id=1, prev_log_index=9, prev_log_term=2, entries=(), leader_commit=3, seq=1
+    )

@@ -54,9 +54,9 @@ method 405 with ``Allow``.
 Limits: a key is 1..1024 bytes of UTF-8 without control characters (``/``
 is allowed and percent-escapes are decoded); an Idempotency-Key is 1..128
 printable ASCII characters; the encoded command (key, value, prev and
-idempotency key together) must fit ``max_command_bytes``, by default
-``cluster.max_datagram - 2101`` under ``traft serve`` so that any entry fits
-one datagram (the node refuses larger commands too: 413 as well). A 413
+idempotency key together) must fit ``max_command_bytes``, under ``traft
+serve`` the node's own limit (``Node.budget.max_command``: the cluster's
+``max_command``, 1 MiB by default, see :class:`traft.wire.Budget`). A 413
 names the room left for the value with the request's key, ``prev`` and
 Idempotency-Key (:meth:`KVApp.room_for_value`).
 """
@@ -90,7 +90,7 @@ from traft.kv.commands import (
 )
 from traft.kv.faultctl import FaultRequestError, apply_fault_request, describe_faults
 from traft.kv.state import KVStore
-from traft.node.config import ConfigError, parse_address
+from traft.node.config import DEFAULT_MAX_COMMAND, ConfigError, parse_address
 from traft.node.errors import (
     LeadershipTransferring,
     MemberChangeError,
@@ -112,7 +112,7 @@ Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 Handler = Callable[["Request"], Awaitable["Response"]]
 
-DEFAULT_MAX_COMMAND_BYTES: Final = 60_000 - 2101  # what traft serve uses by default
+DEFAULT_MAX_COMMAND_BYTES: Final = DEFAULT_MAX_COMMAND  # what traft serve uses by default
 RETRY_AFTER_S: Final = 1
 _JSON: Final = b"application/json"
 _OCTETS: Final = b"application/octet-stream"

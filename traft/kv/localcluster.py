@@ -163,6 +163,7 @@ class LocalCluster:
             timing=config.timing,
             snapshot=config.snapshot,
             max_datagram=config.max_datagram,
+            max_command=config.max_command,
         )
         # Atomically: nodes (re)starting meanwhile must read the old file or the new one.
         tmp = self.config_path.with_suffix(".toml.tmp")

@@ -68,10 +68,6 @@ LOG_FORMAT = (
     "%(levelname)s %(name)s: %(message)s"
 )
 DATE_FORMAT = "%H:%M:%S"
-# Room for the envelope (21 bytes + a 32-byte HMAC tag) and the node's own
-# margin for the AppendEntries framing (2048 bytes): any command that passes
-# this limit fits one datagram.
-COMMAND_MARGIN = 53 + 2048
 
 
 class AddressInUse(OSError):
@@ -304,7 +300,7 @@ async def serve(
         app = KVApp(
             node,
             store,
-            max_command_bytes=cluster.max_datagram - COMMAND_MARGIN,
+            max_command_bytes=node.budget.max_command,
             faults=faults,
         )
         if faults is not None:

@@ -89,6 +89,14 @@ class SnapshotPolicy:
     keep_entries: int = 10_000
 
 
+# The largest command by default, as etcd's 1.5 MiB request limit suggests a
+# KV user expects; up to 64 MiB may be configured (UDP fragments, each lost
+# one losing the whole message, make much more impractical).
+DEFAULT_MAX_COMMAND = 1 << 20
+MIN_MAX_COMMAND = 1024
+MAX_MAX_COMMAND = 64 << 20
+
+
 @attrs.frozen(kw_only=True)
 class ClusterConfig:
     """Everything a node needs to know about its cluster."""
@@ -99,6 +107,9 @@ class ClusterConfig:
     timing: Timing = Timing()
     snapshot: SnapshotPolicy = SnapshotPolicy()
     max_datagram: int = 60_000
+    max_command: int = DEFAULT_MAX_COMMAND
+    """The largest command a node accepts; commands longer than one datagram
+    travel as fragments (``net.fragments``)."""
 
     def member(self, node_id: int) -> Member:
         """The member with this id.
@@ -186,6 +197,15 @@ class ClusterConfig:
         max_datagram = data.get("max_datagram", 60_000)
         if not isinstance(max_datagram, int) or not 1200 <= max_datagram <= 65_000:
             raise ConfigError(f"{source}: max_datagram must be an integer in 1200..65000")
+        max_command = data.get("max_command", DEFAULT_MAX_COMMAND)
+        if (
+            not isinstance(max_command, int)
+            or isinstance(max_command, bool)
+            or not MIN_MAX_COMMAND <= max_command <= MAX_MAX_COMMAND
+        ):
+            raise ConfigError(
+                f"{source}: max_command must be an integer in {MIN_MAX_COMMAND}..{MAX_MAX_COMMAND}"
+            )
         return cls(
             cluster_id=cluster_id,
             members=members,
@@ -193,6 +213,7 @@ class ClusterConfig:
             timing=timing,
             snapshot=snapshot,
             max_datagram=max_datagram,
+            max_command=max_command,
         )
 
     def to_toml(self) -> str:
@@ -202,6 +223,8 @@ class ClusterConfig:
             lines.append(f"key = {_toml_string(self.key.decode())}")
         if self.max_datagram != 60_000:
             lines.append(f"max_datagram = {self.max_datagram}")
+        if self.max_command != DEFAULT_MAX_COMMAND:
+            lines.append(f"max_command = {self.max_command}")
         t = self.timing
         lines += [
             "",
@@ -240,7 +263,9 @@ def _toml_string(text: str) -> str:
 
 # Every top-level key of cluster.toml; anything else is a mistake (a typo such as
 # ``[timings]`` or ``clusterid`` would otherwise be ignored without a word).
-_TOP_LEVEL = frozenset({"cluster_id", "key", "timing", "snapshot", "max_datagram", "node"})
+_TOP_LEVEL = frozenset(
+    {"cluster_id", "key", "timing", "snapshot", "max_datagram", "max_command", "node"}
+)
 
 
 def _names(keys: set[str]) -> str:

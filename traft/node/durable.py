@@ -1,27 +1,32 @@
 """The node's durable state: a Ready's storage part written with one fsync.
 
 Theory of operation: :class:`Durable` adapts the ``storage`` package (which
-knows nothing of Raft) to the core's Ready contract. ``persist(rd)`` runs in
-a worker thread and does, in order: save term and vote together (atomic
-file replace) when they changed; pop the log from ``truncate_from``; drop
-entries up to ``compact_upto``; append ``entries``; then ONE ``sync()`` of
-the log for all of it (group commit). Nothing of the Ready may be sent
-before it returns.
+knows nothing of Raft) to the core's Ready contract. ``persist(rd)`` runs
+in a worker thread or inline (the node decides) and does, in order: save
+term and vote together (atomic file replace) when they changed; pop the log
+from ``truncate_from``; drop entries up to ``compact_upto``; append
+``entries``; then ONE ``sync()`` of the log for all of it (group commit).
+Nothing of the Ready may be sent before it returns.
 
 An entry's id travels in the first eight bytes of the record's data, since
 storage records hold (index, term, type, data) only.
+
+:func:`recover` opens a node's storage at start and rebuilds the core and
+the state machine from it: newest snapshot first, then the log after it.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import random
 import struct
 from collections.abc import Iterable
 from pathlib import Path
 
 import storage
-from traft.core import Entry, EntryType, Membership, Ready, SnapshotMeta
+from traft.core import Config, Entry, EntryType, Membership, Raft, Ready, SnapshotMeta
+from traft.node.statemachine import StateMachine
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +170,7 @@ class Durable:
     # -- the Ready contract ---------------------------------------------------------------
 
     def persist(self, rd: Ready) -> None:
-        """Make the storage part of ``rd`` durable with one log fsync (worker thread)."""
+        """Make the storage part of ``rd`` durable with one log fsync (blocking)."""
         if rd.hard_state is not None:
             self.meta.save(rd.hard_state.term, rd.hard_state.voted_for)
         log_ = self.log
@@ -199,3 +204,56 @@ class Durable:
                 writer.write(chunk)
         assert writer.info is not None
         return writer.info
+
+
+def recover(
+    node_id: int,
+    data_dir: Path,
+    *,
+    config: Config,
+    rng: random.Random,
+    founding: Membership,
+    state_machine: StateMachine,
+    segment_bytes: int,
+) -> tuple[Durable, Raft]:
+    """Open a node's storage; restore the state machine from the newest
+    snapshot and rebuild the core from it and the log after it.
+
+    ``founding`` is the membership a node without a snapshot or membership
+    entries starts with. Blocking: a worker thread's job.
+
+    Raises:
+        storage.CorruptLogError: the data directory is damaged.
+    """
+    durable = Durable(data_dir, segment_bytes=segment_bytes)
+    try:
+        snap = durable.latest_snapshot()
+        meta = None
+        if snap is not None:
+            meta, info = snap
+            with durable.snapshots.reader(info) as reader:
+                state_machine.restore(reader.chunks())
+            durable.finish_snapshot_install(meta.index, meta.term)
+        entries = durable.entries_after(meta.index if meta else 0)
+        raft = Raft.restore(
+            node_id,
+            config,
+            rng,
+            term=durable.meta.term,
+            voted_for=durable.meta.voted_for,
+            entries=entries,
+            snapshot=meta,
+            membership=founding,
+        )
+    except BaseException:
+        durable.close()
+        raise
+    log.info(
+        "node %d: restored term %d, snapshot %s, log %d..%d",
+        node_id,
+        raft.term,
+        meta.index if meta else "none",
+        raft.first_index,
+        raft.current_index,
+    )
+    return durable, raft

@@ -1,7 +1,8 @@
 """Leadership transfer of a running node (thesis §3.10).
 
-Theory of operation: ``transfer_leadership`` hands the main loop a
-:class:`~traft.node.waiters.LeaderTransfer`. The main loop picks the target
+Theory of operation: ``Node.transfer_leadership`` hands the main loop a
+:class:`~traft.node.waiters.LeaderTransfer`, which :class:`Transfers` starts
+and answers. It picks the target
 when none was named — the voting follower the leader last heard from whose
 log matches furthest (``Raft.progress``), so that it needs the fewest
 entries before it can take over — and asks the core to transfer
@@ -21,24 +22,20 @@ the target's election needs this node's vote like anyone's.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 from traft.core import (
     LeaderChanged,
     NotLeader,
+    Raft,
     Role,
     TransferAborted,
     TransferError,
     TransferFinished,
     TransferStarted,
 )
-from traft.node.errors import NotLeaderError, ProposalTimeout, TransferFailed
-from traft.node.waiters import LeaderTransfer, Waiter
-
-if TYPE_CHECKING:
-    import trio
-
-    from traft.core import Raft
+from traft.node.errors import NodeError, TransferFailed
+from traft.node.waiters import LeaderTransfer
 
 log = logging.getLogger(__name__)
 
@@ -63,60 +60,28 @@ def transfer_candidate(raft: Raft) -> int | None:
     return chosen
 
 
-class LeadershipMixin:
-    """The leadership-transfer part of :class:`~traft.node.node.Node`."""
+class Transfers:
+    """The callers of ``Node.transfer_leadership`` waiting for a new leader.
 
-    if TYPE_CHECKING:
-        id: int
-        raft: Raft | None
-        _transfers: list[LeaderTransfer]
-        _inbox_send: trio.MemorySendChannel[tuple[Any, ...]]
+    Args:
+        node_id: this node's id.
+        not_leader: the error for a transfer asked of a node that does not lead.
+    """
 
-        def _not_leader(self) -> NotLeaderError: ...
-        def _check_running(self) -> None: ...
-        async def _wait(self, waiter: Waiter, timeout: float, what: str) -> Any: ...
+    def __init__(self, node_id: int, not_leader: Callable[[], NodeError]) -> None:
+        self.node_id = node_id
+        self._not_leader = not_leader
+        self._waiting: list[LeaderTransfer] = []
 
-    async def transfer_leadership(self, to: int | None = None, *, timeout: float = 5.0) -> int:
-        """Hand leadership to node ``to`` (None: the most up-to-date voting
-        follower) and return the new leader's id.
+    def __bool__(self) -> bool:
+        """Whether any caller waits for a transfer."""
+        return bool(self._waiting)
 
-        Proposals are refused while the transfer runs (at most an election
-        timeout: then the core gives up and they resume). The answer is the
-        id of the first leader other than this node that it learns of:
-        normally ``to``, though an election the transfer did not start may
-        win first.
-
-        Raises:
-            NotLeaderError: this node is not the leader (NoLeaderError: none is known).
-            TransferFailed: the core gave the transfer up (the target did not
-                catch up or win in time), ``to`` is not a voting member, there
-                is no follower to hand over to, or no new leader was seen
-                within ``timeout`` seconds.
-            NodeStopped: the node is not running.
-        """
-        self._check_running()
-        raft = self.raft
-        assert raft is not None
-        if raft.role is not Role.LEADER:
-            raise self._not_leader()
-        if to == self.id:
-            raise TransferFailed("this node is the leader already", to)
-        waiter = LeaderTransfer(to)
-        await self._inbox_send.send(("transfer", waiter))
-        try:
-            leader: int = await self._wait(waiter, timeout, "leadership transfer")
-        except ProposalTimeout:
-            raise TransferFailed(f"no new leader within {timeout:g} s", waiter.target) from None
-        return leader
-
-    # -- the main loop's side ------------------------------------------------------------
-
-    def _start_transfer(self, waiter: LeaderTransfer) -> None:
-        raft = self.raft
-        assert raft is not None
+    def start(self, raft: Raft, waiter: LeaderTransfer) -> None:
+        """Start the transfer ``waiter`` asks for, or join the one in progress."""
         if raft.role is not Role.LEADER:
             leader = raft.leader_id
-            if leader is not None and leader != self.id:
+            if leader is not None and leader != self.node_id:
                 waiter.resolve(leader)  # someone else leads already: nothing to hand over
             else:
                 waiter.fail(self._not_leader())
@@ -124,7 +89,7 @@ class LeadershipMixin:
         current = raft.transfer_target
         if current is not None and waiter.target in (None, current):
             waiter.target = current  # join the transfer in progress
-            self._transfers.append(waiter)
+            self._waiting.append(waiter)
             return
         target = waiter.target if waiter.target is not None else transfer_candidate(raft)
         if target is None:
@@ -138,30 +103,36 @@ class LeadershipMixin:
         except TransferError as exc:
             waiter.fail(TransferFailed(str(exc), target))
         else:
-            self._transfers.append(waiter)
+            self._waiting.append(waiter)
 
-    def _on_transfer_event(self, event: object) -> None:
+    def on_event(self, event: object) -> None:
         """React to a transfer event or a leader change (main loop)."""
         if isinstance(event, TransferStarted):
-            log.info("node %d: transferring leadership to node %d", self.id, event.to)
+            log.info("node %d: transferring leadership to node %d", self.node_id, event.to)
         elif isinstance(event, TransferFinished):
-            log.info("node %d: leadership handed to node %d", self.id, event.to)
-            self._answer_transfers(event.to)
+            log.info("node %d: leadership handed to node %d", self.node_id, event.to)
+            self._answer(event.to)
         elif isinstance(event, TransferAborted):
             log.warning(
                 "node %d: leadership transfer to node %d aborted: %s",
-                self.id,
+                self.node_id,
                 event.to,
                 event.reason,
             )
-            transfers, self._transfers = self._transfers, []
-            for waiter in transfers:
+            waiting, self._waiting = self._waiting, []
+            for waiter in waiting:
                 waiter.fail(TransferFailed(str(event.reason), event.to))
         elif isinstance(event, LeaderChanged):
-            if event.leader_id is not None and event.leader_id != self.id:
-                self._answer_transfers(event.leader_id)
+            if event.leader_id is not None and event.leader_id != self.node_id:
+                self._answer(event.leader_id)
 
-    def _answer_transfers(self, leader: int) -> None:
-        transfers, self._transfers = self._transfers, []
-        for waiter in transfers:
+    def _answer(self, leader: int) -> None:
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
             waiter.resolve(leader)
+
+    def fail_all(self, error: BaseException) -> None:
+        """Fail every waiting caller (the node stops)."""
+        for waiter in self._waiting:
+            waiter.fail(error)
+        self._waiting = []

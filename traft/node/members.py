@@ -1,11 +1,12 @@
 """Membership changes of a running node (§6, seed semantics).
 
-Theory of operation: ``add_member`` proposes ADD_NONVOTING_NODE with the new
-node's addresses as the entry's context; when the core reports
+Theory of operation: ``Node.add_member`` queues a change that
+:class:`MemberChanges` proposes as ADD_NONVOTING_NODE with the new node's
+addresses as the entry's context; when the core reports
 ``NodeHasSufficientLogs`` the leader proposes ADD_NODE (retrying on every
 tick while another voting change is in flight), and the caller is answered
-once the promotion has committed. ``remove_member`` proposes REMOVE_NODE and
-answers once it is applied.
+once the promotion has committed. ``Node.remove_member`` proposes
+REMOVE_NODE and answers once it is applied.
 
 A change is done only when its own entry, same index and same term, is
 known committed; one whose entry a new leader replaced fails with
@@ -22,23 +23,17 @@ fails as unknown (ProposalTimeout).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
-from traft.core import EntryType, NotLeader, RaftError, Role
+from traft.core import EntryType, NotLeader, Raft, RaftError, Role
 from traft.node.config import Address, format_address, parse_address
 from traft.node.errors import (
     MemberChangeError,
     NodeError,
-    NotLeaderError,
     ProposalLost,
     ProposalTimeout,
 )
-from traft.node.waiters import MemberChange, Waiter
-
-if TYPE_CHECKING:
-    import trio
-
-    from traft.core import Raft
+from traft.node.waiters import MemberChange
 
 
 def member_context(peer: Address, http: Address) -> bytes:
@@ -47,6 +42,7 @@ def member_context(peer: Address, http: Address) -> bytes:
 
 
 def parse_context(context: bytes) -> tuple[Address, Address] | None:
+    """The two addresses of a membership entry's context; None if it has none."""
     try:
         peer, http = context.decode().split("|")
         return parse_address(peer, "peer"), parse_address(http, "http")
@@ -54,23 +50,28 @@ def parse_context(context: bytes) -> tuple[Address, Address] | None:
         return None
 
 
-class MembershipMixin:
-    """The membership part of :class:`~traft.node.node.Node`."""
+class MemberChanges:
+    """The membership changes in flight on this node, and the promotions due.
 
-    if TYPE_CHECKING:
-        raft: Raft | None
-        _applied: int
-        _promote: set[int]
-        _member_waiters: list[MemberChange]
-        _inbox_send: trio.MemorySendChannel[tuple[Any, ...]]
+    The main loop calls :meth:`start` for each change a caller queued,
+    :meth:`caught_up` on ``NodeHasSufficientLogs``, :meth:`retry_promotions`
+    on every tick and :meth:`check` after every Ready cycle.
 
-        def _not_leader(self) -> NotLeaderError: ...
-        def _check_running(self) -> None: ...
-        async def _wait(self, waiter: Waiter, timeout: float, what: str) -> Any: ...
+    Args:
+        not_leader: the error for a change this node cannot make (not the leader).
+    """
 
-    def _start_member_change(self, change: MemberChange) -> None:
-        raft = self.raft
-        assert raft is not None
+    def __init__(self, not_leader: Callable[[], NodeError]) -> None:
+        self._not_leader = not_leader
+        self._promote: set[int] = set()
+        self._waiters: list[MemberChange] = []
+
+    def __bool__(self) -> bool:
+        """Whether any change waits for its entry to commit."""
+        return bool(self._waiters)
+
+    def start(self, raft: Raft, change: MemberChange) -> None:
+        """Propose ``change`` (fails it at once if the core refuses)."""
         try:
             resp = raft.propose_membership(change.kind, change.node_id, change.context)
         except NotLeader:
@@ -81,11 +82,19 @@ class MembershipMixin:
             return
         change.index = resp.index
         change.term = resp.term
-        self._member_waiters.append(change)
+        self._waiters.append(change)
 
-    def _try_promote(self, node_id: int) -> None:
-        raft = self.raft
-        assert raft is not None
+    def caught_up(self, raft: Raft, node_id: int) -> None:
+        """``node_id`` has caught up (NodeHasSufficientLogs): promote it."""
+        self._promote.add(node_id)
+        self._try_promote(raft, node_id)
+
+    def retry_promotions(self, raft: Raft) -> None:
+        """Propose again the promotions another change held back (each tick)."""
+        for node_id in sorted(self._promote):
+            self._try_promote(raft, node_id)
+
+    def _try_promote(self, raft: Raft, node_id: int) -> None:
         node = raft.node(node_id)
         if raft.role is not Role.LEADER or node is None or node.voting:
             self._promote.discard(node_id)
@@ -96,15 +105,14 @@ class MembershipMixin:
         except RaftError:
             pass  # another change in flight: try again on the next tick
 
-    def _check_member_waiters(self) -> None:
-        raft = self.raft
-        assert raft is not None
+    def check(self, raft: Raft, applied: int) -> None:
+        """Answer the changes whose fate is known, with ``applied`` the applied index."""
         pending = []
-        for change in self._member_waiters:
+        for change in self._waiters:
             if change.done:
                 continue
             if not change.committed:
-                fate = self._entry_fate(change)
+                fate = self._entry_fate(raft, applied, change)
                 if fate is None:
                     pending.append(change)
                     continue
@@ -128,16 +136,22 @@ class MembershipMixin:
                         pending.append(change)
                     continue
             change.resolve(None)
-        self._member_waiters = pending
+        self._waiters = pending
 
-    def _entry_fate(self, change: MemberChange) -> NodeError | bool | None:
+    def fail_all(self, error: BaseException) -> None:
+        """Fail every change in flight (the node stops)."""
+        for change in self._waiters:
+            change.fail(error)
+        self._waiters = []
+
+    def _entry_fate(
+        self, raft: Raft, applied: int, change: MemberChange
+    ) -> NodeError | bool | None:
         """True when the change's own entry is known committed, None while
         that cannot be told yet, or the error to fail the change with."""
-        raft = self.raft
-        assert raft is not None
         term = raft.log.term_at(change.index)
         if term is not None:
-            if self._applied < change.index:
+            if applied < change.index:
                 # Not committed yet; even an entry of a later term in its
                 # place may still be replaced by ours (§5.4.2).
                 return None
@@ -146,75 +160,46 @@ class MembershipMixin:
             return ProposalLost("the membership change was replaced by a new leader's entry")
         if change.index > raft.current_index:
             return None  # popped here; another server may still commit it (§5.4.2)
-        return self._fate_from_snapshot(change)
+        return _fate_from_snapshot(raft, change)
 
-    def _fate_from_snapshot(self, change: MemberChange) -> NodeError | bool:
-        """The fate of a change whose entry a snapshot covered before it was
-        applied here: read from the snapshot's configuration (ids are never
-        reused), else from its term."""
-        raft = self.raft
-        assert raft is not None
-        snapshot = raft.snapshot
-        if snapshot is None or snapshot.index < change.index:
-            return ProposalTimeout("outcome unknown: the membership change's entry is gone")
-        members = snapshot.membership
-        node_id = change.node_id
-        node = next((n for n in members.nodes if n.node_id == node_id), None)
-        removed = node_id in members.removed
-        if change.kind is EntryType.REMOVE_NODE:
-            if removed:
-                return True
-            if node is not None:
-                return ProposalLost(
-                    f"the membership change was lost to a new leader: node {node_id} is "
-                    "still a member"
-                )
-        elif change.kind is EntryType.ADD_NONVOTING_NODE:
-            if node is not None or removed:
-                return True
-            return ProposalLost(
-                f"the membership change was lost to a new leader: node {node_id} is not a member"
-            )
-        elif node is not None:
-            if node.voting:
-                return True
-            return ProposalLost(
-                f"the membership change was lost to a new leader: node {node_id} does not vote"
-            )
-        # The configuration cannot tell (a snapshot written before removed
-        # ids were recorded): the terms may (see covered_by_snapshot).
-        if snapshot.term == change.term:
+
+def _fate_from_snapshot(raft: Raft, change: MemberChange) -> NodeError | bool:
+    """The fate of a change whose entry a snapshot covered before it was
+    applied here: read from the snapshot's configuration (ids are never
+    reused), else from its term."""
+    snapshot = raft.snapshot
+    if snapshot is None or snapshot.index < change.index:
+        return ProposalTimeout("outcome unknown: the membership change's entry is gone")
+    members = snapshot.membership
+    node_id = change.node_id
+    node = next((n for n in members.nodes if n.node_id == node_id), None)
+    removed = node_id in members.removed
+    if change.kind is EntryType.REMOVE_NODE:
+        if removed:
             return True
-        if snapshot.term < change.term:
-            return ProposalLost("the membership change was lost to a new leader")
-        return ProposalTimeout(
-            "outcome unknown: a snapshot from a new leader covered the membership change "
-            "before it was applied here; check the members (traft status)"
+        if node is not None:
+            return ProposalLost(
+                f"the membership change was lost to a new leader: node {node_id} is still a member"
+            )
+    elif change.kind is EntryType.ADD_NONVOTING_NODE:
+        if node is not None or removed:
+            return True
+        return ProposalLost(
+            f"the membership change was lost to a new leader: node {node_id} is not a member"
         )
-
-    async def add_member(
-        self, node_id: int, peer: Address, http: Address, *, timeout: float = 30.0
-    ) -> None:
-        """Add a node: non-voting first, promoted to voting once it has caught up.
-
-        Raises:
-            MemberChangeError: the change was refused (already a member, a change in flight, ...).
-            NotLeaderError, NoLeaderError, ProposalLost, ProposalTimeout, NodeStopped.
-        """
-        self._check_running()
-        change = MemberChange(
-            EntryType.ADD_NONVOTING_NODE, node_id, member_context(peer, http), True
+    elif node is not None:
+        if node.voting:
+            return True
+        return ProposalLost(
+            f"the membership change was lost to a new leader: node {node_id} does not vote"
         )
-        await self._inbox_send.send(("member", change))
-        await self._wait(change, timeout, "membership change")
-
-    async def remove_member(self, node_id: int, *, timeout: float = 30.0) -> None:
-        """Remove a node (the leader included) through the log.
-
-        Raises:
-            MemberChangeError, NotLeaderError, NoLeaderError, ProposalLost, ProposalTimeout, NodeStopped.
-        """
-        self._check_running()
-        change = MemberChange(EntryType.REMOVE_NODE, node_id, b"", False)
-        await self._inbox_send.send(("member", change))
-        await self._wait(change, timeout, "membership change")
+    # The configuration cannot tell (a snapshot written before removed
+    # ids were recorded): the terms may (see covered_by_snapshot).
+    if snapshot.term == change.term:
+        return True
+    if snapshot.term < change.term:
+        return ProposalLost("the membership change was lost to a new leader")
+    return ProposalTimeout(
+        "outcome unknown: a snapshot from a new leader covered the membership change "
+        "before it was applied here; check the members (traft status)"
+    )

@@ -3,21 +3,21 @@
 Theory of operation: nothing on the hot path touches prometheus-client
 objects per entry or per datagram. The node keeps plain integer counters
 (and the endpoint keeps its own ``stats`` dict); a custom collector reads
-them when ``/metrics`` is scraped. Only the fsync latency histogram is
+them when ``/metrics`` is scraped, with the node's state as one
+:class:`~traft.node.status.NodeStatus` record (never the node's internals:
+this module does not import the node). Only the fsync latency histogram is
 observed directly, once per batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from traft.node.node import Node
+from traft.node.status import NodeStatus
 
 ROLES = ("follower", "candidate", "leader")
 
@@ -46,7 +46,8 @@ COUNTERS: dict[str, tuple[str, str]] = {
     ),
     "inbox_overflow": (
         "traft_inbox_overflow",
-        "Peer messages dropped because the node's main loop had a full inbox.",
+        "Peer messages dropped because the main loop's peer queue was full (the receiver "
+        "never waits: it drops and counts).",
     ),
     "snapshots_taken": ("traft_snapshots_taken", "Snapshots of the state machine taken here."),
     "snapshots_installed": (
@@ -109,42 +110,59 @@ class NodeCounters:
 
 
 class NodeCollector(Collector):
-    """Reads a node's live state and counters at scrape time."""
+    """Reads a node's status, counters and endpoint statistics at scrape time.
 
-    def __init__(self, node: Node) -> None:
-        self._node = node
+    Args:
+        node_id: the node's id (the ``node`` label).
+        status: the node's status now (``Node.metrics_status``).
+        counters: the node's counters.
+        endpoint_stats: the endpoint's ``stats`` now, or None without an endpoint.
+    """
+
+    def __init__(
+        self,
+        node_id: int,
+        status: Callable[[], NodeStatus],
+        counters: NodeCounters,
+        endpoint_stats: Callable[[], Mapping[str, int] | None],
+    ) -> None:
+        self.node_id = node_id
+        self._status = status
+        self._counters = counters
+        self._endpoint_stats = endpoint_stats
 
     def collect(self) -> Iterator[Metric]:
-        node = self._node
-        raft = node.raft
+        status = self._status()
         labels = ["node"]
-        ident = [str(node.id)]
+        ident = [str(self.node_id)]
 
         def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
             g = GaugeMetricFamily(name, doc, labels=labels)
             g.add_metric(ident, value)
             return g
 
-        if raft is not None:
-            yield gauge("traft_term", "The node's current Raft term.", raft.term)
+        if status.running:
+            yield gauge("traft_term", "The node's current Raft term.", status.term)
             yield gauge(
-                "traft_commit_index", "The highest log index known committed.", raft.commit_index
+                "traft_commit_index",
+                "The highest log index known committed.",
+                status.commit_index,
             )
             yield gauge(
                 "traft_applied_index",
                 "The highest log index applied to the state machine.",
-                raft.last_applied,
+                status.applied_index,
             )
-            yield gauge("traft_log_last_index", "The last index in the log.", raft.current_index)
+            yield gauge("traft_log_last_index", "The last index in the log.", status.last_index)
             yield gauge(
                 "traft_log_first_index",
                 "The first index still in the log (older ones are in the snapshot).",
-                raft.first_index,
+                status.first_index,
             )
             yield gauge(
                 "traft_leader_id",
                 "The leader's node id as this node knows it (0: none).",
-                raft.leader_id or 0,
+                status.leader_id or 0,
             )
             role = GaugeMetricFamily(
                 "traft_role",
@@ -152,15 +170,15 @@ class NodeCollector(Collector):
                 labels=["node", "role"],
             )
             for name in ROLES:
-                role.add_metric([str(node.id), name], 1.0 if raft.role.value == name else 0.0)
+                role.add_metric(ident + [name], 1.0 if status.role == name else 0.0)
             yield role
-        for attribute, value in node.counters.items():
+        for attribute, value in self._counters.items():
             name, doc = COUNTERS[attribute]
             c = CounterMetricFamily(name, doc, labels=labels)
             c.add_metric(ident, value)
             yield c
-        endpoint = node.endpoint
-        if endpoint is not None:
+        stats = self._endpoint_stats()
+        if stats is not None:
             inbound = CounterMetricFamily(
                 "traft_datagrams_dropped_in",
                 "Datagrams from peers dropped on receipt, by reason (envelope checks, "
@@ -173,23 +191,25 @@ class NodeCollector(Collector):
                 "error, endpoint closed).",
                 labels=["node", "reason"],
             )
-            for key, value in endpoint.stats.items():
+            for key, value in stats.items():
                 if key.startswith("dropped_in_"):
-                    inbound.add_metric([str(node.id), key[len("dropped_in_") :]], value)
+                    inbound.add_metric(ident + [key[len("dropped_in_") :]], value)
                 elif key.startswith("dropped_out_"):
-                    outbound.add_metric([str(node.id), key[len("dropped_out_") :]], value)
+                    outbound.add_metric(ident + [key[len("dropped_out_") :]], value)
             yield inbound
             yield outbound
             for key, (name, doc) in ENDPOINT_COUNTERS.items():
                 c = CounterMetricFamily(name, doc, labels=labels)
-                c.add_metric(ident, endpoint.stats.get(key, 0))
+                c.add_metric(ident, stats.get(key, 0))
                 yield c
 
 
-def make_registry(node: Node) -> tuple[CollectorRegistry, Callable[[float], None]]:
+def make_registry(
+    collector: NodeCollector,
+) -> tuple[CollectorRegistry, Callable[[float], None]]:
     """A registry for one node, and the function that records an fsync's duration."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(NodeCollector(node))
+    registry.register(collector)
     fsync = Histogram(
         "traft_fsync_seconds",
         "Duration of one group commit (write and fsync of the log and meta), in seconds.",
@@ -197,4 +217,4 @@ def make_registry(node: Node) -> tuple[CollectorRegistry, Callable[[float], None
         buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
         registry=registry,
     )
-    return registry, fsync.labels(str(node.id)).observe
+    return registry, fsync.labels(str(collector.node_id)).observe

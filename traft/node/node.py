@@ -3,41 +3,36 @@
 Theory of operation. :class:`Node` supervises four tasks in one nursery:
 
 * the endpoint's ``serve`` (UDP, or an in-memory network in tests);
-* the receive loop, which decodes datagrams and puts them in the inbox
-  without ever blocking (a full inbox drops and counts);
+* the receive loop, which decodes datagrams and puts them in the inbox's
+  peer queue without ever blocking (a full queue drops and counts);
 * the ticker, a drift-free ``deadline += interval`` loop that wakes the main
   loop every ``tick_ms``;
-* the main loop, the only task that touches the core. It waits for input,
-  takes everything else already queued, feeds it all to the core (client
-  proposals as ONE ``recv_entries`` batch), then works off Ready values:
-  persist with one fsync in a worker thread, send, apply, advance. While it
-  waits for the disk, new input queues up and becomes the next batch: that
-  is the group commit.
+* the main loop, the only task that touches the core. It waits for input
+  (:mod:`traft.node.inbox`), takes the peers' messages first, then the tick,
+  then client work, feeds it all to the core (client proposals as ONE
+  ``recv_entries`` batch), then works off Ready values: persist with one
+  fsync (a leader's batch of several entries in a worker thread, everything
+  else inline), send, apply, advance. While it waits for the disk, new input
+  queues up and becomes the next batch: that is the group commit.
 
 Callers (``submit``, ``read``, membership calls) hand the main loop a
-waiter (:mod:`traft.node.waiters`) and park on it. Proposals and reads are
-appended to plain lists (the first of a batch wakes the main loop), so all
-that arrive between two wake-ups become one ``recv_entries`` batch and one
-ReadIndex round (one heartbeat confirms them all, thesis §6.4); the main loop answers
-when the entry is applied (same index *and* term: otherwise the proposal was
-lost to a new leader) or when a ReadIndex round confirms a read, and its
-tick fails waiters whose deadline passed. A proposal whose entry a snapshot
-from the leader covered before it was applied here fails at once, as lost
-or unknown (``waiters.covered_by_snapshot``), never as a success. Membership changes live in
-:mod:`traft.node.members`, snapshots in :mod:`traft.node.snapshots`,
-leadership transfer in :mod:`traft.node.leadership`. A read on a follower is
-forwarded by the core to the leader for a read index and answered here once
-applied reaches it; a read whose round was lost is asked again at the next
-tick, until its deadline.
+waiter (:mod:`traft.node.waiters`) and park on it; :class:`Deadlines` fails
+it at its deadline. The rest lives in collaborators the node owns, one
+module each: proposals (batching, answers) in :mod:`traft.node.proposals`,
+reads in :mod:`traft.node.reads`, membership changes in
+:mod:`traft.node.members`, leadership transfer in
+:mod:`traft.node.leadership`, snapshots (taking, sending, installing) in
+:mod:`traft.node.snapshots`; message sizes come from the node's
+:class:`~traft.wire.Budget`. Node keeps the lifecycle, the routing and the
+main loop, and answers :meth:`Node.status` and :meth:`Node.metrics_status`.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -47,13 +42,9 @@ import trio
 import net
 from traft.core import (
     Config,
-    Entry,
     EntryType,
     LeaderChanged,
-    LeaderNotReady,
-    Membership,
     MembershipChanged,
-    NodeConfig,
     NodeHasSufficientLogs,
     NotLeader,
     Raft,
@@ -69,51 +60,48 @@ from traft.core import (
     TransferStarted,
 )
 from traft.node.config import Address, ClusterConfig, format_address
-from traft.node.durable import Durable
+from traft.node.durable import Durable, recover
 from traft.node.errors import (
     LeadershipTransferring,
+    NodeError,
     NodeStopped,
     NoLeaderError,
     NotLeaderError,
-    ProposalLost,
     ProposalTimeout,
+    TransferFailed,
 )
-from traft.node.leadership import LeadershipMixin
-from traft.node.members import MembershipMixin, member_context, parse_context
-from traft.node.metrics import NodeCounters, make_registry
-from traft.node.snapshots import SnapshotMixin
+from traft.node.inbox import Inbox
+from traft.node.leadership import Transfers
+from traft.node.members import MemberChanges, member_context
+from traft.node.metrics import NodeCollector, NodeCounters, make_registry
+from traft.node.proposals import Proposals
+from traft.node.reads import Reads
+from traft.node.routes import Routes
+from traft.node.snapshots import Snapshots
 from traft.node.statemachine import StateMachine
-from traft.node.transfer import SnapshotReceiver, SnapshotSender
-from traft.node.waiters import (
-    LeaderTransfer,
-    MemberChange,
-    Proposal,
-    Read,
-    Waiter,
-    covered_by_snapshot,
+from traft.node.status import NodeStatus
+from traft.node.waiters import Deadlines, LeaderTransfer, MemberChange, Proposal, Read, Waiter
+from traft.wire import (
+    Budget,
+    MalformedMessage,
+    SnapshotAck,
+    SnapshotChunk,
+    WireMessage,
+    decode,
+    encode,
 )
-from traft.wire import MalformedMessage, SnapshotAck, SnapshotChunk, WireMessage, decode, encode
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Per-entry bytes of msgpack framing in an AppendEntries, counted against the datagram.
-ENTRY_OVERHEAD = 48
-INBOX_SIZE = 8192
-# Proposals one Ready cycle takes at most. Smaller batches pipeline: the
-# followers persist one while the leader persists the next. Measured with
-# scripts/bench at 5,000 and 20,000 in flight: 2,000 gave 25-26k ops/s
-# against 14-21k uncapped (and 500 was worse again).
-MAX_BATCH = 2000
-# Proposals queued for the main loop before callers block on the inbox instead.
-MAX_PENDING_PROPOSALS = 65536
+# Peer messages queued for the main loop before the receive loop drops them.
+PEER_QUEUE_SIZE = 8192
+# Client work (overflowing proposals, membership changes, transfers) queued
+# for the main loop before callers wait for room.
+CLIENT_QUEUE_SIZE = 8192
 
 
-_TICK = ("tick",)
-_PROPOSE = ("wake",)
-
-
-class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
+class Node:
     """One member of a traft cluster, running a user's state machine.
 
     Args:
@@ -124,10 +112,13 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
         endpoint: a datagram endpoint to use instead of UDP (tests use
             ``net.MemoryNetwork``).
         rng: randomness for the core (default: seeded from the OS).
-        persist_in_thread: write and fsync in a worker thread (the default) so
-            the event loop keeps receiving; False blocks the loop for the
-            fsync instead, which saves the thread hop (tests under trio's
-            autojump clock use it: the mock clock does not see threads).
+        persist_in_thread: the leader writes and fsyncs a batch of entries
+            in a worker thread (the default) so its event loop keeps serving
+            clients meanwhile; a follower, and a leader with a single new
+            entry, persist inline (see ``_process``). False
+            blocks the loop for every fsync instead, which saves the thread
+            hop (tests under trio's autojump clock use it: the mock clock
+            does not see threads).
         faults: a fault injector for the UDP endpoint the node makes (fault
             testing: ``traft serve --enable-faults``); ignored with ``endpoint``.
         lease_reads: the leader answers reads from its lease, without a
@@ -161,35 +152,42 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
         self.faults = faults
         self.endpoint: net.DatagramEndpoint | None = endpoint
         self._own_endpoint = endpoint is None
+        self._routes = Routes(node_id, cluster)
+        # The message sizes: from the endpoint given, or (until run() makes
+        # it, and asks it again) from the one run() will make.
+        self.budget = (
+            Budget.for_endpoint(endpoint, max_command=cluster.max_command)
+            if endpoint is not None
+            else Budget.for_datagram(
+                cluster.max_datagram,
+                authenticated=cluster.key is not None,
+                max_message=Budget.message_size_for(cluster.max_command),
+                max_command=cluster.max_command,
+            )
+        )
         self.raft: Raft | None = None
         self._durable: Durable | None = None
         self.counters = NodeCounters()
-        self.registry, self._observe_fsync = make_registry(self)
+        self.registry, self._observe_fsync = make_registry(
+            NodeCollector(node_id, self.metrics_status, self.counters, self._endpoint_stats)
+        )
         self.removed = trio.Event()
         self.started = trio.Event()
         self._stopped = trio.Event()
         self._stopping = False
-        self._inbox_send, self._inbox = trio.open_memory_channel[tuple[Any, ...]](INBOX_SIZE)
-        self._proposals: dict[int, Waiter] = {}
-        self._to_propose: list[Proposal] = []
-        self._to_read: list[Read] = []
-        # Waiters by timeout; each deque is in deadline order (see _expire).
-        self._deadlines: dict[float, collections.deque[Waiter]] = {}
-        self._reads_deferred: list[Read] = []
-        self._reads_waiting: list[Read] = []
-        self._promote: set[int] = set()
-        self._member_waiters: list[MemberChange] = []
-        self._transfers: list[LeaderTransfer] = []
-        self._senders: dict[int, SnapshotSender] = {}
-        self._receiver: SnapshotReceiver | None = None
+        self._inbox = Inbox(peer_capacity=PEER_QUEUE_SIZE, client_capacity=CLIENT_QUEUE_SIZE)
+        self._deadlines = Deadlines()
+        self._proposals = Proposals(node_id, self.counters)
+        self._reads = Reads(self._not_leader)
+        self._members = MemberChanges(self._not_leader)
+        self._transfers = Transfers(node_id, self._not_leader)
+        self._snapshots: Snapshots | None = None  # once storage is open (run)
         self._nursery: trio.Nursery | None = None
         self._cm: Any = None
         self._last_tick = 0.0
         self._tick_carry = 0.0
         self._applied = 0
-        self._snapshot_index = 0
         self._covered_checked = 0  # proposals at or below it are not covered by a snapshot
-        self._max_command = 0
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -226,61 +224,31 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
         if self.started.is_set():
             await self._stopped.wait()
 
-    def _core_config(self, max_payload: int) -> Config:
+    def _core_config(self) -> Config:
         t = self.cluster.timing
+        budget = self.budget
         return Config(
             election_timeout_ms=t.election_timeout_ms,
             request_timeout_ms=t.heartbeat_ms,
             max_entries_per_message=4096,
-            max_bytes_per_message=max(max_payload - 1024, 1024),
-            entry_overhead_bytes=ENTRY_OVERHEAD,
+            max_bytes_per_message=budget.append_bytes,
+            entry_overhead_bytes=budget.entry_overhead,
             snapshot_resend_ms=max(4 * t.election_timeout_ms, 2000),
             lease_reads=self.lease_reads,
         )
 
-    def _founding(self) -> Membership:
-        nodes = [
-            NodeConfig(m.id, True, member_context(m.peer, m.http))
-            for m in sorted(self.cluster.members.values(), key=lambda m: m.id)
-            if not m.join
-        ]
-        return Membership(tuple(nodes))
-
     def _open(self, config: Config) -> Raft:
         """Open storage and rebuild the core and the state machine (worker thread)."""
-        durable = Durable(self.data_dir, segment_bytes=self._segment_bytes)
-        try:
-            snap = durable.latest_snapshot()
-            meta = None
-            if snap is not None:
-                meta, info = snap
-                with durable.snapshots.reader(info) as reader:
-                    self.state_machine.restore(reader.chunks())
-                durable.finish_snapshot_install(meta.index, meta.term)
-            entries = durable.entries_after(meta.index if meta else 0)
-            raft = Raft.restore(
-                self.id,
-                config,
-                self._rng,
-                term=durable.meta.term,
-                voted_for=durable.meta.voted_for,
-                entries=entries,
-                snapshot=meta,
-                membership=self._founding(),
-            )
-        except BaseException:
-            durable.close()
-            raise
-        self._durable = durable
-        self._applied = self._snapshot_index = raft.last_applied
-        log.info(
-            "node %d: restored term %d, snapshot %s, log %d..%d",
+        self._durable, raft = recover(
             self.id,
-            raft.term,
-            meta.index if meta else "none",
-            raft.first_index,
-            raft.current_index,
+            self.data_dir,
+            config=config,
+            rng=self._rng,
+            founding=self._routes.founding(),
+            state_machine=self.state_machine,
+            segment_bytes=self._segment_bytes,
         )
+        self._applied = raft.last_applied
         return raft
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -298,32 +266,39 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
                 bind=me.peer,
                 key=self.cluster.key,
                 max_datagram=self.cluster.max_datagram,
+                max_message=Budget.message_size_for(self.cluster.max_command),
                 faults=self.faults,
             )
         endpoint = self.endpoint
-        config = self._core_config(endpoint.max_payload)
-        self._max_command = endpoint.max_payload - 2048
+        # The cluster's max_command, at most what one message carries (an
+        # endpoint made by the caller may carry less than the cluster allows).
+        self.budget = Budget.for_endpoint(endpoint, max_command=self.cluster.max_command)
+        config = self._core_config()
         if self._persist_in_thread:
             raft = await trio.to_thread.run_sync(self._open, config)
         else:
             raft = self._open(config)
         self.raft = raft
-        assert self._durable is not None
-        self._receiver = SnapshotReceiver(self._durable.snapshots)
-        for node in raft.membership().nodes:
-            self._route(node.node_id, node)
+        durable = self._durable
+        assert durable is not None
         if self._own_endpoint:
-            # Every node of cluster.toml is reachable at its configured address
-            # until the log says otherwise: a joining node knows only the founding
-            # members from its log, and must be able to answer a leader that
-            # joined later (a snapshot or a membership entry will tell it more).
-            known = {node.node_id for node in raft.membership().nodes}
-            for member in sorted(self.cluster.members.values(), key=lambda m: m.id):
-                if member.id != self.id and member.id not in known:
-                    endpoint.set_peer(member.id, member.peer)
+            self._routes.endpoint = endpoint
+        self._routes.start(raft.membership())
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                self._snapshots = Snapshots(
+                    node_id=self.id,
+                    durable=durable,
+                    state_machine=self.state_machine,
+                    counters=self.counters,
+                    send=self._send_wire,
+                    budget=self.budget,
+                    policy=self.cluster.snapshot,
+                    nursery=nursery,
+                    snapshot_index=raft.last_applied,
+                    in_thread=self._persist_in_thread,
+                )
                 if self._stopping:
                     nursery.cancel_scope.cancel()
                 await nursery.start(endpoint.serve)
@@ -337,54 +312,26 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
 
     def _shutdown(self) -> None:
         error = NodeStopped("node stopped")
-        for waiter in [
-            *self._proposals.values(),
-            *self._to_propose,
-            *self._to_read,
-            *self._reads_deferred,
-            *self._reads_waiting,
-            *(w for queue in self._deadlines.values() for w in queue),
-        ]:
-            waiter.fail(error)
-        self._deadlines.clear()
-        for change in self._member_waiters:
-            change.fail(error)
-        for transfer in self._transfers:
-            transfer.fail(error)
-        self._transfers.clear()
-        self._proposals.clear()
-        if self._receiver is not None:
-            self._receiver.abort()
+        for work in self._inbox.close():
+            work.fail(error)
+        self._proposals.fail_all(error)
+        self._reads.fail_all(error)
+        self._members.fail_all(error)
+        self._transfers.fail_all(error)
+        self._deadlines.fail_all(error)
+        if self._snapshots is not None:
+            self._snapshots.abort()
         if self._durable is not None:
             self._durable.close()
             self._durable = None
         self._stopped.set()
 
-    # -- routing --------------------------------------------------------------------------
-
-    def _route(self, node_id: int, node: NodeConfig | None) -> None:
-        if node is None or node_id == self.id or self.endpoint is None:
-            return
-        addresses = parse_context(node.context)
-        if addresses is None:
-            member = self.cluster.members.get(node_id)
-            if member is None:
-                log.warning("node %d: no address known for node %d", self.id, node_id)
-                return
-            addresses = (member.peer, member.http)
-        if self._own_endpoint:
-            self.endpoint.set_peer(node_id, addresses[0])
+    # -- addresses ------------------------------------------------------------------------
 
     def http_address(self, node_id: int) -> Address | None:
         """The client API address of a member, from the log's membership or the config."""
         raft = self.raft
-        node = raft.node(node_id) if raft is not None else None
-        if node is not None:
-            addresses = parse_context(node.context)
-            if addresses is not None:
-                return addresses[1]
-        member = self.cluster.members.get(node_id)
-        return member.http if member is not None else None
+        return self._routes.http_address(raft.node(node_id) if raft else None, node_id)
 
     @property
     def leader_url(self) -> str | None:
@@ -407,7 +354,7 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
     async def _receive_loop(self) -> None:
         assert self.endpoint is not None
         channel = self.endpoint.receive_channel
-        inbox = self._inbox_send
+        put_peer = self._inbox.put_peer
         counters = self.counters
         async for datagram in channel:
             try:
@@ -415,9 +362,7 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
             except MalformedMessage:
                 counters.malformed += 1
                 continue
-            try:
-                inbox.send_nowait(("msg", datagram.sender_id, msg))
-            except trio.WouldBlock:
+            if not put_peer(datagram.sender_id, msg):
                 counters.inbox_overflow += 1
 
     async def _ticker(self) -> None:
@@ -427,21 +372,22 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
         while True:
             deadline += interval
             await trio.sleep_until(deadline)
-            try:
-                self._inbox_send.send_nowait(_TICK)
-            except trio.WouldBlock:
-                pass  # the main loop is behind; the next tick carries the elapsed time
+            # A tick is a flag: if the main loop is behind, the next one
+            # carries all the elapsed time.
+            self._inbox.tick()
 
     async def _main_loop(self) -> None:
         inbox = self._inbox
+        proposals = self._proposals
         lease_reads = self.lease_reads
+        raft = self.raft
+        assert raft is not None
         while True:
-            item: tuple[Any, ...] | None = None
-            if self._to_propose:
+            if proposals.leftover:
                 # Proposals left over from a capped batch: go round again at once.
                 await trio.lowlevel.checkpoint()
             else:
-                item = await inbox.receive()
+                await inbox.wait()
             if lease_reads:
                 # The core judges its lease by the time periodic() told it.
                 # After this process was stopped (SIGSTOP) the reads and
@@ -449,49 +395,57 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
                 # the next tick: bring the core's clock up to date first, or
                 # an expired lease would answer them (a stale read).
                 self._advance_clock(trio.current_time())
-            if item is not None:
-                self._handle(item)
-            while True:
-                try:
-                    item = inbox.receive_nowait()
-                except trio.WouldBlock:
-                    break
-                self._handle(item)
-            if self._to_read:
-                self._flush_reads()
-            self._flush_proposals()
+            # Peers first: heartbeats, votes and their answers never wait
+            # behind client work.
+            for from_id, msg in inbox.take_peers():
+                self._on_peer(raft, from_id, msg)
+            if inbox.take_tick():
+                self._on_tick(raft)
+            for work in inbox.take_client():
+                self._on_client(raft, work)
+            self._reads.flush(raft)
+            proposals.flush(raft, self._refusal)
             await self._process()
 
     # -- input ----------------------------------------------------------------------------------
 
-    def _handle(self, item: tuple[Any, ...]) -> None:
-        raft = self.raft
-        assert raft is not None
-        kind = item[0]
-        if kind == "msg":
-            msg: WireMessage = item[2]
-            if isinstance(msg, SnapshotChunk):
-                self._on_chunk(item[1], msg)
-            elif isinstance(msg, SnapshotAck):
-                sender = self._senders.get(item[1])
-                if sender is not None:
-                    sender.on_ack(msg)
-            else:
-                raft.recv(item[1], msg)
-        elif kind == "tick":
-            now = trio.current_time()
-            self._advance_clock(now)
-            self._retry_deferred()
-            if self._deadlines:
-                self._expire(now)
-        elif kind == "wake":
-            pass  # proposals and reads already in self._to_propose and self._to_read
-        elif kind == "propose":
-            self._to_propose.append(item[1])
-        elif kind == "member":
-            self._start_member_change(item[1])
-        elif kind == "transfer":
-            self._start_transfer(item[1])
+    def _on_peer(self, raft: Raft, from_id: int, msg: WireMessage) -> None:
+        if isinstance(msg, SnapshotChunk):
+            assert self._snapshots is not None
+            membership = self._snapshots.on_chunk(raft, from_id, msg)
+            if membership is not None:
+                self._applied = self._snapshots.snapshot_index
+                for node in membership.nodes:
+                    self._routes.route(node.node_id, node)
+        elif isinstance(msg, SnapshotAck):
+            assert self._snapshots is not None
+            self._snapshots.on_ack(from_id, msg)
+        else:
+            raft.recv(from_id, msg)
+
+    def _on_tick(self, raft: Raft) -> None:
+        now = trio.current_time()
+        self._advance_clock(now)
+        self._reads.retry(raft)
+        self._members.retry_promotions(raft)
+        if self._deadlines:
+            for waiter in self._deadlines.expire(now):
+                self._proposals.forget(waiter)
+
+    def _on_client(self, raft: Raft, work: Proposal | MemberChange | LeaderTransfer) -> None:
+        if isinstance(work, Proposal):
+            self._proposals.add(work)
+        elif isinstance(work, MemberChange):
+            self._members.start(raft, work)
+        else:
+            self._transfers.start(raft, work)
+
+    def _refusal(self, exc: NotLeader) -> NodeError:
+        """The error for proposals the core refused with ``exc``."""
+        if isinstance(exc, TransferInProgress):
+            raft = self.raft
+            return _transferring(raft.transfer_target if raft is not None else None)
+        return self._not_leader()
 
     def _advance_clock(self, now: float) -> None:
         """Tell the core how much time passed since it last heard (whole milliseconds)."""
@@ -504,98 +458,7 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
         if whole > 0:
             raft.periodic(whole)
 
-    def _expire(self, now: float) -> None:
-        """Fail every waiter whose deadline has passed: its outcome is unknown.
-
-        Each deque holds the waiters of one timeout in deadline order; done
-        waiters are dropped from the front as they are met, which keeps a
-        deque about as long as the calls in flight.
-        """
-        for timeout, queue in self._deadlines.items():
-            while queue:
-                waiter = queue[0]
-                if not waiter.done:
-                    if waiter.deadline > now:
-                        break
-                    if self._proposals.get(waiter.index) is waiter:
-                        del self._proposals[waiter.index]
-                    waiter.fail(
-                        ProposalTimeout(
-                            f"{waiter.what} did not complete within {timeout:g} s; "
-                            "its outcome is unknown"
-                        )
-                    )
-                queue.popleft()
-
-    def _flush_proposals(self) -> None:
-        batch = self._to_propose
-        if not batch:
-            return
-        if len(batch) > MAX_BATCH:
-            # A capped batch lets the followers work on this one while the
-            # leader persists the next (pipelining instead of lockstep).
-            batch, self._to_propose = batch[:MAX_BATCH], batch[MAX_BATCH:]
-        else:
-            self._to_propose = []
-        raft = self.raft
-        assert raft is not None
-        try:
-            term, index = raft.recv_entries_batch([p.command for p in batch])
-        except NotLeader as exc:
-            error: Exception = (
-                _transferring(raft.transfer_target)
-                if isinstance(exc, TransferInProgress)
-                else self._not_leader()
-            )
-            for p in batch:
-                p.fail(error)
-            return
-        self.counters.proposals += len(batch)
-        proposals = self._proposals
-        for p in batch:
-            p.term = term
-            p.index = index
-            stale = proposals.get(index)
-            if stale is not None:
-                # An older proposal whose index we now reuse was popped from
-                # our log. Another server may still hold it and commit it
-                # (§5.4.2), so its outcome is unknown, not lost.
-                stale.fail(ProposalTimeout("outcome unknown: the entry left this node's log"))
-            proposals[index] = p
-            index += 1
-
-    def _flush_reads(self) -> None:
-        # Every read that arrived since the last wake-up joins the same
-        # ReadIndex round: the core confirms them all with one heartbeat
-        # (thesis §6.4; etcd batches the same way).
-        reads, self._to_read = self._to_read, []
-        for read in reads:
-            if not read.done:
-                self._start_read(read)
-
-    def _start_read(self, read: Read) -> None:
-        # On a follower the core forwards the read to the leader (thesis §6.4);
-        # it refuses only when no leader is known.
-        raft = self.raft
-        assert raft is not None
-        try:
-            raft.read_index(read)
-        except NotLeader:
-            read.fail(self._not_leader())
-        except LeaderNotReady:
-            self._reads_deferred.append(read)
-
-    def _retry_deferred(self) -> None:
-        if self._reads_deferred:
-            reads, self._reads_deferred = self._reads_deferred, []
-            for read in reads:
-                if not read.done:
-                    self._start_read(read)
-        if self._promote:
-            for node_id in sorted(self._promote):
-                self._try_promote(node_id)
-
-    # -- snapshots in flight ------------------------------------------------------------------
+    # -- output ---------------------------------------------------------------------------------
 
     def _send_wire(self, to: int, msg: WireMessage) -> None:
         endpoint = self.endpoint
@@ -629,7 +492,15 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
                 or rd.compact_upto is not None
             ):
                 start = trio.current_time()
-                if self._persist_in_thread:
+                # Only the leader hands its fsync to a worker thread, so that
+                # client work goes on meanwhile. A follower's fsync is on the
+                # path of every write (the leader waits for its answer) and its
+                # loop has little else to do (the next AppendEntries waits in
+                # the socket's buffer): the thread hop, two wake-ups, only
+                # delays the answer. A batch of one entry means the clients
+                # are few and waiting, so the leader keeps that fsync inline
+                # too (docs/benchmarks.md, "Where a single PUT's time goes").
+                if self._persist_in_thread and raft.role is Role.LEADER and len(rd.entries) > 1:
                     await trio.to_thread.run_sync(durable.persist, rd)
                 else:
                     durable.persist(rd)
@@ -639,119 +510,58 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
                 for to, msg in rd.messages:
                     self._send_wire(to, msg)
             if rd.committed:
-                self._apply(rd.committed)
+                self._applied = self._proposals.apply(
+                    rd.committed, self.state_machine, self._applied
+                )
             for event in rd.events:
                 self._on_event(event)
             raft.advance(rd)
             snapshot = raft.snapshot
             if snapshot is not None and snapshot.index > self._covered_checked:
-                self._fail_covered(snapshot.index, snapshot.term)
-            if self._reads_waiting:
-                self._serve_reads()
-            if self._member_waiters:
-                self._check_member_waiters()
-            await self._maybe_snapshot()
-
-    def _apply(self, entries: list[Entry]) -> None:
-        sm = self.state_machine
-        proposals = self._proposals
-        normal = EntryType.NORMAL
-        for entry in entries:
-            index = entry.index
-            if index <= self._applied:
-                continue
-            result: Any = None
-            if entry.type == normal:
-                try:
-                    result = sm.apply(index, entry.data)
-                except Exception as exc:  # the application's error is the proposer's answer
-                    log.exception("node %d: state machine failed on entry %d", self.id, index)
-                    result = exc
-            self._applied = index
-            waiter = proposals.pop(index, None) if proposals else None
-            if waiter is not None:
-                if waiter.term == entry.term:
-                    if isinstance(result, Exception):
-                        waiter.fail(result)
-                    else:
-                        waiter.resolve(result)
-                else:
-                    self.counters.proposals_lost += 1
-                    waiter.fail(ProposalLost("the proposal was replaced by a new leader's entry"))
-        self.counters.applied_entries += len(entries)
-
-    def _fail_covered(self, index: int, term: int) -> None:
-        """Answer the proposals a snapshot covered before they were applied here.
-
-        Their entries were compacted by a snapshot installed from the leader
-        and will never reach ``_apply``: rather than hang until their
-        deadline, they fail now, as lost or unknown, never as a success.
-        """
-        self._covered_checked = index
-        proposals = self._proposals
-        covered = [i for i in proposals if i <= index]
-        for i in covered:
-            waiter = proposals.pop(i)
-            error = covered_by_snapshot(waiter.term, term)
-            if isinstance(error, ProposalLost):
-                self.counters.proposals_lost += 1
-            waiter.fail(error)
+                self._covered_checked = snapshot.index
+                self._proposals.fail_covered(snapshot.index, snapshot.term)
+            if self._reads.has_ready:
+                self._reads.serve(self._applied, self.state_machine)
+            if self._members:
+                self._members.check(raft, self._applied)
+            assert self._snapshots is not None
+            await self._snapshots.maybe_take(raft)
 
     def _on_event(self, event: object) -> None:
         raft = self.raft
         assert raft is not None
         if isinstance(event, ReadReady):
-            read = event.ctx
-            assert isinstance(read, Read)
-            read.index = event.index
-            self._reads_waiting.append(read)
+            self._reads.confirmed(event.ctx, event.index)
         elif isinstance(event, ReadLost):
             # The leader was deposed, or (on a follower) the leader it asked did
             # not answer: ask again at the next tick, whoever leads then, until
             # the read's deadline.
-            read = event.ctx
-            assert isinstance(read, Read)
-            self._reads_deferred.append(read)
+            self._reads.lost(event.ctx)
         elif isinstance(event, MembershipChanged):
-            self._route(event.node_id, event.node)
+            self._routes.route(event.node_id, event.node)
         elif isinstance(event, NodeHasSufficientLogs):
-            self._promote.add(event.node_id)
-            self._try_promote(event.node_id)
+            self._members.caught_up(raft, event.node_id)
         elif isinstance(event, SendSnapshot):
-            self._start_sender(event.node_id)
+            assert self._snapshots is not None
+            self._snapshots.start_sender(raft, event.node_id)
         elif isinstance(event, LeaderChanged):
             self.counters.leader_changes += 1
             log.info("node %d: leader is %s in term %d", self.id, event.leader_id, event.term)
             if self._transfers:
-                self._on_transfer_event(event)
+                self._transfers.on_event(event)
         elif isinstance(event, TransferStarted | TransferFinished | TransferAborted):
-            self._on_transfer_event(event)
+            self._transfers.on_event(event)
         elif isinstance(event, RoleChanged):
             if event.role is Role.CANDIDATE:
                 self.counters.elections += 1
             log.info("node %d: %s in term %d", self.id, event.role.value, event.term)
-            if event.role is not Role.LEADER:
-                self._senders.clear()
+            if event.role is not Role.LEADER and self._snapshots is not None:
+                self._snapshots.forget_senders()
         elif isinstance(event, RemovedSelf):
             log.warning(
                 "node %d: removed from the cluster (entry %d); stopping", self.id, event.index
             )
             self.removed.set()
-
-    def _serve_reads(self) -> None:
-        applied = self._applied
-        waiting = []
-        for read in self._reads_waiting:
-            if read.done:
-                continue
-            if read.index <= applied:
-                try:
-                    read.resolve(read.query(self.state_machine))
-                except Exception as exc:
-                    read.fail(exc)
-            else:
-                waiting.append(read)
-        self._reads_waiting = waiting
 
     # -- the public API ----------------------------------------------------------------------------
 
@@ -759,22 +569,31 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
         if self._stopping or not self.started.is_set() or self._stopped.is_set():
             raise NodeStopped("node is not running")
 
-    def _add_deadline(self, waiter: Waiter, timeout: float, what: str) -> None:
-        # The main loop fails the waiter at its deadline (``_expire``).
-        waiter.deadline = trio.current_time() + timeout
-        waiter.what = what
-        queue = self._deadlines.get(timeout)
-        if queue is None:
-            queue = self._deadlines[timeout] = collections.deque()
-        queue.append(waiter)
-
     async def _wait(self, waiter: Waiter, timeout: float, what: str) -> Any:
         if not waiter.done:
-            self._add_deadline(waiter, timeout, what)
+            self._deadlines.add(waiter, trio.current_time(), timeout, what)
             await waiter.wait()
         if waiter.error is not None:
             raise waiter.error
         return waiter.result
+
+    def _proposable(self, command: bytes) -> Proposal:
+        """The prechecks of :meth:`submit` and :meth:`submit_nowait`, in one place."""
+        self._check_running()
+        self.budget.check_command(command)
+        raft = self.raft
+        assert raft is not None
+        if raft.role is not Role.LEADER:
+            raise self._not_leader()
+        if raft.transfer_target is not None:
+            raise _transferring(raft.transfer_target)
+        return Proposal(command)
+
+    def _list_proposal(self, proposal: Proposal) -> None:
+        # The main loop takes the whole list at once; only the first
+        # proposal of a batch needs to wake it.
+        if self._proposals.add(proposal):
+            self._inbox.wake()
 
     async def submit(self, command: bytes, *, timeout: float = 5.0) -> Any:
         """Replicate ``command`` and return what the state machine's ``apply`` returned.
@@ -787,24 +606,14 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
             ProposalLost: a new leader replaced the entry; retrying is safe with sessions.
             ProposalTimeout: no answer within ``timeout``; the outcome is unknown.
             NodeStopped: the node is not running.
-            ValueError: the command does not fit in one datagram.
+            ValueError: the command is longer than ``budget.max_command`` (the
+                cluster's ``max_command``, at most what one message carries).
         """
-        self._check_running()
-        if len(command) > self._max_command:
-            raise ValueError(
-                f"command of {len(command)} bytes exceeds the limit of {self._max_command}"
-            )
-        raft = self.raft
-        assert raft is not None
-        if raft.role is not Role.LEADER:
-            raise self._not_leader()
-        if raft.transfer_target is not None:
-            raise _transferring(raft.transfer_target)
-        proposal = Proposal(command)
-        if len(self._to_propose) < MAX_PENDING_PROPOSALS:
-            self._queue_proposal(proposal)
+        proposal = self._proposable(command)
+        if self._proposals.has_room():
+            self._list_proposal(proposal)
         else:
-            await self._inbox_send.send(("propose", proposal))
+            await self._inbox.put_client(proposal)  # backpressure: wait for room
         return await self._wait(proposal, timeout, "proposal")
 
     def submit_nowait(
@@ -829,34 +638,12 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
             ValueError: as for :meth:`submit`.
             trio.WouldBlock: too many proposals are waiting for the main loop already.
         """
-        self._check_running()
-        if len(command) > self._max_command:
-            raise ValueError(
-                f"command of {len(command)} bytes exceeds the limit of {self._max_command}"
-            )
-        raft = self.raft
-        assert raft is not None
-        if raft.role is not Role.LEADER:
-            raise self._not_leader()
-        if raft.transfer_target is not None:
-            raise _transferring(raft.transfer_target)
-        if len(self._to_propose) >= MAX_PENDING_PROPOSALS:
+        proposal = self._proposable(command)
+        if not self._proposals.has_room():
             raise trio.WouldBlock
-        proposal = Proposal(command)
         proposal.callback = callback
-        self._add_deadline(proposal, timeout, "proposal")
-        self._queue_proposal(proposal)
-
-    def _queue_proposal(self, proposal: Proposal) -> None:
-        # The main loop takes the whole list at once; only the first
-        # proposal of a batch needs to wake it.
-        pending = self._to_propose
-        if not pending:
-            try:
-                self._inbox_send.send_nowait(_PROPOSE)
-            except trio.WouldBlock:
-                pass  # the inbox is full: the main loop is awake already
-        pending.append(proposal)
+        self._deadlines.add(proposal, trio.current_time(), timeout, "proposal")
+        self._list_proposal(proposal)
 
     async def read(
         self, query: Callable[[Any], T], *, timeout: float = 5.0, forward: bool = True
@@ -882,14 +669,70 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
         if raft.role is not Role.LEADER and (not forward or raft.leader_id is None):
             raise self._not_leader()
         read = Read(query)
-        if not self._to_read:
-            try:
-                self._inbox_send.send_nowait(_PROPOSE)
-            except trio.WouldBlock:
-                pass  # the inbox is full: the main loop is awake already
-        self._to_read.append(read)
+        if self._reads.add(read):
+            self._inbox.wake()
         result: T = await self._wait(read, timeout, "read")
         return result
+
+    async def add_member(
+        self, node_id: int, peer: Address, http: Address, *, timeout: float = 30.0
+    ) -> None:
+        """Add a node: non-voting first, promoted to voting once it has caught up.
+
+        Raises:
+            MemberChangeError: the change was refused (already a member, a change in flight, ...).
+            NotLeaderError, NoLeaderError, ProposalLost, ProposalTimeout, NodeStopped.
+        """
+        self._check_running()
+        change = MemberChange(
+            EntryType.ADD_NONVOTING_NODE, node_id, member_context(peer, http), True
+        )
+        await self._inbox.put_client(change)
+        await self._wait(change, timeout, "membership change")
+
+    async def remove_member(self, node_id: int, *, timeout: float = 30.0) -> None:
+        """Remove a node (the leader included) through the log.
+
+        Raises:
+            MemberChangeError, NotLeaderError, NoLeaderError, ProposalLost, ProposalTimeout, NodeStopped.
+        """
+        self._check_running()
+        change = MemberChange(EntryType.REMOVE_NODE, node_id, b"", False)
+        await self._inbox.put_client(change)
+        await self._wait(change, timeout, "membership change")
+
+    async def transfer_leadership(self, to: int | None = None, *, timeout: float = 5.0) -> int:
+        """Hand leadership to node ``to`` (None: the most up-to-date voting
+        follower) and return the new leader's id (see :mod:`traft.node.leadership`).
+
+        Proposals are refused while the transfer runs (at most an election
+        timeout: then the core gives up and they resume). The answer is the
+        id of the first leader other than this node that it learns of:
+        normally ``to``, though an election the transfer did not start may
+        win first.
+
+        Raises:
+            NotLeaderError: this node is not the leader (NoLeaderError: none is known).
+            TransferFailed: the core gave the transfer up (the target did not
+                catch up or win in time), ``to`` is not a voting member, there
+                is no follower to hand over to, or no new leader was seen
+                within ``timeout`` seconds.
+            NodeStopped: the node is not running.
+        """
+        self._check_running()
+        raft = self.raft
+        assert raft is not None
+        if raft.role is not Role.LEADER:
+            raise self._not_leader()
+        if to == self.id:
+            raise TransferFailed("this node is the leader already", to)
+        waiter = LeaderTransfer(to)
+        await self._inbox.put_client(waiter)
+        try:
+            leader: int = await self._wait(waiter, timeout, "leadership transfer")
+        except ProposalTimeout:
+            raise TransferFailed(f"no new leader within {timeout:g} s", waiter.target) from None
+        return leader
 
     async def wait_for_leader(self, *, timeout: float = 10.0) -> int:
         """Wait until this node knows a leader (itself or another); that leader's id.
@@ -914,25 +757,30 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
                 self._check_running()
         raise NoLeaderError()
 
+    def metrics_status(self) -> NodeStatus:
+        """This node's role, term and indexes now, as one record (what metrics read)."""
+        raft = self.raft
+        if raft is None:
+            return NodeStatus(node_id=self.id, role="starting")
+        return NodeStatus(
+            node_id=self.id,
+            role=raft.role.value,
+            term=raft.term,
+            leader_id=raft.leader_id,
+            commit_index=raft.commit_index,
+            applied_index=raft.last_applied,
+            first_index=raft.first_index,
+            last_index=raft.current_index,
+        )
+
+    def _endpoint_stats(self) -> Mapping[str, int] | None:
+        return self.endpoint.stats if self.endpoint is not None else None
+
     def status(self) -> dict[str, Any]:
         """A JSON-ready summary of this node's view of the cluster."""
         raft = self.raft
         if raft is None:
             return {"id": self.id, "role": "starting"}
-        members = []
-        for node in raft.membership().nodes:
-            addresses = parse_context(node.context)
-            member = self.cluster.members.get(node.node_id)
-            peer = addresses[0] if addresses else (member.peer if member else None)
-            http = addresses[1] if addresses else (member.http if member else None)
-            members.append(
-                {
-                    "id": node.node_id,
-                    "voting": node.voting,
-                    "peer": format_address(peer) if peer else None,
-                    "http": format_address(http) if http else None,
-                }
-            )
         snapshot = raft.snapshot
         return {
             "id": self.id,
@@ -942,7 +790,7 @@ class Node(MembershipMixin, SnapshotMixin, LeadershipMixin):
             "leader_url": self.leader_url,
             "commit": raft.commit_index,
             "applied": self._applied,
-            "members": members,
+            "members": self._routes.describe(raft.membership()),
             "log": {"first": raft.first_index, "last": raft.current_index},
             "snapshot": {"index": snapshot.index, "term": snapshot.term} if snapshot else None,
         }

@@ -14,9 +14,10 @@ membership changes, which check the configuration instead.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import trio
@@ -60,7 +61,7 @@ class Waiter:
     Cheaper than a ``trio.Event`` plus a cancel scope per call (the profile of
     20,000 proposals in flight spent half the leader's CPU there): the caller
     parks its own task, the main loop reschedules it, and the main loop's
-    tick expires the deadline (see ``Node._expire``).
+    tick expires the deadline (see :class:`Deadlines`).
     """
 
     __slots__ = ("done", "task", "callback", "result", "error", "term", "index", "deadline", "what")
@@ -160,3 +161,56 @@ class LeaderTransfer(Waiter):
     def __init__(self, target: int | None) -> None:
         super().__init__()
         self.target = target
+
+
+class Deadlines:
+    """The deadlines of waiters; the main loop's tick fails those passed.
+
+    One deque per timeout: waiters of one timeout arrive in deadline order,
+    so each deque stays sorted without a heap.
+    """
+
+    def __init__(self) -> None:
+        self._queues: dict[float, collections.deque[Waiter]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._queues)
+
+    def add(self, waiter: Waiter, now: float, timeout: float, what: str) -> None:
+        """Fail ``waiter`` (``what`` names it) if not done ``timeout`` seconds after ``now``."""
+        waiter.deadline = now + timeout
+        waiter.what = what
+        queue = self._queues.get(timeout)
+        if queue is None:
+            queue = self._queues[timeout] = collections.deque()
+        queue.append(waiter)
+
+    def expire(self, now: float) -> Iterator[Waiter]:
+        """Fail every waiter whose deadline has passed (its outcome is
+        unknown: ProposalTimeout) and yield it.
+
+        Done waiters are dropped from the front of their deque as they are
+        met, which keeps a deque about as long as the calls in flight.
+        """
+        # A list: a failed waiter's callback may add a waiter of a new timeout.
+        for timeout, queue in list(self._queues.items()):
+            while queue:
+                waiter = queue[0]
+                if not waiter.done:
+                    if waiter.deadline > now:
+                        break
+                    waiter.fail(
+                        ProposalTimeout(
+                            f"{waiter.what} did not complete within {timeout:g} s; "
+                            "its outcome is unknown"
+                        )
+                    )
+                    yield waiter
+                queue.popleft()
+
+    def fail_all(self, error: BaseException) -> None:
+        """Fail every waiter still waiting (the node stops)."""
+        for queue in self._queues.values():
+            for waiter in queue:
+                waiter.fail(error)
+        self._queues.clear()
