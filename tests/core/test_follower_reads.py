@@ -54,7 +54,7 @@ def test_follower_reads_join_the_leaders_heartbeat_round() -> None:
     one heartbeat round."""
     raft = make(1)
     elect_and_commit(raft)
-    seq = raft._seq
+    seq = raft._role.seq  # type: ignore[union-attr]  # the leader role's heartbeat round
     raft.read_index("own")
     raft.recv(2, ReadIndex(term=raft.term, read_id=11))
     raft.recv(3, ReadIndex(term=raft.term, read_id=12))

@@ -55,227 +55,190 @@ The rules this module keeps:
    voter that answered an old leader's heartbeat, crashed and restarted at
    once could help elect a new leader while the old leader's lease, which
    its answer supported, still runs.
+
+Where each rule lives: the granting rules (2, 5, 7 and the vote rule of
+§5.2 and §5.4.1: one vote per term, for a log at least as up-to-date) and
+whether this server may campaign are the functions of this module; the
+rounds are counted by the role objects that take part in elections,
+:class:`Candidate` (its votes) and :class:`~traft.core.follower.Follower`
+(both count pre-votes, see :class:`Electing`); the term rules (3, 5) and
+starting a round (1, 4, 6) are in :meth:`traft.core.raft.Raft.recv` and
+``Raft._campaign`` / ``Raft._pre_campaign``, where the role changes.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import enum
 
-from traft.core.errors import MembershipError
+from traft.core.membership import Membership, NodeConfig
 from traft.core.messages import (
+    Message,
     PreVote,
     PreVoteResponse,
+    ReadIndex,
     RequestVote,
     RequestVoteResponse,
+    TimeoutNow,
 )
+from traft.core.reads import refuse
 from traft.core.ready import Role
-
-if TYPE_CHECKING:
-    import random
-
-    from traft.core.config import Config
-    from traft.core.log import RaftLog
-    from traft.core.membership import Configuration, Membership
-    from traft.core.messages import Message
+from traft.core.server import ServerState
 
 
-class ElectionMixin:
-    """Election behaviour of :class:`~traft.core.raft.Raft`."""
+class Next(enum.Enum):
+    """A role change a role object asks of its server (roles never change it themselves)."""
 
-    if TYPE_CHECKING:
-        id: int
-        term: int
-        voted_for: int | None
-        config: Config
-        commit_index: int
-        role: Role
-        leader_id: int | None
-        _rng: random.Random
-        _log: RaftLog
-        _conf: Configuration
-        _loading: bool
-        _removed_at: int | None
-        _inactive: set[int]
-        _msgs: list[tuple[int, Message]]
-        _election_elapsed_ms: int
-        _timeout_ms: int
+    CAMPAIGN = "campaign"  # start a real election (§5.2)
+    TRANSFER_CAMPAIGN = "transfer-campaign"  # the same, asked by the leader (rule 6)
+    PRE_CAMPAIGN = "pre-campaign"  # start a pre-vote round (rule 1)
+    FORGET_LEADER = "forget-leader"  # a whole timeout without the leader; cannot campaign
+    LEAD = "lead"  # a majority voted for this candidate
+    STEP_DOWN = "step-down"  # the leader steps down (check-quorum, or its removal committed)
 
-        def _set_role(self, role: Role) -> None: ...
-        def _set_leader(self, leader_id: int | None) -> None: ...
-        def _become_leader(self) -> None: ...
-        def _draw_timeout(self) -> int: ...
 
-    def _init_election_state(self) -> None:
-        self._votes: set[int] = set()
+# -- may this server campaign, may it vote ---------------------------------------------
+
+
+def can_campaign(s: ServerState) -> bool:
+    """Whether this server may start an election."""
+    # The seed: only voting members start elections, and not while loading a snapshot.
+    if s._loading:
+        return False
+    if s._conf.is_voter(s.id):
+        return True
+    # A voter whose own removal is appended but not yet committed still
+    # campaigns (thesis §4.2.2: a removed leader may lead again until the
+    # removal commits); only the new configuration's votes count. Else a
+    # cluster shrinking from two voters wedges when only the removed
+    # server holds its removal: the other needs its vote and never gets
+    # it, having the shorter log.
+    removed = s._removed_at
+    if removed is None or removed <= s.commit_index:
+        return False
+    before: Membership = s._conf.membership_at(removed - 1)
+    return any(n.node_id == s.id and n.voting for n in before.nodes)
+
+
+def heard_from_leader(s: ServerState) -> bool:
+    """Rule 2(b): a leader was heard from within the election timeout."""
+    if s.role is Role.LEADER or s._boot_guard_ms:
+        return True
+    return s.leader_id is not None and s._election_elapsed_ms < s.config.election_timeout_ms
+
+
+def leader_is_fresh(s: ServerState) -> bool:
+    """§4.2.3 with check-quorum: ignore a RequestVote at a higher term."""
+    return s.config.check_quorum and heard_from_leader(s)
+
+
+def answer_pre_vote(s: ServerState, from_id: int, msg: PreVote) -> None:
+    """Rule 2: grant or refuse a pre-vote; nothing changes on this server."""
+    grant = (
+        (msg.term > s.term or s.voted_for in (None, msg.candidate_id))
+        and msg.term >= s.term
+        and s._log_up_to_date(msg.last_log_index, msg.last_log_term)
+        and not heard_from_leader(s)
+    )
+    answer = PreVoteResponse(term=msg.term if grant else s.term, vote_granted=grant)
+    s._msgs.append((from_id, answer))
+
+
+def answer_vote(s: ServerState, from_id: int, msg: RequestVote) -> None:
+    """The vote rule, for a RequestVote of this server's term."""
+    # §5.2, §5.4.1: grant if we have not voted for another candidate in this
+    # term and the candidate's log is at least as up-to-date as ours. A
+    # duplicated request from the candidate we voted for is granted again.
+    grant = (
+        s.voted_for in (None, msg.candidate_id)
+        and s._log_up_to_date(msg.last_log_index, msg.last_log_term)
+        and s.role is not Role.LEADER
+    )
+    if grant:
+        s.voted_for = msg.candidate_id
+        s._election_elapsed_ms = 0
+    s._msgs.append((from_id, RequestVoteResponse(term=s.term, vote_granted=grant)))
+
+
+# -- the roles that take part in elections -----------------------------------------------
+
+
+class Electing:
+    """What followers and candidates share: the election timer and pre-vote rounds."""
+
+    role: Role
+
+    def __init__(self, server: ServerState) -> None:
+        self._s = server
         # Grants for a pre-vote round at term + 1; None when no round is open.
-        self._pre_votes: set[int] | None = None
-        # Rule 7: with lease reads, a server starts as if it had just heard
-        # from a leader, for one election timeout.
-        self._boot_guard_ms = self.config.election_timeout_ms if self.config.lease_reads else 0
+        self.pre_votes: set[int] | None = None
 
-    # -- the timer ------------------------------------------------------------
+    def tick(self, elapsed_ms: int) -> Next | None:
+        """Time passed (the server counted it); what to do once the election timer fires."""
+        s = self._s
+        if s._election_elapsed_ms < s._timeout_ms:
+            return None
+        s._election_elapsed_ms = 0
+        if can_campaign(s):
+            return Next.PRE_CAMPAIGN if s.config.pre_vote else Next.CAMPAIGN
+        # A whole election timeout without the leader: it is not known any
+        # more. Keeping it would make the leader look fresh again each time
+        # this timer restarts, and a server that cannot campaign (it may be
+        # a voter in everyone's eyes but its own) would go on ignoring
+        # RequestVotes (§4.2.3) with no leader.
+        return Next.FORGET_LEADER
 
-    def _election_tick(self) -> None:
-        """Time passed on a follower or candidate (periodic counted it)."""
-        if self._election_elapsed_ms < self._timeout_ms:
-            return
-        self._election_elapsed_ms = 0
-        if self._can_campaign():
-            if self.config.pre_vote:
-                self._pre_campaign()
-            else:
-                self._campaign()
-        else:
-            # A whole election timeout without the leader: it is not known
-            # any more. Keeping it would make the leader look fresh again
-            # each time this timer restarts, and a server that cannot
-            # campaign (it may be a voter in everyone's eyes but its own)
-            # would go on ignoring RequestVotes (§4.2.3) with no leader.
-            self._set_leader(None)
-            self._timeout_ms = self._draw_timeout()
+    def step(self, from_id: int, msg: Message) -> Next | None:
+        """A pre-vote answer, or a message of this server's term that only the leader serves."""
+        s = self._s
+        if isinstance(msg, PreVoteResponse):
+            # Rule 4: count a grant; campaign once a majority would vote for this server.
+            votes = self.pre_votes
+            if votes is None or not msg.vote_granted or msg.term != s.term + 1:
+                return None
+            if not s._conf.is_voter(from_id):
+                return None
+            votes.add(from_id)
+            return Next.CAMPAIGN if s._is_majority(votes) else None
+        if isinstance(msg, ReadIndex):
+            refuse(s, from_id, msg)  # not the leader
+        elif isinstance(msg, TimeoutNow) and can_campaign(s):
+            # Thesis §3.10: the transfer target starts an election at once,
+            # skipping the pre-vote; its RequestVote says why (rule 6).
+            return Next.TRANSFER_CAMPAIGN
+        return None
 
-    def _can_campaign(self) -> bool:
-        # The seed: only voting members start elections, and not while loading a snapshot.
-        if self._loading:
-            return False
-        if self._conf.is_voter(self.id):
-            return True
-        # A voter whose own removal is appended but not yet committed still
-        # campaigns (thesis §4.2.2: a removed leader may lead again until the
-        # removal commits); only the new configuration's votes count. Else a
-        # cluster shrinking from two voters wedges when only the removed
-        # server holds its removal: the other needs its vote and never gets
-        # it, having the shorter log.
-        removed = self._removed_at
-        if removed is None or removed <= self.commit_index:
-            return False
-        before: Membership = self._conf.membership_at(removed - 1)
-        return any(n.node_id == self.id and n.voting for n in before.nodes)
+    def membership_changed(self, node_id: int, node: NodeConfig | None, index: int) -> None:
+        """Nothing to do: only a leader tracks members."""
 
-    def campaign(self) -> None:
-        """Start an election now, as if the election timeout had fired.
+    def has_sends(self) -> bool:
+        """Nothing to send at ``ready()``: only a leader replicates."""
+        return False
 
-        With ``Config.pre_vote`` this starts a pre-vote round; the real
-        election follows only if a majority would vote for this server.
+    def flush(self) -> None:
+        """Nothing to send at ``ready()``: only a leader replicates."""
 
-        Raises:
-            MembershipError: this server is not a voting member.
-        """
-        if not self._can_campaign():
-            raise MembershipError(f"node {self.id} is not a voting member; it cannot campaign")
-        if self.role is not Role.LEADER:
-            self._election_elapsed_ms = 0
-            if self.config.pre_vote:
-                self._pre_campaign()
-            else:
-                self._campaign()
+    def durable(self) -> Next | None:
+        """More of the log is durable: nothing to count (only a leader commits)."""
+        return None
 
-    # -- pre-vote (rules 1 to 4) ------------------------------------------------
 
-    def _pre_campaign(self) -> None:
-        self._set_leader(None)
-        self._timeout_ms = self._draw_timeout()
-        self._pre_votes = {self.id}
-        if self._is_majority(self._pre_votes):
-            self._campaign()
-            return
-        msg = PreVote(
-            term=self.term + 1,
-            candidate_id=self.id,
-            last_log_index=self._log.last_index,
-            last_log_term=self._log.last_term,
-        )
-        for node_id in self._conf.voters():
-            if node_id != self.id and node_id not in self._inactive:
-                self._msgs.append((node_id, msg))
+class Candidate(Electing):
+    """A candidate of ``server.term``: the votes it has (§5.2)."""
 
-    def _recv_pre_vote(self, from_id: int, msg: PreVote) -> None:
-        grant = (
-            (msg.term > self.term or self.voted_for in (None, msg.candidate_id))
-            and msg.term >= self.term
-            and self._log_up_to_date(msg.last_log_index, msg.last_log_term)
-            and not self._heard_from_leader()
-        )
-        answer = PreVoteResponse(term=msg.term if grant else self.term, vote_granted=grant)
-        self._msgs.append((from_id, answer))
+    role = Role.CANDIDATE
 
-    def _recv_pre_vote_response(self, from_id: int, msg: PreVoteResponse) -> None:
-        votes = self._pre_votes
-        if votes is None or not msg.vote_granted or msg.term != self.term + 1:
-            return
-        if self.role is Role.LEADER or not self._conf.is_voter(from_id):
-            return
-        votes.add(from_id)
-        if self._is_majority(votes):
-            self._campaign()
+    def __init__(self, server: ServerState) -> None:
+        super().__init__(server)
+        self.votes = {server.id}  # it votes for itself
 
-    def _heard_from_leader(self) -> bool:
-        """Rule 2(b): a leader was heard from within the election timeout."""
-        if self.role is Role.LEADER or self._boot_guard_ms:
-            return True
-        return (
-            self.leader_id is not None
-            and self._election_elapsed_ms < self.config.election_timeout_ms
-        )
+    def __repr__(self) -> str:
+        return f"Candidate(term={self._s.term}, votes={sorted(self.votes)})"
 
-    def _leader_is_fresh(self) -> bool:
-        """§4.2.3 with check-quorum: ignore a RequestVote at a higher term."""
-        return self.config.check_quorum and self._heard_from_leader()
-
-    # -- the real election ------------------------------------------------------
-
-    def _campaign(self, *, transfer: bool = False) -> None:
-        # §5.2: increment currentTerm, vote for self, reset the timer, send RequestVote.
-        self._pre_votes = None
-        self.term += 1
-        self.voted_for = self.id
-        self._set_role(Role.CANDIDATE)
-        self._set_leader(None)
-        self._votes = {self.id}
-        self._election_elapsed_ms = 0
-        self._timeout_ms = self._draw_timeout()
-        if self._is_majority(self._votes):
-            self._become_leader()
-            return
-        msg = RequestVote(
-            term=self.term,
-            candidate_id=self.id,
-            last_log_index=self._log.last_index,
-            last_log_term=self._log.last_term,
-            leader_transfer=transfer,
-        )
-        for node_id in self._conf.voters():
-            if node_id != self.id and node_id not in self._inactive:
-                self._msgs.append((node_id, msg))
-
-    def _is_majority(self, granted: set[int]) -> bool:
-        voters = self._conf.voters()
-        return sum(1 for v in voters if v in granted) > len(voters) // 2
-
-    def _log_up_to_date(self, last_index: int, last_term: int) -> bool:
-        # §5.4.1: compare the terms of the last entries, then the lengths.
-        our_term = self._log.last_term
-        return last_term > our_term or (
-            last_term == our_term and last_index >= self._log.last_index
-        )
-
-    def _recv_vote(self, from_id: int, msg: RequestVote) -> None:
-        # §5.2, §5.4.1: grant if we have not voted for another candidate in this
-        # term and the candidate's log is at least as up-to-date as ours. A
-        # duplicated request from the candidate we voted for is granted again.
-        grant = (
-            self.voted_for in (None, msg.candidate_id)
-            and self._log_up_to_date(msg.last_log_index, msg.last_log_term)
-            and self.role is not Role.LEADER
-        )
-        if grant:
-            self.voted_for = msg.candidate_id
-            self._election_elapsed_ms = 0
-        self._msgs.append((from_id, RequestVoteResponse(term=self.term, vote_granted=grant)))
-
-    def _recv_vote_response(self, from_id: int, msg: RequestVoteResponse) -> None:
-        if self.role is not Role.CANDIDATE or not msg.vote_granted:
-            return
-        self._votes.add(from_id)
-        if self._is_majority(self._votes):
-            self._become_leader()
+    def step(self, from_id: int, msg: Message) -> Next | None:
+        """Count a vote (§5.2): LEAD once a majority has granted it."""
+        if isinstance(msg, RequestVoteResponse):
+            if not msg.vote_granted:
+                return None
+            self.votes.add(from_id)
+            return Next.LEAD if self._s._is_majority(self.votes) else None
+        return super().step(from_id, msg)

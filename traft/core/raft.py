@@ -8,11 +8,20 @@ injected ``random.Random``. Everything it wants done is collected and handed
 out by :meth:`Raft.ready`; the driver persists, sends and applies, then calls
 :meth:`Raft.advance`. Same inputs and seed give the same Ready values.
 
-Role-specific message handling lives in :mod:`traft.core.leader` (the
-replication and commit side), :mod:`traft.core.election` (timeouts,
-pre-vote, voting) and this module (following, proposals, output); reads in
+Where the rules live (etcd-raft's shape): this module keeps the public API,
+the term rules every message goes through (Figure 2, "if RPC request or
+response contains term T > currentTerm ...") and the role changes; it hands
+each message of the current term to the object of the current role. The
+state every role shares is :class:`~traft.core.server.ServerState`
+(:mod:`traft.core.server`); each role's own state and rules are in its
+module: :mod:`traft.core.leader` (proposals, replication, the commit rule,
+heartbeats, check-quorum), :mod:`traft.core.follower` (taking entries from
+the leader), :mod:`traft.core.election` (the vote and pre-vote rules, the
+candidate). Per-follower flow control is in :mod:`traft.core.progress`,
+commit index math in :mod:`traft.core.quorum`, reads in
 :mod:`traft.core.reads`, leadership transfer in :mod:`traft.core.transfer`,
-snapshot taking and loading in :mod:`traft.core.snapshots`.
+snapshot taking and loading in :mod:`traft.core.snapshots`, the
+persist-before-send contract in :mod:`traft.core.ready`.
 Input from peers never raises; misuse by the local caller raises a
 :class:`~traft.core.errors.RaftError`.
 """
@@ -22,56 +31,60 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from traft.core import snapshots
 from traft.core.config import Config
-from traft.core.election import ElectionMixin
-from traft.core.entry import Entry, EntryResponse, EntryStatus, EntryType, membership_data
+from traft.core.election import (
+    Candidate,
+    Next,
+    answer_pre_vote,
+    answer_vote,
+    can_campaign,
+    leader_is_fresh,
+)
+from traft.core.entry import Entry, EntryResponse, EntryType
 from traft.core.errors import (
     LeaderNotReady,
     MembershipError,
-    NodeIdRemoved,
     NodeUnknown,
+    NoSnapshotInProgress,
     NotLeader,
-    OneVotingChangeOnly,
+    SnapshotInProgress,
+    TransferError,
     TransferInProgress,
 )
-from traft.core.leader import LeaderMixin
+from traft.core.follower import Follower
+from traft.core.leader import Leader
 from traft.core.log import RaftLog
 from traft.core.membership import Configuration, Membership, NodeConfig
 from traft.core.messages import (
     AppendEntries,
-    AppendEntriesResponse,
     Message,
     PreVote,
     PreVoteResponse,
-    ReadIndex,
     ReadIndexResponse,
     RequestVote,
     RequestVoteResponse,
     TimeoutNow,
 )
 from traft.core.progress import Progress
-from traft.core.reads import ReadsMixin
+from traft.core.reads import ForwardedReads
 from traft.core.ready import (
-    Event,
     HardState,
     LeaderChanged,
-    MembershipChanged,
     Ready,
     RemovedSelf,
     Role,
     RoleChanged,
     SnapshotMeta,
+    TransferStarted,
 )
-from traft.core.snapshots import SnapshotMixin
-from traft.core.transfer import TransferMixin
+from traft.core.server import ServerState
+from traft.core.transfer import Transfer, check_target
 
-_NORMAL = EntryType.NORMAL
-# Entry(...) goes through a Python-level __new__; tuple.__new__ skips it (hot path).
-_new = tuple.__new__
 _MEMBERSHIP_MIN = int(EntryType.ADD_NONVOTING_NODE)
 
 
-class Raft(ElectionMixin, LeaderMixin, ReadsMixin, TransferMixin, SnapshotMixin):
+class Raft(ServerState):
     """One Raft server's consensus state (the seed's ``raft_server_t``).
 
     Args:
@@ -88,47 +101,11 @@ class Raft(ElectionMixin, LeaderMixin, ReadsMixin, TransferMixin, SnapshotMixin)
     def __init__(self, node_id: int, config: Config, rng: random.Random) -> None:
         if not isinstance(rng, random.Random):
             raise TypeError("rng must be a random.Random instance")
-        self.id = node_id
-        self.config = config
-        self._rng = rng
-        # Persistent state on all servers (Figure 2).
-        self.term = 0
-        self.voted_for: int | None = None
-        self._log = RaftLog()
-        # Volatile state on all servers.
-        self.commit_index = 0
-        self.last_applied = 0
-        self.role = Role.FOLLOWER
-        self.leader_id: int | None = None
-        self._conf = Configuration()
-        self._removed_at: int | None = None  # index of the entry that removed this server
-        self._inactive: set[int] = set()  # members the driver marked unreachable
-        # Durability bookkeeping: entries up to _stable_index are on disk;
-        # entries from _unsent_from on have not yet been handed to the driver.
-        self._stable_index = 0
-        self._unsent_from = 1
-        self._handed_index = 0
-        self._applying_to = 0
-        # Timers (milliseconds of periodic()).
-        self._election_elapsed_ms = 0
-        self._heartbeat_elapsed_ms = 0
-        self._quorum_elapsed_ms = 0
-        self._timeout_ms = self._draw_timeout()
-        # Snapshots.
-        self.snapshot: SnapshotMeta | None = None
-        self._snapshotting: SnapshotMeta | None = None
-        self._loading = False
-        # Output collected for the next Ready.
-        self._msgs: list[tuple[int, Message]] = []
-        self._events: list[Event] = []
-        self._truncate_from: int | None = None
-        self._compact_upto: int | None = None
-        self._persisted_hs = HardState(0, None)
-        self._ready_out = False
-        self._init_leader_state()
-        self._init_election_state()
-        self._init_read_state()
-        self._init_transfer_state()
+        super().__init__(node_id, config, rng)
+        # The current role's object; ``role`` names it (the Role enum, public).
+        self._role: Follower | Candidate | Leader = Follower(self)
+        # A follower's reads forwarded to its leader (traft.core.reads).
+        self._forwarded = ForwardedReads(self)
 
     # -- construction ---------------------------------------------------------
 
@@ -260,94 +237,18 @@ class Raft(ElectionMixin, LeaderMixin, ReadsMixin, TransferMixin, SnapshotMixin)
         else:
             self._inactive.add(node_id)
 
-    def node_is_active(self, node_id: int) -> bool:
-        """Whether a member is active (the seed's raft_node_is_active)."""
-        return node_id in self._conf.nodes and node_id not in self._inactive
-
     def _set_node(self, node: NodeConfig) -> None:
         self._conf.set_node(node)
-        if self.role is Role.LEADER and node.node_id != self.id:
-            self._ensure_progress(node.node_id)
-        if node.node_id == self._transfer_target:
-            self._transfer_check_target()
+        role = self._role
+        if isinstance(role, Leader) and node.node_id != self.id:
+            role.ensure_progress(node.node_id)
+        super()._membership_changed(node.node_id, node, 0)
 
-    # -- accessors --------------------------------------------------------------
-
-    @property
-    def current_index(self) -> int:
-        """Index of the last entry in the log (the seed's raft_get_current_idx)."""
-        return self._log.last_index
-
-    @property
-    def last_log_term(self) -> int:
-        return self._log.last_term
-
-    @property
-    def first_index(self) -> int:
-        """Index of the first entry still held (after compaction)."""
-        return self._log.first_index
-
-    @property
-    def log(self) -> RaftLog:
-        """The in-memory log (read it; do not change it)."""
-        return self._log
-
-    @property
-    def is_leader(self) -> bool:
-        return self.role is Role.LEADER
-
-    @property
-    def stable_index(self) -> int:
-        """The last index the driver has reported durable."""
-        return self._stable_index
-
-    def membership(self) -> Membership:
-        """The configuration in force (including uncommitted changes)."""
-        return self._conf.membership()
-
-    def voters(self) -> list[int]:
-        """Sorted ids of the voting members."""
-        return list(self._conf.voters())
-
-    def node(self, node_id: int) -> NodeConfig | None:
-        """A member's configuration, or None (the seed's raft_get_node)."""
-        return self._conf.nodes.get(node_id)
-
-    def is_member(self) -> bool:
-        """Whether this server is in its own configuration."""
-        return self.id in self._conf.nodes
-
-    def voting_change_in_progress(self) -> bool:
-        """Whether an uncommitted voting change is in the log."""
-        return self._conf.voting_change_after(self.commit_index)
-
-    def entry_status(self, resp: EntryResponse) -> EntryStatus:
-        """What became of a proposal (the seed's raft_msg_entry_response_committed).
-
-        COMMITTED when the entry at its index is committed and has its term;
-        LOST when another entry is committed at its index, or when its index
-        was compacted and its term can no longer be checked (a driver that
-        needs the answer after compaction follows ``Ready.committed``
-        instead; retrying with a session key is always safe); PENDING
-        otherwise. An entry that was popped here, or replaced by an entry of
-        a later term that is not committed, is PENDING: another server may
-        still hold it, win an election and commit it (§5.4.2).
-        """
-        term = self._log.term_at(resp.index)
-        if term is None:
-            if resp.index > self._log.last_index:
-                return EntryStatus.PENDING  # popped from our log, or never arrived
-            return EntryStatus.LOST
-        if resp.index > self.commit_index:
-            return EntryStatus.PENDING
-        return EntryStatus.COMMITTED if term == resp.term else EntryStatus.LOST
+    def _membership_changed(self, node_id: int, node: NodeConfig | None, index: int) -> None:
+        self._role.membership_changed(node_id, node, index)
+        super()._membership_changed(node_id, node, index)
 
     # -- time -------------------------------------------------------------------
-
-    def _draw_timeout(self) -> int:
-        # §5.2: election timeouts are chosen randomly from a fixed interval [T, 2T).
-        t = self.config.election_timeout_ms
-        return t + self._rng.randrange(t)
 
     def periodic(self, elapsed_ms: int) -> None:
         """Let ``elapsed_ms`` milliseconds pass (the seed's raft_periodic).
@@ -361,14 +262,32 @@ class Raft(ElectionMixin, LeaderMixin, ReadsMixin, TransferMixin, SnapshotMixin)
         self._election_elapsed_ms += elapsed_ms
         if self._boot_guard_ms:
             self._boot_guard_ms = max(0, self._boot_guard_ms - elapsed_ms)
-        if self.role is Role.LEADER:
-            self._leader_tick(elapsed_ms)
-        else:
-            self._election_tick()
-        if self._transfer_target is not None:
-            self._transfer_tick(elapsed_ms)
+        action = self._role.tick(elapsed_ms)
+        if action is not None:
+            self._act(action)
+        transfer = self._transfer
+        if transfer is not None:
+            reason = transfer.tick(elapsed_ms, self.config.election_timeout_ms)
+            if reason is not None:
+                self._abort_transfer(reason)
         if self._forwarded:
-            self._expire_forwarded_reads()
+            self._forwarded.expire()
+
+    def _act(self, action: Next) -> None:
+        """Make the role change the current role's object asked for."""
+        if action is Next.PRE_CAMPAIGN:
+            self._pre_campaign()
+        elif action is Next.CAMPAIGN:
+            self._campaign()
+        elif action is Next.TRANSFER_CAMPAIGN:
+            self._campaign(transfer=True)
+        elif action is Next.LEAD:
+            self._become_leader()
+        elif action is Next.STEP_DOWN:
+            self._become_follower(self.term, None)
+        else:
+            self._set_leader(None)
+            self._timeout_ms = self._draw_timeout()
 
     # -- roles ------------------------------------------------------------------
 
@@ -376,16 +295,30 @@ class Raft(ElectionMixin, LeaderMixin, ReadsMixin, TransferMixin, SnapshotMixin)
         if leader_id != self.leader_id:
             self.leader_id = leader_id
             self._events.append(LeaderChanged(leader_id, self.term))
-            self._lose_forwarded_reads()
-            if leader_id is not None:
-                self._transfer_leader_seen(leader_id)
+            self._forwarded.lose_all()
+            transfer = self._transfer
+            if transfer is not None and leader_id is not None and leader_id != self.id:
+                outcome = transfer.leader_seen(leader_id)
+                if isinstance(outcome, str):
+                    self._abort_transfer(outcome)
+                else:
+                    self._transfer = None
+                    self._events.append(outcome)
 
-    def _set_role(self, role: Role) -> None:
-        if role is not self.role:
-            if self.role is Role.LEADER:
-                self._leave_leadership()
-            self.role = role
-            self._events.append(RoleChanged(role, self.term))
+    def _set_role(self, role: Follower | Candidate | Leader) -> None:
+        """Make ``role`` the current role; the old role's object is dropped."""
+        old = self._role
+        if isinstance(old, Leader):
+            self._last_seq = old.seq
+            old.reads.drop()
+            transfer = self._transfer
+            if transfer is not None and not transfer.handed_off:
+                # The transfer goes on only if the target took over.
+                self._abort_transfer("leadership was lost")
+        self._role = role
+        if role.role is not self.role:
+            self.role = role.role
+            self._events.append(RoleChanged(role.role, self.term))
 
     def _become_follower(
         self, term: int, leader_id: int | None, *, reset_timer: bool = True
@@ -393,13 +326,80 @@ class Raft(ElectionMixin, LeaderMixin, ReadsMixin, TransferMixin, SnapshotMixin)
         if term > self.term:
             self.term = term
             self.voted_for = None
-        self._set_role(Role.FOLLOWER)
+        role = self._role
+        if isinstance(role, Follower):
+            role.pre_votes = None
+        else:
+            self._set_role(Follower(self))
         self._set_leader(leader_id)
-        self._votes.clear()
-        self._pre_votes = None
         if reset_timer:
             self._election_elapsed_ms = 0
             self._timeout_ms = self._draw_timeout()
+
+    def _become_leader(self) -> None:
+        self._set_role(Leader(self))
+        self._set_leader(self.id)
+
+    def campaign(self) -> None:
+        """Start an election now, as if the election timeout had fired.
+
+        With ``Config.pre_vote`` this starts a pre-vote round; the real
+        election follows only if a majority would vote for this server.
+
+        Raises:
+            MembershipError: this server is not a voting member.
+        """
+        if not can_campaign(self):
+            raise MembershipError(f"node {self.id} is not a voting member; it cannot campaign")
+        if not isinstance(self._role, Leader):
+            self._election_elapsed_ms = 0
+            if self.config.pre_vote:
+                self._pre_campaign()
+            else:
+                self._campaign()
+
+    def _pre_campaign(self) -> None:
+        # Election rule 1: term, vote and role stay; nothing to persist.
+        self._set_leader(None)
+        self._timeout_ms = self._draw_timeout()
+        role = self._role
+        assert not isinstance(role, Leader), "a leader does not pre-campaign"
+        role.pre_votes = {self.id}
+        if self._is_majority(role.pre_votes):
+            self._campaign()
+            return
+        msg = PreVote(
+            term=self.term + 1,
+            candidate_id=self.id,
+            last_log_index=self._log.last_index,
+            last_log_term=self._log.last_term,
+        )
+        for node_id in self._conf.voters():
+            if node_id != self.id and node_id not in self._inactive:
+                self._msgs.append((node_id, msg))
+
+    def _campaign(self, *, transfer: bool = False) -> None:
+        # §5.2: increment currentTerm, vote for self, reset the timer, send RequestVote.
+        self.term += 1
+        self.voted_for = self.id
+        candidate = Candidate(self)
+        self._set_role(candidate)
+        self._set_leader(None)
+        self._election_elapsed_ms = 0
+        self._timeout_ms = self._draw_timeout()
+        if self._is_majority(candidate.votes):
+            self._become_leader()
+            return
+        msg = RequestVote(
+            term=self.term,
+            candidate_id=self.id,
+            last_log_index=self._log.last_index,
+            last_log_term=self._log.last_term,
+            leader_transfer=transfer,
+        )
+        for node_id in self._conf.voters():
+            if node_id != self.id and node_id not in self._inactive:
+                self._msgs.append((node_id, msg))
 
     # -- input: messages --------------------------------------------------------
 
@@ -416,32 +416,37 @@ class Raft(ElectionMixin, LeaderMixin, ReadsMixin, TransferMixin, SnapshotMixin)
             # leader since deposed, nobody replicates to it any more. Its terms
             # are ignored (thesis §4.2.3), and a leader that hears from it
             # replicates to it until it has learnt its removal.
-            if self.role is Role.LEADER:
-                self._remind_removed(from_id)
+            role = self._role
+            if isinstance(role, Leader):
+                role.remind_removed(from_id)
             if term > self.term:
                 return
         if isinstance(msg, PreVote):
             # Never adopt a pre-vote's term: nobody is in it (election rule 3).
-            self._recv_pre_vote(from_id, msg)
+            answer_pre_vote(self, from_id, msg)
             return
         if isinstance(msg, PreVoteResponse) and (msg.vote_granted or term <= self.term):
-            self._recv_pre_vote_response(from_id, msg)
+            action = self._role.step(from_id, msg)
+            if action is not None:
+                self._act(action)
             return
         if term > self.term:
-            if isinstance(msg, RequestVote) and not msg.leader_transfer and self._leader_is_fresh():
+            if isinstance(msg, RequestVote) and not msg.leader_transfer and leader_is_fresh(self):
                 # §4.2.3 (thesis): ignore disruptive candidates while a leader is alive.
                 return
             leader = msg.leader_id if isinstance(msg, (AppendEntries, TimeoutNow)) else None
-            if self.role is Role.LEADER and from_id == self._transfer_target:
+            leading = isinstance(self._role, Leader)
+            transfer = self._transfer
+            if leading and transfer is not None and from_id == transfer.target:
                 # The transfer target's election (or leadership) deposes us: the
                 # transfer goes on until we hear from it as leader.
-                self._transfer_handed_off = True
+                transfer.handed_off = True
             # Figure 2: a follower's timer restarts on hearing from the leader
             # or granting a vote, not on a candidate's higher term alone (that
             # vote may be refused). Restarting it let candidates that cannot
             # win, and removed servers, keep the only server that can win
             # (the one with the longest log) from ever timing out.
-            reset = not isinstance(msg, RequestVote) or self.role is Role.LEADER
+            reset = not isinstance(msg, RequestVote) or leading
             self._become_follower(term, leader, reset_timer=reset)
         elif term < self.term:
             # Figure 2: reply false to a stale leader or candidate so it learns the term.
@@ -452,152 +457,43 @@ class Raft(ElectionMixin, LeaderMixin, ReadsMixin, TransferMixin, SnapshotMixin)
                     (from_id, RequestVoteResponse(term=self.term, vote_granted=False))
                 )
             return
+        self._step(from_id, msg)
+
+    def _step(self, from_id: int, msg: Message) -> None:
+        """A message of this server's term: the rules of every role, then the role's own."""
         if isinstance(msg, AppendEntries):
-            self._recv_append(from_id, msg)
-        elif isinstance(msg, AppendEntriesResponse):
-            if self.role is Role.LEADER:
-                self._recv_append_response(from_id, msg)
+            # Same term: whoever sent it is the leader (§5.2 election safety).
+            if not isinstance(self._role, Follower):
+                self._become_follower(self.term, msg.leader_id)
+            self._set_leader(msg.leader_id)
+            follower = self._role
+            assert isinstance(follower, Follower)
+            follower.recv_append(from_id, msg)
         elif isinstance(msg, RequestVote):
-            self._recv_vote(from_id, msg)
-        elif isinstance(msg, RequestVoteResponse):
-            self._recv_vote_response(from_id, msg)
-        elif isinstance(msg, ReadIndex):
-            self._recv_read_index(from_id, msg)
+            answer_vote(self, from_id, msg)
         elif isinstance(msg, ReadIndexResponse):
-            self._recv_read_index_response(from_id, msg)
-        elif isinstance(msg, TimeoutNow):
-            self._recv_timeout_now()
-
-    def _recv_timeout_now(self) -> None:
-        # Thesis §3.10: the transfer target starts an election at once,
-        # skipping the pre-vote; its RequestVote says why (election rule 6).
-        if self.role is not Role.LEADER and self._can_campaign():
-            self._campaign(transfer=True)
-
-    def _ae_response(self, success: bool, index: int, seq: int) -> AppendEntriesResponse:
-        return AppendEntriesResponse(
-            term=self.term,
-            success=success,
-            current_index=index,
-            commit_index=self.commit_index,
-            seq=seq,
-        )
-
-    def _recv_append(self, from_id: int, msg: AppendEntries) -> None:
-        # Same term: whoever sent it is the leader (§5.2 election safety).
-        if self.role is not Role.FOLLOWER:
-            self._become_follower(self.term, msg.leader_id)
-        self._set_leader(msg.leader_id)
-        self._election_elapsed_ms = 0
-        self._pre_votes = None
-        log = self._log
-        prev = msg.prev_log_index
-        entries = msg.entries
-        vouched = prev + len(entries)
-        if prev < log.base_index:
-            # Entries up to base_index are compacted and committed, so they match
-            # the leader's; skip them rather than appending them a second time.
-            entries = entries[log.base_index - prev :]
-            prev = log.base_index
-            prev_term: int | None = log.base_term
+            self._forwarded.answered(msg)
         else:
-            prev_term = log.term_at(prev)
-            if prev_term != msg.prev_log_term:
-                # Figure 2, receiver rule 2: reply false; hint where the logs may agree.
-                self._msgs.append(
-                    (from_id, self._ae_response(False, self._reject_hint(msg), msg.seq))
-                )
-                return
-        if entries:
-            self._append_from_leader(prev, entries)
-        # Figure 2 receiver rule 5, bounded by what this request vouched for:
-        # never the end of our own log, which may still hold stale entries.
-        new_commit = min(msg.leader_commit, vouched)
-        if new_commit > self.commit_index:
-            self.commit_index = new_commit
-        self._msgs.append((from_id, self._ae_response(True, max(vouched, log.base_index), msg.seq)))
-
-    def _reject_hint(self, msg: AppendEntries) -> int:
-        # The highest index at which our log may agree with the leader's: the
-        # leader's entries before prev have terms <= prev_log_term, so ours with
-        # a larger term cannot match. Committed entries always match.
-        log = self._log
-        floor = max(self.commit_index, log.base_index)
-        i = min(msg.prev_log_index - 1, log.last_index)
-        while i > floor:
-            term = log.term_at(i)
-            if term is not None and term <= msg.prev_log_term:
-                break
-            i -= 1
-        return max(i, floor)
-
-    def _append_from_leader(self, prev: int, entries: Sequence[Entry]) -> None:
-        log = self._log
-        last = log.last_index
-        if entries[0].index != prev + 1:
-            return  # malformed: indexes do not continue prev
-        if prev == last:
-            self._append(entries)
-            return
-        # Figure 2 receiver rules 3 and 4: skip what we already have, cut at the
-        # first conflict, append the rest.
-        for k, entry in enumerate(entries):
-            if entry.index > last:
-                self._append(entries[k:])
-                return
-            if log.term_at(entry.index) != entry.term:
-                self._truncate(entry.index)
-                self._append(entries[k:])
-                return
-
-    def _truncate(self, index: int) -> None:
-        assert index > self.commit_index, f"committed entry {index} would be popped"
-        self._log.truncate_from(index)
-        for node_id, node in self._conf.undo_from(index):
-            self._events.append(MembershipChanged(node_id, node))
-        if self._removed_at is not None and self._removed_at >= index:
-            self._removed_at = None
-        if index <= self._handed_index:
-            self._truncate_from = (
-                index if self._truncate_from is None else min(index, self._truncate_from)
-            )
-            self._handed_index = index - 1
-        self._unsent_from = min(self._unsent_from, index)
-        self._stable_index = min(self._stable_index, index - 1)
-
-    def _append(self, entries: Sequence[Entry]) -> None:
-        self._log.append(entries)
-        for entry in entries:
-            if entry.type >= _MEMBERSHIP_MIN:
-                self._apply_membership(entry, announce=True)
-
-    def _apply_membership(self, entry: Entry, *, announce: bool) -> None:
-        # The seed's semantics: a membership entry takes effect when appended.
-        change = self._conf.apply_entry(entry)
-        if change is None:
-            return
-        node_id, node = change
-        if node is None and node_id == self.id:
-            self._removed_at = entry.index
-        if announce:
-            self._events.append(MembershipChanged(node_id, node))
-        if self.role is Role.LEADER:
-            self._leader_membership_changed(node_id, node, entry.index)
-        if node_id == self._transfer_target:
-            self._transfer_check_target()
+            action = self._role.step(from_id, msg)
+            if action is not None:
+                self._act(action)
 
     # -- input: proposals -------------------------------------------------------
 
-    def _check_proposable(self) -> None:
-        if self.role is not Role.LEADER or self._removed_at is not None:
-            raise NotLeader(self.leader_id if self.leader_id != self.id else None)
-        if self._transfer_target is not None:
-            # Thesis §3.10: the leader stops accepting client requests.
-            raise TransferInProgress(self._transfer_target)
+    def _proposer(self) -> Leader:
+        """The leader role, if it takes proposals now: every proposal's one precheck.
 
-    def _removal_committed(self, node_id: int) -> bool:
-        """Whether ``node_id`` (among the removed ids) was removed by a committed entry."""
-        return all(n != node_id for n, _ in self._conf.pending_removals(self.commit_index))
+        Raises:
+            NotLeader: this server is not the leader (or its removal is appended).
+            TransferInProgress: a leadership transfer is in progress.
+        """
+        role = self._role
+        if not isinstance(role, Leader) or self._removed_at is not None:
+            raise NotLeader(self.leader_id if self.leader_id != self.id else None)
+        if self._transfer is not None:
+            # Thesis §3.10: the leader stops accepting client requests.
+            raise TransferInProgress(self._transfer.target)
+        return role
 
     def recv_entry(self, data: bytes, *, id: int | None = None) -> EntryResponse:
         """Propose one entry (the seed's raft_recv_entry).
@@ -620,19 +516,8 @@ class Raft(ElectionMixin, LeaderMixin, ReadsMixin, TransferMixin, SnapshotMixin)
                 NotLeader naming no leader: retry shortly).
             ValueError: ``ids`` is given and its length differs from ``datas``.
         """
-        self._check_proposable()
-        index = self._log.last_index + 1
         term = self.term
-        if ids is None:
-            bits = self._rng.getrandbits
-            ids = [bits(63) for _ in datas]
-        elif len(ids) != len(datas):
-            raise ValueError("ids and datas differ in length")
-        entries = [
-            _new(Entry, (term, index + k, ids[k], _NORMAL, data)) for k, data in enumerate(datas)
-        ]
-        self._log.append(entries)
-        return [EntryResponse(e.id, term, e.index) for e in entries]
+        return [EntryResponse(e.id, term, e.index) for e in self._proposer().propose(datas, ids)]
 
     def recv_entries_batch(self, datas: Sequence[bytes]) -> tuple[int, int]:
         """Propose many entries; return their ``(term, first_index)``.
@@ -645,17 +530,10 @@ class Raft(ElectionMixin, LeaderMixin, ReadsMixin, TransferMixin, SnapshotMixin)
             TransferInProgress: a leadership transfer is in progress (a
                 NotLeader naming no leader: retry shortly).
         """
-        self._check_proposable()
+        leader = self._proposer()
         first = self._log.last_index + 1
-        term = self.term
-        bits = self._rng.getrandbits
-        self._log.append(
-            [
-                _new(Entry, (term, first + k, bits(63), _NORMAL, data))
-                for k, data in enumerate(datas)
-            ]
-        )
-        return term, first
+        leader.propose(datas, None)
+        return self.term, first
 
     def propose_membership(
         self, kind: EntryType, node_id: int, context: bytes = b""
@@ -682,66 +560,13 @@ class Raft(ElectionMixin, LeaderMixin, ReadsMixin, TransferMixin, SnapshotMixin)
             MembershipError: adding a node that is already a member, promoting a
                 voter, removing the last voter, or ``kind`` is not a membership type.
         """
-        self._check_proposable()
-        kind = EntryType(kind)
-        if not kind.is_membership:
-            raise MembershipError(f"{kind.name} is not a membership entry type")
-        current = self._conf.nodes.get(node_id)
-        if self._conf.change_pending(node_id, self.commit_index):
-            # Removing and re-adding the same node must not race (seed regression).
-            raise OneVotingChangeOnly()
-        if kind is not EntryType.REMOVE_NODE and node_id in self._conf.removed:
-            raise NodeIdRemoved(node_id)
-        if kind is EntryType.ADD_NONVOTING_NODE:
-            if current is not None:
-                raise MembershipError(f"node {node_id} is already a member")
-        else:
-            if current is None:
-                raise NodeUnknown(node_id)
-            if kind is EntryType.ADD_NODE and current.voting:
-                raise MembershipError(f"node {node_id} is already a voting member")
-            if kind is EntryType.REMOVE_NODE and current.voting:
-                if self._conf.voters() == [node_id]:
-                    raise MembershipError(f"node {node_id} is the last voting member")
-            if self.voting_change_in_progress():
-                raise OneVotingChangeOnly()
-            if self._log.term_at(self.commit_index) != self.term:
-                # Ongaro, raft-dev 2015 ("bug in single-server membership
-                # changes"): until an entry of its term commits, a new leader
-                # may not know of a change a previous leader appended; its own
-                # change would then make two configurations whose quorums
-                # need not overlap.
-                raise LeaderNotReady()
-        entry = Entry(
-            self.term,
-            self._log.last_index + 1,
-            self._rng.getrandbits(63),
-            kind,
-            membership_data(node_id, context),
-        )
-        self._append([entry])
-        return EntryResponse(entry.id, entry.term, entry.index)
+        return self._proposer().propose_membership(kind, node_id, context)
 
     # -- output -----------------------------------------------------------------
 
-    def _hard_state_changed(self) -> bool:
-        # Compared field by field: has_ready() runs once per input, and a
-        # HardState built only to compare showed up in the simulator's profile.
-        persisted = self._persisted_hs
-        return self.term != persisted.term or self.voted_for != persisted.voted_for
-
     def has_ready(self) -> bool:
         """Whether :meth:`ready` would return something to do."""
-        return bool(
-            self._msgs
-            or self._events
-            or self._unsent_from <= self._log.last_index
-            or self._truncate_from is not None
-            or self._compact_upto is not None
-            or (self.commit_index > self._applying_to and self._snapshotting is None)
-            or self._hard_state_changed()
-            or (self.role is Role.LEADER and self._leader_has_sends())
-        )
+        return self._has_output() or self._role.has_sends()
 
     def ready(self) -> Ready:
         """Collect everything the driver must do now (see :mod:`traft.core.ready`).
@@ -751,58 +576,173 @@ class Raft(ElectionMixin, LeaderMixin, ReadsMixin, TransferMixin, SnapshotMixin)
         """
         if self._ready_out:
             raise RuntimeError("ready() called again before advance()")
-        if self.role is Role.LEADER:
-            self._flush_appends()
-        hard_state = HardState(self.term, self.voted_for) if self._hard_state_changed() else None
-        log = self._log
-        entries = (
-            log.slice(self._unsent_from, log.last_index + 1)
-            if self._unsent_from <= log.last_index
-            else []
-        )
-        if entries:
-            self._unsent_from = log.last_index + 1
-            self._handed_index = log.last_index
-        committed: list[Entry] = []
-        if self.commit_index > self._applying_to and self._snapshotting is None:
-            lo = max(self._applying_to + 1, log.first_index)
-            committed = log.slice(lo, self.commit_index + 1)
-            removed = self._removed_at
-            if removed is not None and self._applying_to < removed <= self.commit_index:
-                self._events.append(RemovedSelf(removed))
-            self._applying_to = self.commit_index
-        rd = Ready(
-            hard_state=hard_state,
-            truncate_from=self._truncate_from,
-            entries=entries,
-            messages=self._msgs,
-            committed=committed,
-            events=self._events,
-            compact_upto=self._compact_upto,
-        )
-        self._msgs = []
-        self._events = []
-        self._truncate_from = None
-        self._compact_upto = None
-        self._ready_out = True
-        return rd
+        self._role.flush()
+        return self._collect_ready()
 
     def advance(self, rd: Ready) -> None:
         """Tell the core the driver has done everything ``rd`` asked."""
-        self._ready_out = False
-        if rd.hard_state is not None:
-            self._persisted_hs = rd.hard_state
-        if rd.entries:
-            last = rd.entries[-1]
-            if self._log.term_at(last.index) == last.term and last.index > self._stable_index:
-                self._stable_index = last.index
-                if self.role is Role.LEADER:
-                    self._maybe_commit()
-        if rd.committed:
-            self.last_applied = max(self.last_applied, rd.committed[-1].index)
-            # Undo records are kept until applied, not only committed: a
-            # snapshot at the applied index needs the configuration there.
-            self._conf.prune_upto(self.last_applied)
+        if self._advance(rd):
+            # A leader's own copy counts toward commitment only now that it is
+            # durable (the commit rule, traft.core.leader).
+            action = self._role.durable()
+            if action is not None:
+                self._act(action)
+
+    # -- snapshots (§7) ---------------------------------------------------------
+
+    def begin_snapshot(self) -> SnapshotMeta:
+        """Start a snapshot of the applied state (the seed's raft_begin_snapshot).
+
+        Returns the snapshot's metadata; the driver saves its state machine as
+        of ``last_applied`` with it, then calls :meth:`end_snapshot`.
+
+        Raises:
+            SnapshotInProgress: a snapshot is being taken or loaded.
+            NothingToSnapshot: nothing was applied since the last snapshot.
+        """
+        return snapshots.begin(self)
+
+    def end_snapshot(self, *, keep_entries: int = 0) -> SnapshotMeta:
+        """Finish the snapshot and compact the log (the seed's raft_end_snapshot).
+
+        ``keep_entries`` entries before the snapshot's index stay in the log so
+        followers slightly behind can still catch up without a snapshot.
+
+        Raises:
+            NoSnapshotInProgress: :meth:`begin_snapshot` was not called.
+        """
+        meta = self._snapshotting
+        if meta is None:
+            raise NoSnapshotInProgress("snapshot")
+        snapshots.end(self, meta, keep_entries)
+        return meta
+
+    def begin_load_snapshot(
+        self,
+        term: int,
+        index: int,
+        membership: Membership,
+        *,
+        leader_term: int,
+        leader_id: int | None = None,
+    ) -> bool:
+        """Start installing a snapshot received from the leader (§7).
+
+        ``term``, ``index`` and ``membership`` describe the snapshot;
+        ``leader_term`` is the term of the leader that sent it (and
+        ``leader_id`` that leader, when known). The sender is treated as any
+        message from it would be (Figure 2): a snapshot from a stale term is
+        refused; a newer term is adopted (the vote is reset and a leader or
+        candidate steps down, as on an AppendEntries of that term); and the
+        election timer restarts.
+
+        Returns False, installing nothing, when the sender's term is stale or
+        below the snapshot's (nothing changes then), when this server is the
+        leader of ``leader_term``, or when the snapshot is not newer than what
+        this server has committed (a newer sender's term is still adopted).
+        Otherwise the log keeps the entries after ``index`` if
+        the entry at ``index`` has ``term``, and is discarded otherwise; the
+        configuration becomes ``membership``. The driver restores its state
+        machine, then calls :meth:`end_load_snapshot`.
+
+        Raises:
+            SnapshotInProgress: a snapshot is being taken or loaded.
+        """
+        if self._snapshotting is not None or self._loading:
+            raise SnapshotInProgress()
+        if leader_term < self.term or term > leader_term:
+            return False  # a stale leader's, or malformed: no leader holds a later term
+        if leader_term > self.term or self.role is Role.CANDIDATE:
+            self._become_follower(leader_term, leader_id)
+        elif self.role is Role.FOLLOWER:
+            if leader_id is not None:
+                self._set_leader(leader_id)
+            self._election_elapsed_ms = 0
+        if index <= self.commit_index:
+            return False
+        if self.role is Role.LEADER:
+            return False  # a leader's log already holds every committed entry
+        snapshots.install(self, term, index, membership)
+        return True
+
+    def end_load_snapshot(self) -> None:
+        """Finish installing a snapshot (the seed's raft_end_load_snapshot).
+
+        Raises:
+            NoSnapshotInProgress: :meth:`begin_load_snapshot` did not start one.
+        """
+        if not self._loading:
+            raise NoSnapshotInProgress("snapshot load")
+        self._loading = False
+
+    # -- reads (thesis §6.4) ------------------------------------------------------
+
+    def read_index(self, ctx: object) -> None:
+        """Register a linearizable read (ReadIndex, thesis §6.4).
+
+        On the leader, a :class:`~traft.core.ready.ReadReady` event follows
+        once a majority has confirmed this leadership (at once under a lease,
+        ``Config.lease_reads``); serve the read when the applied index
+        reaches the event's index. On a follower that knows a leader, the
+        read is forwarded to the leader and ``ReadReady`` follows its answer;
+        the driver serves it from this server once its own applied index
+        reaches the event's index. A :class:`~traft.core.ready.ReadLost`
+        follows instead if leadership is lost first (on a follower: the
+        leader changes, refuses, or does not answer within an election
+        timeout); retry it.
+
+        Raises:
+            NotLeader: this server knows no leader (``leader_id`` None), or is
+                a candidate.
+            LeaderNotReady: this server is the leader and no entry of its term
+                has committed yet (the leader does not yet know the full
+                commit index, §8).
+        """
+        role = self._role
+        if isinstance(role, Leader):
+            if self._log.term_at(self.commit_index) != self.term:
+                raise LeaderNotReady()
+            role.read_index(ctx)
+            return
+        leader = self.leader_id
+        if leader is None or leader == self.id or not isinstance(role, Follower):
+            raise NotLeader(None)
+        self._forwarded.forward(ctx, leader)
+
+    def lease_remaining_ms(self) -> int:
+        """How long this leader's read lease still runs (0: none; thesis §6.4.1)."""
+        role = self._role
+        return role.reads.lease_remaining_ms() if isinstance(role, Leader) else 0
+
+    # -- leadership transfer (thesis §3.10) -------------------------------------------
+
+    def transfer_leadership(self, to: int) -> None:
+        """Hand leadership to voting member ``to`` (thesis §3.10).
+
+        Emits ``TransferStarted(to)`` now, then ``TransferFinished(to)`` or
+        ``TransferAborted(to, reason)``. Until then this leader refuses
+        proposals with :class:`~traft.core.errors.TransferInProgress`. A
+        transfer that has not finished within an election timeout is aborted.
+
+        Raises:
+            NotLeader: this server is not the leader.
+            TransferError: ``to`` is this server, is not a member, is not a
+                voting member, or a transfer is already in progress.
+        """
+        role = self._role
+        if not isinstance(role, Leader) or self._removed_at is not None:
+            raise NotLeader(self.leader_id if self.leader_id != self.id else None)
+        if self._transfer is not None:
+            raise TransferError(
+                f"a leadership transfer to node {self._transfer.target} is already in progress"
+            )
+        check_target(self._conf.nodes, self.id, to)
+        self._transfer = Transfer(to)
+        role.reads.lease_void = True
+        self._events.append(TransferStarted(to))
+        pr = role.progress.get(to)
+        if pr is not None:
+            role.transfer_progress(pr)
 
     # -- diagnostics ------------------------------------------------------------
 
@@ -815,9 +755,5 @@ class Raft(ElectionMixin, LeaderMixin, ReadsMixin, TransferMixin, SnapshotMixin)
 
     def progress(self) -> dict[int, Progress]:
         """The leader's per-follower progress (empty on other roles)."""
-        return dict(self._progress)
-
-    def _leave_leadership(self) -> None:
-        self._drop_reads()
-        self._progress.clear()
-        self._transfer_leadership_lost()
+        role = self._role
+        return dict(role.progress) if isinstance(role, Leader) else {}

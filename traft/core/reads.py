@@ -30,26 +30,21 @@ Theory of operation (Ongaro's thesis §6.4 and §6.4.1).
   the lease it answers reads at once, its own and forwarded ones. A leader
   that starts a leadership transfer gives up its lease for the rest of its
   term: the transfer target's election bypasses stickiness (thesis §3.10).
+
+Where each part lives: :class:`LeaderReads` (reads waiting for a round,
+rounds sent, the lease) belongs to the :class:`~traft.core.leader.Leader`
+and goes with it; :class:`ForwardedReads` is kept by the server, as a
+follower's reads are lost when the leader it knows changes, which may come
+just after it stops being a follower.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from traft.core.errors import LeaderNotReady, NotLeader
 from traft.core.messages import ReadIndex, ReadIndexResponse
+from traft.core.progress import Progress
 from traft.core.quorum import quorum_index
-from traft.core.ready import ReadLost, ReadReady, Role
-
-if TYPE_CHECKING:
-    import random
-
-    from traft.core.config import Config
-    from traft.core.log import RaftLog
-    from traft.core.membership import Configuration
-    from traft.core.messages import Message
-    from traft.core.progress import Progress
-    from traft.core.ready import Event
+from traft.core.ready import ReadLost, ReadReady
+from traft.core.server import ServerState
 
 _NEVER = 1 << 62
 
@@ -64,187 +59,152 @@ class _Remote:
         self.read_id = read_id
 
 
-class ReadsMixin:
-    """Read-only queries of :class:`~traft.core.raft.Raft`."""
+class LeaderReads:
+    """A leader's reads waiting for a heartbeat round, and its lease."""
 
-    if TYPE_CHECKING:
-        id: int
-        term: int
-        config: Config
-        commit_index: int
-        role: Role
-        leader_id: int | None
-        _rng: random.Random
-        _log: RaftLog
-        _conf: Configuration
-        _progress: dict[int, Progress]
-        _seq: int
-        _want_broadcast: bool
-        _msgs: list[tuple[int, Message]]
-        _events: list[Event]
-
-    def _init_read_state(self) -> None:
-        # The core's own clock: the sum of every periodic() (never a real clock).
-        self._now_ms = 0
-        # Leader: reads waiting for a heartbeat round, in registration order:
+    def __init__(self, server: ServerState, progress: dict[int, Progress]) -> None:
+        self._s = server
+        self._progress = progress
+        # Reads waiting for a heartbeat round, in registration order:
         # (ctx or _Remote, read index, first seq that confirms it).
-        self._reads: list[tuple[object, int, int]] = []
-        # Leader, with lease reads: (seq, time sent) of recent rounds, oldest first.
+        self.pending: list[tuple[object, int, int]] = []
+        # With lease reads: (seq, time sent) of recent rounds, oldest first.
         self._rounds_sent: list[tuple[int, int]] = []
-        self._lease_void = False
-        # Follower: reads forwarded to the leader, read_id -> (ctx, time sent).
-        self._forwarded: dict[int, tuple[object, int]] = {}
+        # Set by a leadership transfer: no lease for the rest of the term.
+        self.lease_void = False
 
-    # -- the public entry point -------------------------------------------------
+    def register(self, ctx: object, seq: int) -> bool:
+        """Register a read at the commit index; True if it waits for the round after ``seq``."""
+        s = self._s
+        if s._conf.voters() == [s.id] or self.lease_held():
+            self._ready(ctx, s.commit_index)
+            return False
+        self.pending.append((ctx, s.commit_index, seq + 1))
+        return True
 
-    def read_index(self, ctx: object) -> None:
-        """Register a linearizable read (ReadIndex, thesis §6.4).
+    def register_remote(self, from_id: int, msg: ReadIndex, seq: int) -> bool:
+        """A follower's forwarded read (see :meth:`register`)."""
+        return self.register(_Remote(from_id, msg.read_id), seq)
 
-        On the leader, a :class:`~traft.core.ready.ReadReady` event follows
-        once a majority has confirmed this leadership (at once under a lease,
-        ``Config.lease_reads``); serve the read when the applied index
-        reaches the event's index. On a follower that knows a leader, the
-        read is forwarded to the leader and ``ReadReady`` follows its answer;
-        the driver serves it from this server once its own applied index
-        reaches the event's index. A :class:`~traft.core.ready.ReadLost`
-        follows instead if leadership is lost first (on a follower: the
-        leader changes, refuses, or does not answer within an election
-        timeout); retry it.
-
-        Raises:
-            NotLeader: this server knows no leader (``leader_id`` None), or is
-                a candidate.
-            LeaderNotReady: this server is the leader and no entry of its term
-                has committed yet (the leader does not yet know the full
-                commit index, §8).
-        """
-        if self.role is Role.LEADER:
-            if self._log.term_at(self.commit_index) != self.term:
-                raise LeaderNotReady()
-            self._register_read(ctx)
-            return
-        leader = self.leader_id
-        if leader is None or leader == self.id or self.role is not Role.FOLLOWER:
-            raise NotLeader(None)
-        read_id = self._rng.getrandbits(63)
-        self._forwarded[read_id] = (ctx, self._now_ms)
-        self._msgs.append((leader, ReadIndex(term=self.term, read_id=read_id)))
-
-    # -- leader side ----------------------------------------------------------------
-
-    def _register_read(self, ctx: object) -> None:
-        if self._conf.voters() == [self.id] or self._lease_held():
-            self._read_ready(ctx, self.commit_index)
-            return
-        self._reads.append((ctx, self.commit_index, self._seq + 1))
-        self._want_broadcast = True
-
-    def _read_ready(self, ctx: object, index: int) -> None:
+    def _ready(self, ctx: object, index: int) -> None:
+        s = self._s
         if isinstance(ctx, _Remote):
-            answer = ReadIndexResponse(
-                term=self.term, read_id=ctx.read_id, index=index, success=True
-            )
-            self._msgs.append((ctx.node_id, answer))
+            answer = ReadIndexResponse(term=s.term, read_id=ctx.read_id, index=index, success=True)
+            s._msgs.append((ctx.node_id, answer))
         else:
-            self._events.append(ReadReady(ctx, index))
-
-    def _recv_read_index(self, from_id: int, msg: ReadIndex) -> None:
-        if self.role is not Role.LEADER or self._log.term_at(self.commit_index) != self.term:
-            refusal = ReadIndexResponse(term=self.term, read_id=msg.read_id, index=0, success=False)
-            self._msgs.append((from_id, refusal))
-            return
-        self._register_read(_Remote(from_id, msg.read_id))
+            s._events.append(ReadReady(ctx, index))
 
     def _confirmed_seq(self) -> int:
         """The newest heartbeat round a majority of voters has answered."""
+        s = self._s
         acked = []
-        for v in self._conf.voters():
-            if v == self.id:
+        for v in s._conf.voters():
+            if v == s.id:
                 acked.append(_NEVER)
             else:
                 pr = self._progress.get(v)
                 acked.append(pr.acked_seq if pr is not None else 0)
         return quorum_index(acked)
 
-    def _check_reads(self) -> None:
+    def check(self) -> None:
+        """A round was answered: serve the reads a majority has confirmed."""
         confirmed = self._confirmed_seq()
-        reads = self._reads
+        reads = self.pending
         done = 0
         while done < len(reads) and reads[done][2] <= confirmed:
             ctx, index, _ = reads[done]
-            self._read_ready(ctx, index)
+            self._ready(ctx, index)
             done += 1
         if done:
             del reads[:done]
 
-    def _drop_reads(self) -> None:
+    def drop(self) -> None:
         """Leadership is lost: every waiting read is lost (followers are told so)."""
-        for ctx, _, _ in self._reads:
+        s = self._s
+        for ctx, _, _ in self.pending:
             if isinstance(ctx, _Remote):
                 refusal = ReadIndexResponse(
-                    term=self.term, read_id=ctx.read_id, index=0, success=False
+                    term=s.term, read_id=ctx.read_id, index=0, success=False
                 )
-                self._msgs.append((ctx.node_id, refusal))
+                s._msgs.append((ctx.node_id, refusal))
             else:
-                self._events.append(ReadLost(ctx))
-        self._reads = []
-        self._want_broadcast = False
+                s._events.append(ReadLost(ctx))
+        self.pending = []
         self._rounds_sent = []
 
     # -- leases (§6.4.1) ------------------------------------------------------------
 
-    def _note_round(self, seq: int) -> None:
+    def note_round(self, seq: int) -> None:
         """A heartbeat round ``seq`` goes out now (called by the leader's broadcast)."""
-        if not self.config.lease_reads:
+        config = self._s.config
+        if not config.lease_reads:
             return
+        now = self._s._now_ms
         rounds = self._rounds_sent
-        rounds.append((seq, self._now_ms))
+        rounds.append((seq, now))
         # A round older than the lease can no longer give one.
-        horizon = self._now_ms - self.config.lease_ms
+        horizon = now - config.lease_ms
         while rounds and rounds[0][1] <= horizon:
             del rounds[0]
 
-    def _lease_held(self) -> bool:
-        if not self.config.lease_reads or self._lease_void:
-            return False
-        confirmed = self._confirmed_seq()
-        for seq, sent_ms in self._rounds_sent:
-            if seq == confirmed:
-                return self._now_ms < sent_ms + self.config.lease_ms
-        return False
+    def lease_held(self) -> bool:
+        return self.lease_remaining_ms() > 0
 
     def lease_remaining_ms(self) -> int:
-        """How long this leader's read lease still runs (0: none; thesis §6.4.1)."""
-        if self.role is not Role.LEADER or not self._lease_held():
+        """How long the lease still runs (0: none)."""
+        config = self._s.config
+        if not config.lease_reads or self.lease_void:
             return 0
         confirmed = self._confirmed_seq()
         for seq, sent_ms in self._rounds_sent:
             if seq == confirmed:
-                return sent_ms + self.config.lease_ms - self._now_ms
-        return 0  # pragma: no cover - _lease_held found it
+                return max(0, sent_ms + config.lease_ms - self._s._now_ms)
+        return 0
 
-    # -- follower side ----------------------------------------------------------------
 
-    def _recv_read_index_response(self, from_id: int, msg: ReadIndexResponse) -> None:
-        pending = self._forwarded.pop(msg.read_id, None)
+def refuse(server: ServerState, from_id: int, msg: ReadIndex) -> None:
+    """Answer a forwarded read this server cannot serve (not the leader, or not ready)."""
+    refusal = ReadIndexResponse(term=server.term, read_id=msg.read_id, index=0, success=False)
+    server._msgs.append((from_id, refusal))
+
+
+class ForwardedReads:
+    """A follower's reads forwarded to its leader, by ``read_id``."""
+
+    def __init__(self, server: ServerState) -> None:
+        self._s = server
+        # read_id -> (ctx, time sent)
+        self._waiting: dict[int, tuple[object, int]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._waiting)
+
+    def forward(self, ctx: object, leader: int) -> None:
+        s = self._s
+        read_id = s._rng.getrandbits(63)
+        self._waiting[read_id] = (ctx, s._now_ms)
+        s._msgs.append((leader, ReadIndex(term=s.term, read_id=read_id)))
+
+    def answered(self, msg: ReadIndexResponse) -> None:
+        pending = self._waiting.pop(msg.read_id, None)
         if pending is None:
             return  # answered already, lost, or not ours
         ctx = pending[0]
-        if msg.success:
-            self._events.append(ReadReady(ctx, msg.index))
-        else:
-            self._events.append(ReadLost(ctx))
+        self._s._events.append(ReadReady(ctx, msg.index) if msg.success else ReadLost(ctx))
 
-    def _lose_forwarded_reads(self) -> None:
+    def lose_all(self) -> None:
         """The known leader changed: reads forwarded to the old one are lost."""
-        if self._forwarded:
-            for ctx, _ in self._forwarded.values():
-                self._events.append(ReadLost(ctx))
-            self._forwarded = {}
+        if self._waiting:
+            events = self._s._events
+            for ctx, _ in self._waiting.values():
+                events.append(ReadLost(ctx))
+            self._waiting = {}
 
-    def _expire_forwarded_reads(self) -> None:
-        horizon = self._now_ms - self.config.election_timeout_ms
-        expired = [rid for rid, (_, sent) in self._forwarded.items() if sent <= horizon]
+    def expire(self) -> None:
+        """Reads unanswered for an election timeout are lost."""
+        s = self._s
+        horizon = s._now_ms - s.config.election_timeout_ms
+        expired = [rid for rid, (_, sent) in self._waiting.items() if sent <= horizon]
         for rid in expired:
-            ctx, _ = self._forwarded.pop(rid)
-            self._events.append(ReadLost(ctx))
+            ctx, _ = self._waiting.pop(rid)
+            s._events.append(ReadLost(ctx))

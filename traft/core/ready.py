@@ -19,7 +19,9 @@ and any message of a Ready that changes the term or vote or truncates the log.
 The exception is safe because the core counts the leader's own copy of new
 entries toward commitment only once ``advance()`` reports them durable, so an
 entry can commit on followers' copies alone but never on a copy the leader
-might still lose. :mod:`traft.node` sends early in exactly that case.
+might still lose (``Leader.maybe_commit`` in :mod:`traft.core.leader` counts
+``ServerState._stable_index``, which only ``advance()`` raises).
+:mod:`traft.node` sends early in exactly that case.
 
 A driver may keep feeding input between ``ready()`` and ``advance()``;
 entries proposed or handed out but not yet persisted never commit on the
