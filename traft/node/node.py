@@ -640,6 +640,7 @@ class Node:
                     await self._proposals.wait_for_room()
                     self._check_running()
             if not self._proposals.has_room():
+                self.counters.proposals_overloaded += 1
                 raise Overloaded(f"no room in the backlog bound within {timeout:g} s")
             proposal = self._proposable(command)  # still the leader?
             timeout = deadline - trio.current_time()
@@ -671,6 +672,7 @@ class Node:
         """
         proposal = self._proposable(command)
         if not self._proposals.has_room():
+            self.counters.proposals_overloaded += 1
             raise Overloaded("the leader's backlog of unapplied proposals is full")
         proposal.callback = callback
         self._deadlines.add(proposal, trio.current_time(), timeout, "proposal")
@@ -802,6 +804,8 @@ class Node:
             applied_index=raft.last_applied,
             first_index=raft.first_index,
             last_index=raft.current_index,
+            unapplied=self._proposals.unapplied,
+            unapplied_bytes=self._proposals.unapplied_bytes,
         )
 
     def _endpoint_stats(self) -> Mapping[str, int] | None:
