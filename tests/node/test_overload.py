@@ -79,3 +79,47 @@ async def test_the_backlog_stays_bounded_and_commits_go_on_under_overload(
                 await trio.sleep(0.05)
         counts = {m.count for m in h.machines.values()}
         assert len(counts) == 1 and counts.pop() >= sum(acked)
+
+
+async def test_a_cluster_stopped_under_overload_restarts_and_catches_up(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with harness(tmp_path) as h:
+        faults = net.FaultInjector(random.Random(2))
+        faults.set(delay_ms=(10, 10))
+        h.network = net.MemoryNetwork(cluster_id=net.cluster_id_from("test"), faults=faults)
+        for i in (1, 2, 3):
+            await h.start(i)
+        leader = await h.leader()
+        leader._proposals.max_unapplied = BOUND
+        acked = 0
+
+        async def client() -> None:
+            nonlocal acked
+            while True:
+                try:
+                    await leader.submit(b"1", timeout=1.0)
+                except NodeError:
+                    await trio.sleep(0.01)
+                else:
+                    acked += 1
+
+        async with trio.open_nursery() as clients:
+            for _ in range(CLIENTS):
+                clients.start_soon(client)
+            await trio.sleep(1.0)
+            # Stop every node with the backlog full, clients still waiting.
+            for i in (1, 2, 3):
+                h.kill(i)
+            clients.cancel_scope.cancel()
+        assert acked > 0
+        await trio.sleep(0.1)  # the killed nodes finish stopping (and unlock their directories)
+        for i in (1, 2, 3):
+            await h.start(i)
+        leader = await h.leader()
+        assert leader.raft is not None
+        end = leader.raft.current_index
+        with trio.fail_after(5):
+            while min(n.metrics_status().applied_index for n in h.nodes.values()) < end:
+                await trio.sleep(0.05)
+        assert min(m.count for m in h.machines.values()) >= acked
