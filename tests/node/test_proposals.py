@@ -117,10 +117,11 @@ def test_the_byte_bound_admits_one_large_command_alone() -> None:
     proposals.flush(core, refuse)
     assert core.batches == [[b"x" * 25]]
     assert proposals.unapplied_bytes == 26 and not proposals.has_room()
+    assert not proposals.leftover  # no room for b"y": the main loop must not spin
     proposals.flush(core, refuse)
     assert len(core.batches) == 1
     proposals.apply([entry(1, 3, b"x" * 25)], Machine(), 0)
-    assert proposals.unapplied_bytes == 1
+    assert proposals.unapplied_bytes == 1 and proposals.leftover
     proposals.flush(core, refuse)
     assert core.batches[1] == [b"y"]
 
@@ -214,3 +215,17 @@ def test_forget_and_fail_all() -> None:
     proposals.fail_all(ProposalTimeout("stopped"))
     assert [type(error) for _, error in outcomes] == [ProposalTimeout]  # second, still listed
     assert not proposals.leftover
+
+
+def test_no_leftover_while_the_next_command_does_not_fit_in_the_byte_bound() -> None:
+    proposals = Proposals(1, NodeCounters(), max_unapplied_bytes=10)
+    outcomes: list[tuple[Any, BaseException | None]] = []
+    core = Core()
+    proposals.add(proposal(b"a" * 6, outcomes))
+    proposals.flush(core, refuse)
+    proposals.add(proposal(b"b" * 6, outcomes))
+    proposals.flush(core, refuse)
+    assert core.batches == [[b"a" * 6]]
+    assert not proposals.leftover  # 6 + 6 > 10: flush would take nothing
+    proposals.apply([entry(1, 3, b"a" * 6)], Machine(), 0)
+    assert proposals.leftover

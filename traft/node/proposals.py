@@ -169,12 +169,15 @@ class Proposals:
 
     @property
     def leftover(self) -> bool:
-        """Whether listed proposals wait for a flush that could take some
-        now (a capped batch left them, and the bound has room in the log)."""
-        return bool(self._pending) and (
-            self._last_index - self._applied < self.max_unapplied
-            and (self._batch_bytes == 0 or self._batch_bytes < self.max_unapplied_bytes)
-        )
+        """Whether listed proposals wait for a flush that would take some now
+        (a capped batch left them, and the bound has room for the first):
+        exactly when :meth:`flush` would propose, so the main loop never
+        spins on proposals that must wait for entries to apply."""
+        pending = self._pending
+        if not pending or self._last_index - self._applied >= self.max_unapplied:
+            return False
+        batch_bytes = self._batch_bytes
+        return batch_bytes == 0 or batch_bytes + len(pending[0].command) <= self.max_unapplied_bytes
 
     def note_applied(self, applied: int) -> None:
         """Tell the bound where the state machine is (the node opened its
