@@ -33,7 +33,7 @@ async def test_client_flood_does_not_starve_heartbeats_or_votes(
         leader = await h.leader()
         assert leader.raft is not None
         # Small client queues, so that the flood overflows them within a few calls.
-        leader._proposals.max_pending = 8
+        leader._proposals.max_unapplied = 8
         leader._inbox.client_capacity = 16
         term = leader.raft.term
         elections = {i: n.counters.elections for i, n in h.nodes.items()}

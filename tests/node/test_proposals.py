@@ -22,6 +22,10 @@ class Core:
         self.leader = leader
         self.batches: list[list[bytes]] = []
 
+    @property
+    def current_index(self) -> int:
+        return self.next_index - 1
+
     def recv_entries_batch(self, datas: Sequence[bytes]) -> tuple[int, int]:
         if not self.leader:
             raise NotLeader(None)
@@ -73,13 +77,53 @@ def test_a_flush_proposes_at_most_max_batch_as_one_batch() -> None:
     assert proposals.in_log == 5
 
 
-def test_has_room_until_max_pending() -> None:
-    proposals = Proposals(1, NodeCounters(), max_pending=2)
+def test_has_room_until_max_unapplied_counting_listed_and_logged() -> None:
+    proposals = Proposals(1, NodeCounters(), max_unapplied=3)
     outcomes: list[tuple[Any, BaseException | None]] = []
     proposals.add(proposal(b"a", outcomes))
-    assert proposals.has_room()
     proposals.add(proposal(b"b", outcomes))
+    assert proposals.has_room()
+    proposals.flush(Core(), refuse)  # two in the log now, none listed
+    assert proposals.unapplied == 2
+    proposals.add(proposal(b"c", outcomes))
     assert not proposals.has_room()
+
+
+def test_flush_admits_only_what_the_bound_leaves_room_for_until_entries_apply() -> None:
+    proposals = Proposals(1, NodeCounters(), max_unapplied=4)
+    outcomes: list[tuple[Any, BaseException | None]] = []
+    core = Core(next_index=3)  # two entries unapplied already (a new leader's log)
+    for k in range(4):
+        proposals.add(proposal(b"%d" % k, outcomes))
+    proposals.flush(core, refuse)
+    assert core.batches == [[b"0", b"1"]]
+    assert proposals.unapplied == 6 and proposals.peak_unapplied == 6
+    assert not proposals.leftover  # no room: the main loop must not spin
+    proposals.flush(core, refuse)
+    assert len(core.batches) == 1
+    proposals.apply([entry(3, 3, b"0")], Machine(), 2)  # entries 1-3 applied
+    assert proposals.leftover
+    proposals.flush(core, refuse)
+    assert core.batches[1] == [b"2", b"3"]
+    assert proposals.unapplied == 3  # entry 4, then 5 and 6
+
+
+def test_the_byte_bound_admits_one_large_command_alone() -> None:
+    proposals = Proposals(1, NodeCounters(), max_unapplied_bytes=10)
+    outcomes: list[tuple[Any, BaseException | None]] = []
+    proposals.add(proposal(b"x" * 25, outcomes))
+    proposals.add(proposal(b"y", outcomes))
+    core = Core()
+    proposals.flush(core, refuse)
+    assert core.batches == [[b"x" * 25]]
+    assert proposals.unapplied_bytes == 26 and not proposals.has_room()
+    assert not proposals.leftover  # no room for b"y": the main loop must not spin
+    proposals.flush(core, refuse)
+    assert len(core.batches) == 1
+    proposals.apply([entry(1, 3, b"x" * 25)], Machine(), 0)
+    assert proposals.unapplied_bytes == 1 and proposals.leftover
+    proposals.flush(core, refuse)
+    assert core.batches[1] == [b"y"]
 
 
 def test_applied_entries_answer_their_proposers_with_the_state_machines_result() -> None:
@@ -171,3 +215,17 @@ def test_forget_and_fail_all() -> None:
     proposals.fail_all(ProposalTimeout("stopped"))
     assert [type(error) for _, error in outcomes] == [ProposalTimeout]  # second, still listed
     assert not proposals.leftover
+
+
+def test_no_leftover_while_the_next_command_does_not_fit_in_the_byte_bound() -> None:
+    proposals = Proposals(1, NodeCounters(), max_unapplied_bytes=10)
+    outcomes: list[tuple[Any, BaseException | None]] = []
+    core = Core()
+    proposals.add(proposal(b"a" * 6, outcomes))
+    proposals.flush(core, refuse)
+    proposals.add(proposal(b"b" * 6, outcomes))
+    proposals.flush(core, refuse)
+    assert core.batches == [[b"a" * 6]]
+    assert not proposals.leftover  # 6 + 6 > 10: flush would take nothing
+    proposals.apply([entry(1, 3, b"a" * 6)], Machine(), 0)
+    assert proposals.leftover

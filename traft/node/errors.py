@@ -32,6 +32,15 @@ class ProposalTimeout(NodeError):
     """The proposal did not commit before the deadline; its outcome is unknown."""
 
 
+class Overloaded(ProposalTimeout):
+    """The leader holds as many unapplied entries as it may (its backlog
+    bound, ``Node``'s ``max_unapplied`` and ``max_unapplied_bytes``) and this
+    proposal was never proposed: retry after a pause.
+
+    A ProposalTimeout (it did not commit before its deadline, and retrying
+    is safe), whose outcome is known: it was not applied."""
+
+
 class NodeStopped(NodeError):
     """The node is shutting down or was removed from the cluster."""
 

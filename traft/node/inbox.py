@@ -9,13 +9,14 @@ three kinds of input apart so that none can crowd out another:
   counts it (``traft_inbox_overflow``), as a full socket buffer would;
 * the clock: the ticker sets a flag, so ticks never queue up behind anything
   (the next tick carries all the elapsed time);
-* client work (:data:`ClientWork`: proposals beyond the proposal queue,
-  membership changes, leadership transfers), in a bounded queue whose
-  callers wait for room: that is the backpressure on clients.
+* client work (:data:`ClientWork`: membership changes, leadership
+  transfers), in a bounded queue whose callers wait for room. (Proposals
+  have their own bound, the backlog bound of
+  :class:`~traft.node.proposals.Proposals`.)
 
 The main loop takes the peers' messages first, then the tick, then client
 work, so heartbeats, votes and their answers are never stuck behind client
-requests, however many clients there are. Proposals and reads normally skip
+requests, however many clients there are. Proposals and reads skip
 the client queue: they go to their collaborator's list, and only the first of
 a batch calls :meth:`Inbox.wake`.
 

@@ -40,6 +40,10 @@ COUNTERS: dict[str, tuple[str, str]] = {
         "traft_proposals_lost",
         "Proposals whose entry a new leader replaced (the proposer got ProposalLost).",
     ),
+    "proposals_overloaded": (
+        "traft_proposals_overloaded",
+        "Proposals refused (Overloaded) because the backlog bound had no room.",
+    ),
     "malformed": (
         "traft_malformed",
         "Datagrams from peers that passed the envelope's checks but did not decode; dropped.",
@@ -84,6 +88,7 @@ class NodeCounters:
         "applied_entries",
         "proposals",
         "proposals_lost",
+        "proposals_overloaded",
         "malformed",
         "inbox_overflow",
         "snapshots_taken",
@@ -98,6 +103,7 @@ class NodeCounters:
         self.applied_entries = 0
         self.proposals = 0
         self.proposals_lost = 0
+        self.proposals_overloaded = 0
         self.malformed = 0
         self.inbox_overflow = 0
         self.snapshots_taken = 0
@@ -154,6 +160,17 @@ class NodeCollector(Collector):
                 status.applied_index,
             )
             yield gauge("traft_log_last_index", "The last index in the log.", status.last_index)
+            yield gauge(
+                "traft_unapplied_proposals",
+                "The backlog bound's count: entries not yet applied plus proposals "
+                "listed for the core.",
+                status.unapplied,
+            )
+            yield gauge(
+                "traft_unapplied_bytes",
+                "The command bytes of the proposals listed or in the log and not yet applied.",
+                status.unapplied_bytes,
+            )
             yield gauge(
                 "traft_log_first_index",
                 "The first index still in the log (older ones are in the snapshot).",

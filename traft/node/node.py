@@ -67,6 +67,7 @@ from traft.node.errors import (
     NodeStopped,
     NoLeaderError,
     NotLeaderError,
+    Overloaded,
     ProposalTimeout,
     TransferFailed,
 )
@@ -74,7 +75,7 @@ from traft.node.inbox import Inbox
 from traft.node.leadership import Transfers
 from traft.node.members import MemberChanges, member_context
 from traft.node.metrics import NodeCollector, NodeCounters, make_registry
-from traft.node.proposals import Proposals
+from traft.node.proposals import MAX_UNAPPLIED, MAX_UNAPPLIED_BYTES, Proposals
 from traft.node.reads import Reads
 from traft.node.routes import Routes
 from traft.node.snapshots import Snapshots
@@ -125,6 +126,16 @@ class Node:
             heartbeat round (``Config.lease_reads``, thesis §6.4.1): safe only
             while the servers' clocks drift apart by less than the core's
             ``lease_drift_ms`` per election timeout.
+        max_unapplied: the backlog bound: proposals accepted (listed for
+            the core, or entries in the log) and not yet applied, at most.
+            Beyond it ``submit`` waits for room (its timeout still running,
+            then :class:`~traft.node.errors.Overloaded`) and
+            ``submit_nowait`` raises ``Overloaded`` at once. It keeps the
+            leader's memory bounded under any offered load, and a
+            proposal's latency near ``max_unapplied`` / throughput
+            (docs/operations.md, "Overload").
+        max_unapplied_bytes: the same bound in command bytes (a command
+            larger than it is still proposed alone).
     """
 
     def __init__(
@@ -140,6 +151,8 @@ class Node:
         persist_in_thread: bool = True,
         faults: net.FaultInjector | None = None,
         lease_reads: bool = False,
+        max_unapplied: int = MAX_UNAPPLIED,
+        max_unapplied_bytes: int = MAX_UNAPPLIED_BYTES,
     ) -> None:
         self.id = node_id
         self.lease_reads = lease_reads
@@ -177,7 +190,12 @@ class Node:
         self._stopping = False
         self._inbox = Inbox(peer_capacity=PEER_QUEUE_SIZE, client_capacity=CLIENT_QUEUE_SIZE)
         self._deadlines = Deadlines()
-        self._proposals = Proposals(node_id, self.counters)
+        self._proposals = Proposals(
+            node_id,
+            self.counters,
+            max_unapplied=max_unapplied,
+            max_unapplied_bytes=max_unapplied_bytes,
+        )
         self._reads = Reads(self._not_leader)
         self._members = MemberChanges(self._not_leader)
         self._transfers = Transfers(node_id, self._not_leader)
@@ -279,6 +297,7 @@ class Node:
         else:
             raft = self._open(config)
         self.raft = raft
+        self._proposals.note_applied(raft.last_applied)
         durable = self._durable
         assert durable is not None
         if self._own_endpoint:
@@ -415,6 +434,7 @@ class Node:
             membership = self._snapshots.on_chunk(raft, from_id, msg)
             if membership is not None:
                 self._applied = self._snapshots.snapshot_index
+                self._proposals.note_applied(self._applied)
                 for node in membership.nodes:
                     self._routes.route(node.node_id, node)
         elif isinstance(msg, SnapshotAck):
@@ -605,15 +625,26 @@ class Node:
                 most an election timeout); retry shortly.
             ProposalLost: a new leader replaced the entry; retrying is safe with sessions.
             ProposalTimeout: no answer within ``timeout``; the outcome is unknown.
+            Overloaded: (a ProposalTimeout) the backlog bound had no room
+                within ``timeout``; the command was not proposed.
             NodeStopped: the node is not running.
             ValueError: the command is longer than ``budget.max_command`` (the
                 cluster's ``max_command``, at most what one message carries).
         """
         proposal = self._proposable(command)
-        if self._proposals.has_room():
-            self._list_proposal(proposal)
-        else:
-            await self._inbox.put_client(proposal)  # backpressure: wait for room
+        if not self._proposals.has_room():
+            # Backpressure: wait for room in the backlog bound, the deadline running.
+            deadline = trio.current_time() + timeout
+            with trio.move_on_at(deadline):
+                while not self._proposals.has_room():
+                    await self._proposals.wait_for_room()
+                    self._check_running()
+            if not self._proposals.has_room():
+                self.counters.proposals_overloaded += 1
+                raise Overloaded(f"no room in the backlog bound within {timeout:g} s")
+            proposal = self._proposable(command)  # still the leader?
+            timeout = deadline - trio.current_time()
+        self._list_proposal(proposal)
         return await self._wait(proposal, timeout, "proposal")
 
     def submit_nowait(
@@ -636,11 +667,13 @@ class Node:
         Raises:
             NotLeaderError, NoLeaderError, LeadershipTransferring, NodeStopped,
             ValueError: as for :meth:`submit`.
-            trio.WouldBlock: too many proposals are waiting for the main loop already.
+            Overloaded: the backlog bound is full (see ``max_unapplied``);
+                nothing was proposed.
         """
         proposal = self._proposable(command)
         if not self._proposals.has_room():
-            raise trio.WouldBlock
+            self.counters.proposals_overloaded += 1
+            raise Overloaded("the leader's backlog of unapplied proposals is full")
         proposal.callback = callback
         self._deadlines.add(proposal, trio.current_time(), timeout, "proposal")
         self._list_proposal(proposal)
@@ -771,6 +804,8 @@ class Node:
             applied_index=raft.last_applied,
             first_index=raft.first_index,
             last_index=raft.current_index,
+            unapplied=self._proposals.unapplied,
+            unapplied_bytes=self._proposals.unapplied_bytes,
         )
 
     def _endpoint_stats(self) -> Mapping[str, int] | None:

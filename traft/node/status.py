@@ -27,6 +27,8 @@ class NodeStatus:
     applied_index: int = 0
     first_index: int = 0
     last_index: int = 0
+    unapplied: int = 0
+    unapplied_bytes: int = 0
 
     @property
     def running(self) -> bool:
