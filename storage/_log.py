@@ -26,9 +26,12 @@ Theory of operation (file formats in docs/storage-format.md):
 - A failed ``pwrite`` is undone (the segment is cut back to where the batch
   began, new segment files are removed), so a half record is never left for a
   later append to bury; the log stays usable. A failed ``fsync`` is different:
-  the kernel may have dropped the dirty pages, so the in-memory view can no
-  longer be trusted, and every later call raises :class:`LogUnusableError`
-  until the log is closed and reopened, which re-reads what is really on disk.
+  the kernel may have marked the unwritten pages clean (Linux does), so a
+  process reopening the log would read records no disk holds and append
+  after them ("fsyncgate"). So the log cuts every segment back to its last
+  synced size (``OpenSegment.synced``), deletes a segment created since, and
+  syncs that, before it raises; every later call raises
+  :class:`LogUnusableError` until the log is closed and reopened.
 
 Invariants: the live records are ``first_index..last_index`` with no gaps;
 ``segments[-1]`` ends at ``last_index``; each segment's first index is its
@@ -59,11 +62,13 @@ from ._rewrite import (
     apply_rewrite,
     finish_rewrite,
     prefix_record,
+    redo_rewrite,
     write_rewrite,
 )
 from ._segment import (
     SEG_HEADER_SIZE,
     SEG_VERSION_BATCHES,
+    OpenSegment,
     encode_segment_header,
     segment_name,
 )
@@ -75,37 +80,6 @@ MAX_SEGMENT_BYTES = 2**31
 _MAX_OPEN_FILES = 8
 
 
-class _Segment:
-    """In-memory view of one segment: where its records are, and its file descriptor.
-
-    In a segment of batch records (``batched``), every entry's offset is its
-    batch record's, so equal neighbouring offsets mean one batch.
-    """
-
-    __slots__ = ("path", "first_index", "offsets", "size", "fd", "batched")
-
-    def __init__(
-        self, path: str, first_index: int, offsets: array[int], size: int, batched: bool = True
-    ) -> None:
-        self.path = path
-        self.first_index = first_index
-        self.offsets = offsets
-        self.size = size
-        self.fd: int | None = None
-        self.batched = batched
-
-    def batch_end(self, k: int) -> int:
-        """The offset just after the record holding entry ``first_index + k``."""
-        offsets = self.offsets
-        j = bisect_right(offsets, offsets[k], k + 1) if self.batched else k + 1
-        return offsets[j] if j < len(offsets) else self.size
-
-    @property
-    def stop_index(self) -> int:
-        """One past the index of the segment's last record."""
-        return self.first_index + len(self.offsets)
-
-
 class SegmentLog:
     """A durable log of :class:`Record` objects (see the module docstring).
 
@@ -115,15 +89,15 @@ class SegmentLog:
     def __init__(self, path: str, segment_bytes: int) -> None:
         self._path = path
         self._segment_bytes = segment_bytes
-        self._segments: list[_Segment] = []
+        self._segments: list[OpenSegment] = []
         self._seg_firsts: list[int] = []
         self._run_starts: list[int] = []
         self._run_terms: list[int] = []
         self._first_index = 1
         self._last_index = 0
-        self._unsynced: list[_Segment] = []
+        self._unsynced: list[OpenSegment] = []
         self._dir_unsynced = False
-        self._open_files: list[_Segment] = []
+        self._open_files: list[OpenSegment] = []
         self._failed: str | None = None
         self._closed = False
         self._recorded_newest = 0  # the newest segment the state file names
@@ -155,7 +129,7 @@ class SegmentLog:
         if plan.rewrite is not None:
             # A cut inside a batch was interrupted: redo it, then look again.
             try:
-                _redo_rewrite(path, plan.rewrite)
+                redo_rewrite(path, plan.rewrite)
                 plan = plan_log(path)
             except CorruptLogError:
                 raise
@@ -185,7 +159,7 @@ class SegmentLog:
         for scan in plan.dropped:
             remove_file(scan.path)
         for scan in plan.segments:
-            segment = _Segment(
+            segment = OpenSegment(
                 scan.path,
                 scan.first_index,
                 scan.offsets,
@@ -386,7 +360,7 @@ class SegmentLog:
         self._last_index = first + len(records) - 1
 
     def _write_fast(
-        self, segment: _Segment, data: bytes, start: int, offsets: Sequence[int], end: int
+        self, segment: OpenSegment, data: bytes, start: int, offsets: Sequence[int], end: int
     ) -> None:
         """Write an encoded batch at the end of the newest segment."""
         fd = self._fd(segment)
@@ -401,7 +375,7 @@ class SegmentLog:
             self._unsynced.append(segment)
 
     def _append_rolling(
-        self, segment: _Segment | None, records: Sequence[Record], first: int
+        self, segment: OpenSegment | None, records: Sequence[Record], first: int
     ) -> None:
         """Append a batch that needs one or more new segments, a batch record in each."""
         limit = self._segment_bytes
@@ -425,8 +399,8 @@ class SegmentLog:
             has_records = True
         groups.append((group_new, group_start, len(records)))
 
-        created: list[_Segment] = []
-        touched: list[tuple[_Segment, int, int]] = []  # (segment, old size, stop k)
+        created: list[OpenSegment] = []
+        touched: list[tuple[OpenSegment, int, int]] = []  # (segment, old size, stop k)
         current = segment
         try:
             for new, a, b in groups:
@@ -441,13 +415,16 @@ class SegmentLog:
                 index = first + a
                 path = os.path.join(self._path, segment_name(index))
                 fd = _fileio.ops.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
-                current = _Segment(path, index, array("I"), SEG_HEADER_SIZE + len(data))
+                current = OpenSegment(path, index, array("I"), SEG_HEADER_SIZE + len(data))
+                current.synced = -1
                 current.offsets.extend(array("I", [SEG_HEADER_SIZE]) * (b - a))
                 current.fd = fd
                 created.append(current)
                 write_all(fd, encode_segment_header(index) + data, 0)
         except OSError as exc:
             self._undo(created, [(seg, old) for seg, old, _b in touched])
+            if self._failed is not None:  # a seal's fsync failed
+                self._cut_back()
             failed_path = created[-1].path if created else self._path
             raise write_error(failed_path, "append", exc) from exc
         # Commit the in-memory view only once every write has succeeded.
@@ -464,7 +441,7 @@ class SegmentLog:
         self._dir_unsynced = True
         self._evict_files()
 
-    def _seal(self, segment: _Segment, created: list[_Segment]) -> None:
+    def _seal(self, segment: OpenSegment, created: list[OpenSegment]) -> None:
         """Make ``segment`` durable before a newer segment is created (see module doc).
 
         Raises:
@@ -477,8 +454,9 @@ class SegmentLog:
         except OSError as exc:
             self._failed = f"fsync of {segment.path} failed: {exc}"
             raise
+        segment.synced = segment.size
 
-    def _undo(self, created: list[_Segment], touched: list[tuple[_Segment, int]]) -> None:
+    def _undo(self, created: list[OpenSegment], touched: list[tuple[OpenSegment, int]]) -> None:
         """Remove what a failed append wrote; if that fails too, the log is unusable."""
         try:
             for seg in reversed(created):
@@ -490,6 +468,35 @@ class SegmentLog:
                 _fileio.ops.ftruncate(self._fd(seg), old_size)
         except OSError as exc:
             self._failed = self._failed or f"could not undo a failed append: {exc}"
+
+    def _cut_back(self) -> None:
+        """After a failed fsync, drop from the files what no fsync made durable.
+
+        The pages a failed fsync did not write may stay in the page cache,
+        marked clean: a process restarted without a reboot would read them
+        back and build on records that a power cut then loses, leaving a
+        hole recovery refuses. Truncating each unsynced segment to its
+        synced size (and deleting one created since the last sync) drops
+        them, so the files hold what a power cut would leave. Best effort:
+        if this fails too, a reboot is the only safe restart (logged).
+        """
+        try:
+            for seg in list(self._unsynced):
+                if seg.synced < 0:
+                    self._forget(seg)
+                    remove_file(seg.path)
+                else:
+                    fd = self._fd(seg)
+                    _fileio.ops.ftruncate(fd, seg.synced)
+                    _fileio.ops.fdatasync(fd)
+            fsync_dir(self._path)
+        except OSError as exc:
+            logger.error(
+                "%s: could not cut unsynced records off after a failed fsync (%s); "
+                "reboot the machine before restarting, or they may be read back",
+                self._path,
+                exc,
+            )
 
     def sync(self) -> None:
         """Make every record appended so far durable, with one fsync (group commit).
@@ -530,7 +537,10 @@ class SegmentLog:
         except OSError as exc:
             where = segment.path if segment is not None else self._path
             self._failed = f"fsync of {where} failed: {exc}"
+            self._cut_back()
             raise write_error(where, "fsync", exc) from exc
+        for segment in self._unsynced:
+            segment.synced = segment.size
         self._unsynced.clear()
         self._dir_unsynced = False
 
@@ -582,6 +592,7 @@ class SegmentLog:
             del offsets[cut:]
             segment.size = size
         fsync_dir(self._path)
+        segment.synced = segment.size  # the cut or the rewrite synced it
         self._unsynced.clear()
         self._dir_unsynced = False
         k = bisect_left(self._run_starts, index)
@@ -589,7 +600,7 @@ class SegmentLog:
         del self._run_terms[k:]
         self._last_index = index - 1
 
-    def _cut_inside_batch(self, segment: _Segment, cut: int, index: int) -> None:
+    def _cut_inside_batch(self, segment: OpenSegment, cut: int, index: int) -> None:
         """Drop entries >= ``index`` of the batch holding it, keeping the rest (see _rewrite)."""
         at = segment.offsets[cut]
         end = segment.batch_end(cut)
@@ -714,7 +725,7 @@ class SegmentLog:
             del self._run_starts[:k]
             del self._run_terms[:k]
 
-    def _fd(self, segment: _Segment) -> int:
+    def _fd(self, segment: OpenSegment) -> int:
         """The segment's file descriptor, opening it (and closing an idle one) if needed."""
         if segment.fd is None:
             segment.fd = _fileio.ops.open(segment.path, os.O_RDWR)
@@ -736,7 +747,7 @@ class SegmentLog:
             seg.fd = None
             self._open_files.remove(seg)
 
-    def _forget(self, segment: _Segment) -> None:
+    def _forget(self, segment: OpenSegment) -> None:
         """Close a segment that is about to be deleted and stop tracking it."""
         if segment.fd is not None:
             os.close(segment.fd)
@@ -769,17 +780,3 @@ def _term_changes(records: Sequence[Record], last_term: int | None) -> list[tupl
             last_term = record.term
             out.append((record.index, last_term))
     return out
-
-
-def _redo_rewrite(path: str, rewrite: Rewrite) -> None:
-    """Finish an interrupted cut inside a batch (see ``_rewrite``).
-
-    Raises:
-        OSError: a step failed.
-    """
-    fd = _fileio.ops.open(os.path.join(path, segment_name(rewrite.segment)), os.O_RDWR)
-    try:
-        apply_rewrite(fd, rewrite)
-    finally:
-        _fileio.ops.close(fd)
-    finish_rewrite(path)

@@ -32,6 +32,7 @@ from . import _fileio
 from ._batch import encode_batch_record, read_batch
 from ._errors import CorruptLogError
 from ._fileio import atomic_write, fsync_dir, remove_file, write_all
+from ._segment import segment_name
 
 REWRITE_NAME = "rewrite"
 _MAGIC = b"TRAFTRWR"
@@ -123,3 +124,17 @@ def finish_rewrite(log_path: str) -> None:
     """
     remove_file(os.path.join(log_path, REWRITE_NAME))
     fsync_dir(log_path)
+
+
+def redo_rewrite(path: str, rewrite: Rewrite) -> None:
+    """Finish an interrupted cut inside a batch (see ``_rewrite``).
+
+    Raises:
+        OSError: a step failed.
+    """
+    fd = _fileio.ops.open(os.path.join(path, segment_name(rewrite.segment)), os.O_RDWR)
+    try:
+        apply_rewrite(fd, rewrite)
+    finally:
+        _fileio.ops.close(fd)
+    finish_rewrite(path)

@@ -44,6 +44,7 @@ import re
 import struct
 import zlib
 from array import array
+from bisect import bisect_right
 
 from ._batch import BATCH_META_SIZE, BATCH_PREFIX, MIN_BATCH_BODY, PER_ENTRY, batch_terms
 from ._errors import CorruptLogError
@@ -311,3 +312,37 @@ def _all_zero(mm: mmap.mmap, start: int, stop: int) -> bool:
         if chunk.count(0) != len(chunk):
             return False
     return True
+
+
+class OpenSegment:
+    """An open log's view of one segment: where its records are, and its file descriptor.
+
+    In a segment of batch records (``batched``), every entry's offset is its
+    batch record's, so equal neighbouring offsets mean one batch.
+    """
+
+    __slots__ = ("path", "first_index", "offsets", "size", "synced", "fd", "batched")
+
+    def __init__(
+        self, path: str, first_index: int, offsets: array[int], size: int, batched: bool = True
+    ) -> None:
+        self.path = path
+        self.first_index = first_index
+        self.offsets = offsets
+        self.size = size
+        # The size an fsync made durable; -1 for a file created since the
+        # last sync. Invariant: synced == size unless the segment is unsynced.
+        self.synced = size
+        self.fd: int | None = None
+        self.batched = batched
+
+    def batch_end(self, k: int) -> int:
+        """The offset just after the record holding entry ``first_index + k``."""
+        offsets = self.offsets
+        j = bisect_right(offsets, offsets[k], k + 1) if self.batched else k + 1
+        return offsets[j] if j < len(offsets) else self.size
+
+    @property
+    def stop_index(self) -> int:
+        """One past the index of the segment's last record."""
+        return self.first_index + len(self.offsets)

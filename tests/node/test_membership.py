@@ -279,3 +279,39 @@ async def test_traft_member_add_of_a_removed_id_exits_1_with_the_way_out(
             assert status == 1
             assert "409" in err and "node 2 was removed" in err and "new id" in err
             assert leader.raft is not None and leader.raft.voters() == [1]
+
+
+# -- leadership lost between an addition's two entries (whole-node sim, seed 50) ------
+
+
+async def test_addition_whose_leader_falls_before_the_promotion_is_not_a_failure(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # The non-voting entry commits, then the leader is cut off before node 4
+    # has caught up; the next leader promotes node 4. The call must not fail
+    # as if nothing happened (NoLeaderError): it waits for the promotion.
+    async with faulty_harness(tmp_path, n=4, join=[4]) as h:
+        for i in (1, 2, 3):
+            await h.start(i)
+        await h.submit(b"1")
+        old = await h.leader()
+        assert old.raft is not None
+        outcome = Outcome()
+        h.nursery.start_soon(
+            outcome.run,
+            lambda: old.add_member(4, ("127.0.0.1", 7004), ("127.0.0.1", 8004), timeout=120),
+        )
+        raft = old.raft
+        await until(lambda: raft.node(4) is not None and raft.commit_index == raft.current_index)
+        others = [i for i in (1, 2, 3) if i != old.id]
+        faults(h).partition([old.id], others)
+        await until(lambda: any(h.nodes[i].raft and h.nodes[i].raft.is_leader for i in others))
+        await until(lambda: not raft.is_leader)
+        assert not outcome.done.is_set(), outcome.error
+        await h.start(4)
+        faults(h).heal()
+        with trio.fail_after(60):
+            await outcome.done.wait()
+        assert outcome.error is None, outcome.error
+        for node in h.nodes.values():
+            assert node.raft is not None and node.raft.voters() == [1, 2, 3, 4]

@@ -8,6 +8,12 @@ tick while another voting change is in flight), and the caller is answered
 once the promotion has committed. ``Node.remove_member`` proposes
 REMOVE_NODE and answers once it is applied.
 
+Once the non-voting entry has committed the addition has taken effect,
+whoever leads: if this node loses its leadership before the promotion, the
+next leader promotes the node when it has caught up, and the call keeps
+waiting for that (as a follower) until its deadline; a timeout then means
+"added, promotion outcome unknown" (ProposalTimeout), never "not done".
+
 A change is done only when its own entry, same index and same term, is
 known committed; one whose entry a new leader replaced fails with
 ProposalLost. When a snapshot from the leader covered the entry before this
@@ -122,7 +128,11 @@ class MemberChanges:
                 change.committed = True
             if change.promote:
                 # Added as non-voting; done once the promotion (ADD_NODE,
-                # proposed when the node caught up) has committed too.
+                # proposed when the node caught up) has committed too. Whoever
+                # leads then proposes it, so losing leadership here changes
+                # nothing: the call waits, as a follower, for the promotion
+                # to commit, and its deadline answers "outcome unknown"
+                # (ProposalTimeout). Never NotLeaderError: the node was added.
                 node = raft.node(change.node_id)
                 if node is None:
                     change.fail(
@@ -130,10 +140,7 @@ class MemberChanges:
                     )
                     continue
                 if not node.voting or raft.voting_change_in_progress():
-                    if raft.role is not Role.LEADER:
-                        change.fail(self._not_leader())
-                    else:
-                        pending.append(change)
+                    pending.append(change)
                     continue
             change.resolve(None)
         self._waiters = pending

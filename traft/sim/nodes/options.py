@@ -41,9 +41,9 @@ class NodeSimOptions:
     snapshot_entries: int = 40
     segment_bytes: int = 8192
     # After a failed fsync (EIO), restart the node's process on the same page
-    # cache instead of rebooting: it then reads writes no disk holds. traft's
-    # storage does not survive this today (docs/simulator.md, "fsyncgate").
-    fsyncgate: bool = False
+    # cache (the harder case: storage must have cut off what no disk holds,
+    # docs/storage-format.md) instead of rebooting the machine (False).
+    fsyncgate: bool = True
     clients: int = 3
     keys: int = 3
     # Each client waits this long (uniform, virtual ms) before its next operation.

@@ -289,8 +289,9 @@ class World:
             if any(getattr(e, "errno", None) == errno.EIO for e in found):
                 # A failed fsync: the pages it dropped are clean in the page cache,
                 # and a process restarted on that cache trusts data no disk holds
-                # (fsyncgate). By default the machine is rebooted (the cache is
-                # gone with the rest); options.fsyncgate restarts the process only.
+                # (fsyncgate) unless storage cut them off, as it does. By default
+                # (options.fsyncgate) only the process is restarted, on that
+                # cache; without it, the machine is rebooted (the cache is gone).
                 how = "process" if self.options.fsyncgate else "power"
             bad = [e for e in found if not expected_failure(e)]
             if bad:
