@@ -384,7 +384,7 @@ def test_no_id_reuse_accepted_readd() -> None:
     # Pretend server 9 was removed: a leader that has never heard of it accepts it.
     sim.checker.removed_at[9] = 1
     with _violates("no_id_reuse"):
-        sim._readd(leader)
+        sim.membership.readd(leader)
 
 
 def test_replication_resumes_follower_kept_in_snapshot_state() -> None:
@@ -437,7 +437,7 @@ def test_match_monotonic_leader_lowers_a_followers_match() -> None:
     w = Watched()
     servers = w.cluster.servers.values()
     w.checker.check_progress(servers)
-    pr = w.cluster[w.leader]._progress[w.follower()]  # noqa: SLF001
+    pr = w.cluster[w.leader].progress()[w.follower()]
     pr.match_index -= 1
     with _violates("match_monotonic"):
         w.checker.check_progress(servers)

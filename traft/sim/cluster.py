@@ -291,6 +291,11 @@ class Cluster:
                 best = (s.raft.term, s.id)
         return None if best is None else best[1]
 
+    def leader_server(self) -> SimServer | None:
+        """The server :meth:`leader` names, if any."""
+        leader = self.leader()
+        return None if leader is None else self.servers[leader]
+
     # -- driving ------------------------------------------------------------------
 
     def process(self, node_id: int) -> bool:

@@ -1,8 +1,11 @@
 """The checks of what survives a crash: ``durability``, ``vote_safety``, and
 ``log_matching`` at a restart.
 
-Part of :class:`~traft.sim.invariants.InvariantChecker` (a mixin, as the
-core's role mixins are): when a vote is persisted, the candidate's log must
+:class:`DurabilityChecks` is a collaborator of
+:class:`~traft.sim.invariants.InvariantChecker`, given at construction what
+it reads of the checker's records (the tracked servers, the ``(index,
+term)`` pairs seen, the committed configurations and entries) and counting
+its own checks: when a vote is persisted, the candidate's log must
 be at least as up-to-date as every committed entry the voter holds durably;
 when an entry commits, enough voters must hold it durably that every
 quorum meets one of them; when a server restarts, it must hold exactly what
@@ -15,31 +18,45 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from traft.core import EntryType, HardState
-from traft.sim.shadow import ShadowLog, Track, recover_shadow
+from traft.sim.shadow import ShadowLog, Track, compare_logs, recover_shadow
 from traft.sim.violations import InvariantViolation
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from traft.sim.cluster import SimServer
+    from traft.sim.configurations import CommittedConfigurations
 
 __all__ = ["DurabilityChecks"]
 
 
 class DurabilityChecks:
-    """``durability`` and ``vote_safety`` (see the module docstring)."""
+    """``durability`` and ``vote_safety`` (see the module docstring).
 
-    if TYPE_CHECKING:
-        checks: int
-        _tracks: dict[int, Track]
-        _voters: set[int]
-        _pairs: dict[tuple[int, int], tuple[int, int]]
+    Args:
+        tracks: the checker's record of each server (read only).
+        pairs: every ``(index, term)`` appended anywhere -> (entry id, term
+            of the entry before it) (read only).
+        configurations: the committed configurations (read only).
+        committed_id: the id of the entry known committed at an index, or None.
+    """
 
-        def committed_id(self, index: int) -> int | None: ...
-        def _track(self, server: SimServer) -> Track: ...
-        def _compare_logs(
-            self, server: SimServer, track: Track, start: int, name: str = ...
-        ) -> None: ...
+    def __init__(
+        self,
+        tracks: dict[int, Track],
+        pairs: dict[tuple[int, int], tuple[int, int]],
+        configurations: CommittedConfigurations,
+        committed_id: Callable[[int], int | None],
+    ) -> None:
+        #: How many checks ran (part of the checker's count).
+        self.checks = 0
+        self._tracks = tracks
+        self._pairs = pairs
+        self._configurations = configurations
+        self._committed_id = committed_id
 
-    def _check_vote(self, server: SimServer, shadow: ShadowLog, hs: HardState) -> None:
+    def check_vote(self, server: SimServer, shadow: ShadowLog, hs: HardState) -> None:
+        """``vote_safety``: ``server``, whose durable log is ``shadow``, persisted the vote ``hs``."""
         self.checks += 1
         request = server.vote_request
         if request is None or request.candidate_id != hs.voted_for or request.term != hs.term:
@@ -48,7 +65,7 @@ class DurabilityChecks:
         best = (0, 0)
         if shadow.snapshot is not None:
             best = (shadow.snapshot[1], shadow.snapshot[0])
-        committed_id = self.committed_id
+        committed_id = self._committed_id
         for index in range(shadow.last_index, max(shadow.base_index, best[1]), -1):
             entry = shadow.get(index)
             if entry is not None and committed_id(index) == entry.id:
@@ -62,12 +79,14 @@ class DurabilityChecks:
                 f"committed entry {best[1]} of term {best[0]} durably",
             )
 
-    def _check_durable(self, index: int, entry_id: int) -> None:
+    def check_durable(self, index: int, entry_id: int) -> None:
+        """``durability``: the newest committed entry, ``entry_id`` at ``index``, is
+        durable on enough voters of the committed configuration."""
         # Every quorum of the committed configuration must meet a server
         # whose durable state holds the newest committed entry (§5.4; with
         # single-server changes, quorums of consecutive configurations meet).
         self.checks += 1
-        voters = self._voters
+        voters = self._configurations.voters
         holders = 0
         for node_id in voters:
             track = self._tracks.get(node_id)
@@ -88,7 +107,8 @@ class DurabilityChecks:
                 f"a quorum of them could elect a leader without it",
             )
 
-    def _check_commit_durable(self, server: SimServer, index: int) -> None:
+    def check_commit_durable(self, server: SimServer, index: int) -> None:
+        """``durability``: leader ``server`` moved its commit index to ``index``."""
         # A leader's commit index must rest on durable copies on a majority
         # of its voters when it advances: its own copy counts only once its
         # fsync completed, whatever it already sent (thesis §10.2.1).
@@ -130,10 +150,10 @@ class DurabilityChecks:
             f"{sorted(v for v in voters if holds(v))} of its voters {sorted(voters)}",
         )
 
-    def on_restart(self, server: SimServer) -> None:
-        """A server restarted from its disk: it must hold exactly what it persisted."""
+    def on_restart(self, server: SimServer, track: Track) -> None:
+        """A server restarted from its disk: it must hold exactly what it
+        persisted (``track`` is what the checker remembers of it)."""
         self.checks += 2
-        track = self._track(server)
         shadow = track.shadow
         raft = server.raft
         hs = shadow.hard_state
@@ -167,7 +187,7 @@ class DurabilityChecks:
                     f"{None if seen is None else seen[1]} entry",
                 )
         recover_shadow(shadow)
-        self._compare_logs(server, track, 0, "durability")
+        compare_logs(server, track, 0, "durability")
         track.commit = raft.commit_index
         track.dirty_from = None
         if raft.term < track.term:

@@ -32,9 +32,12 @@ first broken invariant raises :class:`InvariantViolation` with its name.
 The checker is built from modules named for what they hold:
 :mod:`traft.sim.violations` (the names and the exception),
 :mod:`traft.sim.shadow` (the shadow log and what is tracked per server),
-:mod:`traft.sim.durability` (restarts, votes, durable commits) and
-:mod:`traft.sim.configurations` (committed configurations, removals); the
-per-step and per-Ready checks are here.
+:mod:`traft.sim.durability` (restarts, votes, durable commits: a
+:class:`~traft.sim.durability.DurabilityChecks` the checker owns, given the
+records it reads) and :mod:`traft.sim.configurations` (committed
+configurations, removals: a
+:class:`~traft.sim.configurations.CommittedConfigurations` the checker
+updates and asks); the per-step and per-Ready checks are here.
 
 The invariants (names as reported):
 
@@ -105,9 +108,9 @@ from traft.core import Entry, EntryType, Ready, Role, SnapshotMeta
 from traft.core.entry import membership_change
 from traft.core.messages import AppendEntries
 from traft.sim.cluster import chain
-from traft.sim.configurations import ConfigurationChecks
+from traft.sim.configurations import CommittedConfigurations
 from traft.sim.durability import DurabilityChecks
-from traft.sim.shadow import ShadowLog, Track
+from traft.sim.shadow import ShadowLog, Track, compare_logs
 from traft.sim.violations import INVARIANTS, InvariantViolation
 
 if TYPE_CHECKING:
@@ -121,7 +124,7 @@ _VOTING_CHANGES = (EntryType.ADD_NODE, EntryType.REMOVE_NODE)
 _LEADER = Role.LEADER
 
 
-class InvariantChecker(DurabilityChecks, ConfigurationChecks):
+class InvariantChecker:
     """Checks every invariant of :data:`INVARIANTS` except liveness and linearizability.
 
     Args:
@@ -132,7 +135,7 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
 
     def __init__(self, voters: Iterable[int], *, monotonic_ids: bool = True) -> None:
         self.monotonic_ids = monotonic_ids
-        self.checks = 0
+        self._checks = 0
         self._tracks: dict[int, Track] = {}
         self._leader_of: dict[int, int] = {}
         self._pairs: dict[tuple[int, int], tuple[int, int]] = {}
@@ -141,18 +144,12 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
         self._max_committed = 0
         self._applied_ids: list[int] = []
         self._chain_at: list[int] = [0]
-        self._voters: set[int] = set(voters)
-        self._nonvoters: set[int] = set()
         self._leaders: set[int] = set()
         self._servers: dict[int, SimServer] = {}
-        # The committed configuration after each committed membership change:
-        # indexes, and (id, voting) pairs, from the bootstrap one at index 0.
-        self._config_index: list[int] = [0]
-        self._configs: list[frozenset[tuple[int, bool]]] = [
-            frozenset((v, True) for v in self._voters)
-        ]
-        # Server id -> index of the committed entry that removed it.
-        self.removed_at: dict[int, int] = {}
+        self.configurations = CommittedConfigurations(voters)
+        self.durability = DurabilityChecks(
+            self._tracks, self._pairs, self.configurations, self.committed_id
+        )
 
     # -- wiring -----------------------------------------------------------------
 
@@ -181,6 +178,11 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
         return track
 
     @property
+    def checks(self) -> int:
+        """How many checks ran so far."""
+        return self._checks + self.durability.checks
+
+    @property
     def committed_index(self) -> int:
         """The highest index applied anywhere (everything up to it is committed)."""
         return len(self._applied_ids)
@@ -199,7 +201,20 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
     @property
     def committed_voters(self) -> set[int]:
         """Voters of the configuration as of :attr:`committed_index`."""
-        return set(self._voters)
+        return set(self.configurations.voters)
+
+    @property
+    def removed_at(self) -> dict[int, int]:
+        """Server id -> index of the committed entry that removed it."""
+        return self.configurations.removed_at
+
+    def committed_config_at(self, index: int) -> frozenset[tuple[int, bool]]:
+        """The committed configuration at ``index`` as (id, voting) pairs."""
+        return self.configurations.at(index)
+
+    def check_removals(self, servers: Iterable[SimServer]) -> None:
+        """``removal_notice`` (see :meth:`CommittedConfigurations.check_removals`)."""
+        self.configurations.check_removals(servers)
 
     # -- hooks --------------------------------------------------------------------
 
@@ -209,7 +224,7 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
         shadow = track.shadow
         hs = rd.hard_state
         if hs is not None:
-            self.checks += 2
+            self._checks += 2
             old = shadow.hard_state
             if hs.term < old.term:
                 raise InvariantViolation(
@@ -227,7 +242,7 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
                 and hs.voted_for != server.id
                 and (hs.term, hs.voted_for) != (old.term, old.voted_for)
             ):
-                self._check_vote(server, shadow, hs)
+                self.durability.check_vote(server, shadow, hs)
             shadow.hard_state = hs
         if rd.truncate_from is not None:
             # Entries also covered by this Ready's compaction (a snapshot being
@@ -251,7 +266,7 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
         term = raft.term
         if raft.log.term_at(raft.commit_index) == term:
             return
-        self.checks += 1
+        self._checks += 1
         for entry in entries:
             if entry.term == term and entry.type in _VOTING_CHANGES:
                 raise InvariantViolation(
@@ -265,7 +280,7 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
         """``commit_vouched``: an AppendEntries moves a follower's commit index no
         further than min(leader_commit, index of the last entry it carried)
         (Figure 2, receiver rule 5), ``before`` being the index before it."""
-        self.checks += 1
+        self._checks += 1
         commit = server.raft.commit_index
         if commit <= before:
             return
@@ -279,7 +294,7 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
             )
 
     def _pop(self, node_id: int, track: Track, index: int, covered: int) -> None:
-        self.checks += 1
+        self._checks += 1
         shadow = track.shadow
         snap = shadow.snapshot
         # Entries a durable snapshot covers may go: the snapshot holds them
@@ -311,7 +326,7 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
         self._dirty(track, index)
 
     def _compact(self, node_id: int, track: Track, upto: int) -> None:
-        self.checks += 1
+        self._checks += 1
         shadow = track.shadow
         snap = shadow.snapshot
         if snap is None or upto > snap[0]:
@@ -335,7 +350,7 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
     def _append(self, node_id: int, track: Track, entries: list[Entry]) -> None:
         shadow = track.shadow
         first = entries[0].index
-        self.checks += 2
+        self._checks += 2
         if first != shadow.last_index + 1:
             raise InvariantViolation(
                 "log_accuracy",
@@ -391,7 +406,7 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
 
     def on_apply(self, server: SimServer, entry: Entry, result: object) -> None:
         """A server applied ``entry``: it must be the entry everyone applies there."""
-        self.checks += 1
+        self._checks += 1
         applied = self._applied_ids
         index = entry.index
         known = self._committed.get(index)
@@ -418,8 +433,8 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
         applied.append(entry.id)
         self._chain_at.append(chain(self._chain_at[-1], entry.id))
         if entry.type != _NORMAL and entry.type != EntryType.NO_OP:
-            self._committed_membership(entry)
-        self._check_durable(index, entry.id)
+            self.configurations.apply(entry)
+        self.durability.check_durable(index, entry.id)
 
     def on_snapshot_saved(self, server: SimServer, meta: SnapshotMeta) -> None:
         """A received snapshot's file is durable (it is loaded later, if at all)."""
@@ -436,7 +451,7 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
             self._dirty(track, meta.index)
 
     def _stored(self, server: SimServer, track: Track, meta: SnapshotMeta) -> None:
-        self.checks += 2
+        self._checks += 2
         track.shadow.snapshot = (meta.index, meta.term)
         chain_at = self._chain_at
         if meta.index >= len(chain_at):
@@ -451,13 +466,17 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
                 f"server {server.id}'s snapshot at {meta.index} holds a different state",
             )
         got = frozenset((n.node_id, n.voting) for n in meta.membership.nodes)
-        want = self.committed_config_at(meta.index)
+        want = self.configurations.at(meta.index)
         if got != want:
             raise InvariantViolation(
                 "snapshot_membership",
                 f"server {server.id}'s snapshot at {meta.index} has configuration "
                 f"{sorted(got)}; the committed one there is {sorted(want)}",
             )
+
+    def on_restart(self, server: SimServer) -> None:
+        """A server restarted from its disk: it must hold exactly what it persisted."""
+        self.durability.on_restart(server, self._track(server))
 
     def on_crash(self, server: SimServer) -> None:
         self._leaders.discard(server.id)
@@ -474,7 +493,7 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
         raft = server.raft
         node_id = server.id
         term = raft.term
-        self.checks += 6
+        self._checks += 6
         # terms_monotonic and vote_once, in memory (not while an early-sent
         # Ready is out: a term or vote taken meanwhile is not durable, nor
         # sent, until the next Ready, and a crash may legitimately undo it).
@@ -535,16 +554,16 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
             # ahead of the shadow until the fsync completes.
             pass
         elif track.dirty_from is not None:
-            self._compare_logs(server, track, track.dirty_from)
+            compare_logs(server, track, track.dirty_from)
             track.dirty_from = None
         else:
             shadow = track.shadow
             if last != shadow.last_index or base != shadow.base_index:
-                self._compare_logs(server, track, 0)
+                compare_logs(server, track, 0)
             if entry is not None:
                 theirs = shadow.entries[-1]
                 if entry is not theirs and entry != theirs:
-                    self._compare_logs(server, track, last)
+                    compare_logs(server, track, last)
         # commit_monotonic: only a restart takes a server's commit index back.
         if commit < track.commit:
             raise InvariantViolation(
@@ -567,7 +586,7 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
                         f"leader {node_id} (term {term}) moved its commit index to {commit}, "
                         f"an entry of term {log.term_at(commit)}",
                     )
-                self._check_commit_durable(server, commit)
+                self.durability.check_commit_durable(server, commit)
         # state_machine_safety: the state machine's hash at its applied index.
         applied = server.applied_index
         if applied and (applied >= len(self._chain_at) or server.state != self._chain_at[applied]):
@@ -581,9 +600,9 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
         # appended and is undone when it is popped, so the configuration in
         # force is the committed one at the log's base with every membership
         # entry of the (persisted) log applied in order.
-        self.checks += 1
+        self._checks += 1
         shadow = track.shadow
-        nodes = dict(self.committed_config_at(shadow.base_index))
+        nodes = dict(self.configurations.at(shadow.base_index))
         for entry in shadow.entries:
             if entry.type <= _NO_OP:
                 continue
@@ -616,7 +635,7 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
             if term != raft.term:
                 seen = {}
                 track.matches = (raft.term, seen)
-            self.checks += 1
+            self._checks += 1
             for follower, pr in raft.progress().items():
                 match = pr.match_index
                 before = seen.get(follower)
@@ -627,31 +646,6 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
                         f"match index from {before[1]} to {match}",
                     )
                 seen[follower] = (pr, match)
-
-    def _compare_logs(
-        self, server: SimServer, track: Track, start: int, name: str = "log_accuracy"
-    ) -> None:
-        shadow = track.shadow
-        log = server.raft.log
-        if (log.base_index, log.last_index) != (shadow.base_index, shadow.last_index) or (
-            shadow.base_term >= 0 and log.base_term != shadow.base_term
-        ):
-            raise InvariantViolation(
-                name,
-                f"server {server.id}: log {log.base_index}..{log.last_index} "
-                f"(base term {log.base_term}), persisted {shadow.base_index}..{shadow.last_index} "
-                f"(base term {shadow.base_term})",
-            )
-        lo = max(start, shadow.base_index + 1)
-        mine = log.slice(lo, log.last_index + 1)
-        theirs = shadow.entries[lo - shadow.base_index - 1 :]
-        if mine != theirs:
-            for a, b in zip(mine, theirs, strict=True):
-                if a != b:
-                    raise InvariantViolation(
-                        name,
-                        f"server {server.id}: entry {a.index} is {a}, persisted {b}",
-                    )
 
     def _record_commits(self, server: SimServer, lo: int, hi: int, term: int) -> None:
         log = server.raft.log
@@ -688,7 +682,7 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
                 self._completeness_at(server.id, raft, index, known[0])
 
     def _completeness_at(self, node_id: int, raft: object, index: int, entry_id: int) -> None:
-        self.checks += 1
+        self._checks += 1
         log = raft.log  # type: ignore[attr-defined]
         if index <= log.base_index:
             return
@@ -719,7 +713,7 @@ class InvariantChecker(DurabilityChecks, ConfigurationChecks):
             for entry in log.slice(log.first_index, last + 1):
                 prev = log.term_at(entry.index - 1)
                 seen = self._pairs.get((entry.index, entry.term))
-                self.checks += 1
+                self._checks += 1
                 if seen is None or (prev is not None and seen != (entry.id, prev)):
                     raise InvariantViolation(
                         "log_matching",

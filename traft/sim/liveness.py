@@ -1,6 +1,8 @@
 """The ``liveness`` check: a healthy cluster makes progress.
 
-Part of :class:`~traft.sim.runner.Simulation` (a mixin). While servers
+:class:`LivenessCheck` is owned by :class:`~traft.sim.runner.Simulation`,
+which tells it of partitions (:meth:`LivenessCheck.cut`) and of servers
+going down or up (:meth:`LivenessCheck.forget`). While servers
 that are up and can all talk to each other hold a quorum of the committed
 configuration and of the one in force on the most up-to-date servers (an
 appended membership change counts at once), the cluster must commit, or
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from traft.sim.violations import InvariantViolation
 
 if TYPE_CHECKING:
-    from traft.sim.cluster import Cluster, SimServer
+    from traft.sim.cluster import Cluster
     from traft.sim.invariants import InvariantChecker
     from traft.sim.options import SimOptions
 
@@ -25,19 +27,35 @@ __all__ = ["LivenessCheck"]
 
 
 class LivenessCheck:
-    """``liveness`` (see the module docstring)."""
+    """``liveness`` (see the module docstring).
 
-    if TYPE_CHECKING:
-        options: SimOptions
-        cluster: Cluster
-        checker: InvariantChecker
-        _cut: list[tuple[int, int]]
-        _healthy_cache: tuple[Any, bool] | None
-        _liveness_applies: bool
-        _last_commit: int
-        _last_ok_ms: int
+    Args:
+        options: the run's options (``delay_ms``, ``election_timeout_ms``,
+            ``liveness_ms``).
+        cluster: the cluster watched.
+        checker: what has committed, and the committed configuration.
+    """
 
-        def _leader(self) -> SimServer | None: ...
+    def __init__(self, options: SimOptions, cluster: Cluster, checker: InvariantChecker) -> None:
+        self.cluster = cluster
+        self.checker = checker
+        self._liveness_ms = options.liveness_ms
+        #: Raft promises progress only when a round trip is well within the
+        #: election timeout (§5.6: broadcastTime << electionTimeout).
+        self.applies = 2 * options.delay_ms[1] < options.election_timeout_ms
+        self._cut: list[tuple[int, int]] = []
+        self._healthy_cache: tuple[Any, bool] | None = None
+        self._last_commit = 0
+        self._last_ok_ms = 0
+
+    def cut(self, links: list[tuple[int, int]]) -> None:
+        """A partition cut ``links`` (``[]``: it healed)."""
+        self._cut = links
+        self._healthy_cache = None
+
+    def forget(self) -> None:
+        """A server went down or came back: whether the cluster is healthy may change."""
+        self._healthy_cache = None
 
     def _configurations(self) -> list[tuple[int, ...]]:
         """Voter sets a leader must win over: the committed one, and the one in
@@ -80,15 +98,16 @@ class LivenessCheck:
         self._healthy_cache = (key, healthy)
         return healthy
 
-    def _check_liveness(self, now: int) -> None:
-        if not self._liveness_applies:
+    def check(self, now: int) -> None:
+        """Raise ``liveness`` if a healthy cluster made no progress for too long."""
+        if not self.applies:
             return
         commit = self.checker.committed_index
         if commit > self._last_commit or not self._healthy():
             self._last_commit = commit
             self._last_ok_ms = now
             return
-        leader = self._leader()
+        leader = self.cluster.leader_server()
         if leader is not None:
             raft = leader.raft
             top = max(s.raft.term for s in self.cluster.alive())
@@ -99,7 +118,7 @@ class LivenessCheck:
             ):
                 self._last_ok_ms = now
                 return
-        if now - self._last_ok_ms > self.options.liveness_ms:
+        if now - self._last_ok_ms > self._liveness_ms:
             raise InvariantViolation(
                 "liveness",
                 f"no progress for {now - self._last_ok_ms} ms while a quorum of each of "

@@ -1,7 +1,11 @@
 """Membership chaos: changes through the leader, re-adds, servers sent away.
 
-Part of :class:`~traft.sim.runner.Simulation` (a mixin, as the checker's
-parts are). A change goes through the leader: add a non-voting server with
+:class:`MembershipChaos` is owned by :class:`~traft.sim.runner.Simulation`,
+which gives it the cluster, the checker, its rngs and the hooks it needs
+(crash a server, draw a new server's driver, note an event), and tells it
+of new leaders (:meth:`MembershipChaos.elected`) and of servers sent away
+coming back (:meth:`MembershipChaos.returning`). A change goes through the
+leader: add a non-voting server with
 a fresh id, promote one, remove any member (the leader included). A newly
 elected leader is sometimes asked for a change at once, before its no-op
 commits. ``readd`` tries instead to re-add an id whose removal committed
@@ -14,7 +18,6 @@ messages left) and asks the next leader for a change at once.
 
 from __future__ import annotations
 
-import random
 from typing import TYPE_CHECKING
 
 from traft.core import (
@@ -29,6 +32,9 @@ from traft.core import (
 from traft.sim.violations import InvariantViolation
 
 if TYPE_CHECKING:
+    import random
+    from collections.abc import Callable
+
     from traft.sim.cluster import Cluster, SimServer
     from traft.sim.invariants import InvariantChecker
     from traft.sim.options import SimOptions
@@ -39,38 +45,96 @@ _LEADER = Role.LEADER
 
 
 class MembershipChaos:
-    """Membership changes and the paths around them (see the module docstring)."""
+    """Membership changes and the paths around them (see the module docstring).
 
-    if TYPE_CHECKING:
-        options: SimOptions
-        cluster: Cluster
-        checker: InvariantChecker
-        rng: random.Random
-        stats: dict[str, int]
-        now_ms: int
-        next_id: int
-        _new_leaders: list[int]
-        _retired: set[int]
-        _restart_at: dict[int, int]
-        _away: dict[int, tuple[int, int]]
-        _doom_rng: random.Random
-        _greet_next: bool
+    Args:
+        options: the run's options (the rates and sizes of the changes).
+        cluster: the cluster changed.
+        checker: what has committed (removals), and the servers it watches.
+        rng: the run's chaos rng (shared with the run loop, in its order).
+        doom_rng: the rng of the crashes aimed at leaders (shared likewise).
+        retired: the servers that applied their own removal (read only).
+        restart_at: server id -> virtual ms of its restart (a server sent
+            away is entered here before it crashes).
+        crash_server: crash a server now, or inside its next Ready if the
+            flag is set; it restarts later.
+        draw_driver: draw the driver mode of a server just added.
+        note: record a chaos event.
+    """
 
-        def _note(self, text: str) -> None: ...
-        def _leader(self) -> SimServer | None: ...
-        def _draw_driver(self, server: SimServer) -> None: ...
-        def _crash_server(self, server: SimServer, in_ready: bool) -> None: ...
+    def __init__(
+        self,
+        options: SimOptions,
+        cluster: Cluster,
+        checker: InvariantChecker,
+        *,
+        rng: random.Random,
+        doom_rng: random.Random,
+        retired: set[int],
+        restart_at: dict[int, int],
+        crash_server: Callable[[SimServer, bool], None],
+        draw_driver: Callable[[SimServer], None],
+        note: Callable[[str], None],
+    ) -> None:
+        self.options = options
+        self.cluster = cluster
+        self.checker = checker
+        self.rng = rng
+        self._doom_rng = doom_rng
+        self._retired = retired
+        self._restart_at = restart_at
+        self._crash_server = crash_server
+        self._draw_driver = draw_driver
+        self._note = note
+        #: The id the next added server gets.
+        self.next_id = options.servers + 1
+        #: New leaders to ask for a change at once (see :meth:`greet`).
+        self.new_leaders: list[int] = []
+        self.stats = dict.fromkeys(
+            (
+                "membership_proposed",
+                "readd_refused",
+                "away",
+                "away_compactions",
+                "forced_elections",
+            ),
+            0,
+        )
+        # Servers crashed by the away path: id -> (leader id, removal index).
+        self._away: dict[int, tuple[int, int]] = {}
+        # The next leader is asked for a change at once (after a forced election).
+        self._greet_next = False
 
-    def _greet_new_leaders(self) -> None:
-        new, self._new_leaders = self._new_leaders, []
+    def elected(self, node_id: int) -> None:
+        """Server ``node_id`` became leader: maybe ask it for a change at once
+        (adversarial timing: before its no-op commits)."""
+        member = self.options.member
+        if self._greet_next or (member and self.rng.random() * 100 < min(50.0, 20 * member)):
+            self._greet_next = False
+            self.new_leaders.append(node_id)
+
+    def greet(self, now: int) -> None:
+        """Ask the new leaders still leading for a change."""
+        new, self.new_leaders = self.new_leaders, []
         for node_id in new:
             server = self.cluster.servers[node_id]
             if server.alive and server.raft.role is _LEADER:
-                self._change_membership(server)
+                self._change_membership(now, server)
 
-    def _change_membership(self, leader: SimServer | None = None) -> None:
+    def change(self, now: int) -> None:
+        """Ask the leader, if any, for a change."""
+        self._change_membership(now)
+
+    def returning(self, node_id: int) -> None:
+        """Server ``node_id`` restarts: if it was sent away, the leader that
+        removed it compacts past the removal first."""
+        away = self._away.pop(node_id, None)
+        if away is not None:
+            self._compact_for_away(node_id, *away)
+
+    def _change_membership(self, now: int, leader: SimServer | None = None) -> None:
         if leader is None:
-            leader = self._leader()
+            leader = self.cluster.leader_server()
         if leader is None:
             return
         rng = self.rng
@@ -81,7 +145,7 @@ class MembershipChaos:
         o = self.options
         choices = []
         if o.readd and self.checker.removed_at and rng.random() * 100 < o.readd:
-            self._readd(leader)
+            self.readd(leader)
             return
         if len(members) < o.servers + o.max_extra_servers:
             choices.append("add")
@@ -116,7 +180,7 @@ class MembershipChaos:
         self.stats["membership_proposed"] += 1
         if action == "remove" and o.away and node_id != leader.id:
             if rng.random() * 100 < o.away:
-                self._send_away(node_id, leader.id, resp.index)
+                self._send_away(now, node_id, leader.id, resp.index)
         forced = (
             action != "add"
             and o.force_election
@@ -139,7 +203,7 @@ class MembershipChaos:
             self._crash_server(leader, False)
         self.checker.after_step(leader)
 
-    def _readd(self, leader: SimServer) -> None:
+    def readd(self, leader: SimServer) -> None:
         """Try to add again a server whose removal committed: the leader must refuse."""
         # Only removals this leader knows committed: a deposed leader that
         # never heard of a server may accept it (the entry can never commit).
@@ -163,14 +227,14 @@ class MembershipChaos:
             f"entry {self.checker.removed_at[node_id]}",
         )
 
-    def _send_away(self, node_id: int, leader_id: int, index: int) -> None:
+    def _send_away(self, now: int, node_id: int, leader_id: int, index: int) -> None:
         """Crash a server being removed before it hears of it, and keep it down
         long enough for the removal to commit and the leader to compact."""
         server = self.cluster.servers.get(node_id)
         if server is None or not server.alive or node_id in self._retired:
             return
         lo = self.options.election_timeout_ms
-        self._restart_at[node_id] = self.now_ms + self.rng.randint(4 * lo, 12 * lo)
+        self._restart_at[node_id] = now + self.rng.randint(4 * lo, 12 * lo)
         self._away[node_id] = (leader_id, index)
         self.cluster.crash(node_id)
         self.stats["away"] += 1

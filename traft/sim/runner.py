@@ -80,7 +80,7 @@ __all__ = ["RunResult", "SimOptions", "Simulation", "run_one"]
 _LEADER = Role.LEADER
 
 
-class Simulation(MembershipChaos, LivenessCheck):
+class Simulation:
     """One run of the simulator (see the module docstring)."""
 
     def __init__(self, options: SimOptions, seed: int) -> None:
@@ -149,7 +149,6 @@ class Simulation(MembershipChaos, LivenessCheck):
         c.early_fsync_ms = o.fsync_ms
         for server in c.servers.values():
             self._draw_driver(server)
-        self.next_id = o.servers + 1
         self.now_ms = 0
         self.iteration = 0
         self.stats = dict.fromkeys(
@@ -158,44 +157,42 @@ class Simulation(MembershipChaos, LivenessCheck):
                 "leader_changes",
                 "snapshots",
                 "snapshots_loaded",
-                "membership_proposed",
                 "crashes",
                 "restarts",
                 "partitions",
                 "install_crashes",
-                "readd_refused",
-                "away",
-                "away_compactions",
                 "stale_compactions",
             ),
             0,
         )
         self._restart_at: dict[int, int] = {}
-        self._new_leaders: list[int] = []
         self._retired: set[int] = set()
         self._heal_at: int | None = None
-        self._cut: list[tuple[int, int]] = []
-        self._last_ok_ms = 0
-        # Raft promises progress only when a round trip is well within the
-        # election timeout (§5.6: broadcastTime << electionTimeout).
-        self._liveness_applies = 2 * o.delay_ms[1] < o.election_timeout_ms
-        self._last_commit = 0
-        self._healthy_cache: tuple[Any, bool] | None = None
+        self.liveness = LivenessCheck(o, c, self.checker)
         self._hash = hashlib.blake2b(digest_size=16) if o.trace else None
         self.recent: deque[str] = deque(maxlen=0)
         self._log = False
         c.on_snapshot.append(self._count_snapshot)
         c.on_install.append(self._on_install)
         c.on_crash.append(self._on_crash)
-        # Servers crashed by the away path: id -> (leader id, removal index).
-        self._away: dict[int, tuple[int, int]] = {}
         # Old messages delivered again (``replay``), and the rng of the
         # crashes aimed at new leaders and at leaders changing membership.
         self.archive = Archive(random.Random(root.getrandbits(64)))
         self._doom_rng = random.Random(root.getrandbits(64))
         self._doomed: list[int] = []
-        self._greet_next = False
-        self.stats.update(leader_crashes=0, forced_elections=0)
+        self.stats.update(leader_crashes=0)
+        self.membership = MembershipChaos(
+            o,
+            c,
+            self.checker,
+            rng=self.rng,
+            doom_rng=self._doom_rng,
+            retired=self._retired,
+            restart_at=self._restart_at,
+            crash_server=self._crash_server,
+            draw_driver=self._draw_driver,
+            note=self._note,
+        )
 
     def _draw_driver(self, server: SimServer) -> None:
         # Whether this server's driver sends a leader's Ready before its fsync.
@@ -220,16 +217,9 @@ class Simulation(MembershipChaos, LivenessCheck):
                     self.stats["elections"] += 1
                 elif event.role is _LEADER:
                     self.stats["leader_changes"] += 1
-                    # Adversarial timing: membership changes right after an
-                    # election, before the new leader's no-op commits.
-                    member = self.options.member
                     if self._calm:
                         continue
-                    if self._greet_next or (
-                        member and self.rng.random() * 100 < min(50.0, 20 * member)
-                    ):
-                        self._greet_next = False
-                        self._new_leaders.append(server.id)
+                    self.membership.elected(server.id)
                     chance = self.options.leader_crash
                     if chance and self._doom_rng.random() * 100 < chance:
                         # Crashed before its no-op is known committed.
@@ -252,7 +242,7 @@ class Simulation(MembershipChaos, LivenessCheck):
         lo = self.options.election_timeout_ms
         self._restart_at[server.id] = self.now_ms + self.rng.randint(lo // 2, 10 * lo)
         self.stats["crashes"] += 1
-        self._healthy_cache = None
+        self.liveness.forget()
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -289,6 +279,7 @@ class Simulation(MembershipChaos, LivenessCheck):
         rng = self.rng
         cluster = self.cluster
         check = self.checker.after_step
+        membership = self.membership
         self.now_ms += o.step_ms
         now = self.now_ms
         cluster.now_ms = now
@@ -304,8 +295,8 @@ class Simulation(MembershipChaos, LivenessCheck):
             server.raft.periodic(elapsed)
             cluster.process(server.id)
             check(server)
-            if self._new_leaders:
-                self._greet_new_leaders()
+            if membership.new_leaders:
+                membership.greet(now)
         # 2. Messages due by now, and snapshot install steps.
         self._deliver(now)
         if cluster.early_sends:
@@ -321,7 +312,7 @@ class Simulation(MembershipChaos, LivenessCheck):
         if self._heal_at is not None and now >= self._heal_at:
             self._heal()
         if o.member and rng.random() * 100 < o.member and not calm:
-            self._change_membership()
+            membership.change(now)
         if o.compaction and rng.random() * 100 < o.compaction and not calm:
             self._compact()
         if self.storm.active:
@@ -353,8 +344,8 @@ class Simulation(MembershipChaos, LivenessCheck):
         # 4. Liveness, every fourth iteration: the window is seconds long, and
         # no outage shorter than that excuses a whole window without progress.
         if not self.iteration % 4:
-            self._check_liveness(now)
-            if self._liveness_applies:
+            self.liveness.check(now)
+            if self.liveness.applies:
                 self.catchup.check(cluster, now)
 
     def _deliver(self, now: int) -> None:
@@ -371,6 +362,7 @@ class Simulation(MembershipChaos, LivenessCheck):
         check = self.checker.after_step
         trace = self._hash
         archive = self.archive if self.options.replay else None
+        membership = self.membership
         n = len(batch)
         for k in range(n):
             if reorder and k + 1 < n and random_() * 100 < reorder:
@@ -404,8 +396,8 @@ class Simulation(MembershipChaos, LivenessCheck):
             check(server)
             if archive is not None:
                 archive.offer(src, dst, msg)
-            if self._new_leaders:
-                self._greet_new_leaders()
+            if membership.new_leaders:
+                membership.greet(now)
 
     # -- chaos ---------------------------------------------------------------------------
 
@@ -413,7 +405,7 @@ class Simulation(MembershipChaos, LivenessCheck):
         """Faults stop: heal, restart everyone, deliver every message as sent."""
         self._calm = True
         self._drop = self._dupe = self._reorder = 0.0
-        self._new_leaders.clear()
+        self.membership.new_leaders.clear()
         if self._heal_at is not None:
             self._heal()
         for server in self.cluster.servers.values():
@@ -449,11 +441,10 @@ class Simulation(MembershipChaos, LivenessCheck):
         else:
             a, b = rng.sample(ids, 2)
             cut = [(a, b)]
-        self._cut = cut
+        self.liveness.cut(cut)
         self.cluster.network.blocked.update(cut)
         lo = self.options.election_timeout_ms
         self._heal_at = self.now_ms + rng.randint(lo, 10 * lo)
-        self._healthy_cache = None
         self.stats["partitions"] += 1
         self._note(f"partition: links {sorted(cut)} cut until {self._heal_at}ms")
 
@@ -465,9 +456,8 @@ class Simulation(MembershipChaos, LivenessCheck):
             self._compact_over_stale_tails()
         self.cluster.network.heal()
         self._note("partition healed")
-        self._cut = []
+        self.liveness.cut([])
         self._heal_at = None
-        self._healthy_cache = None
 
     def _compact_over_stale_tails(self) -> None:
         # A server cut off with entries the leader does not hold past its
@@ -496,8 +486,7 @@ class Simulation(MembershipChaos, LivenessCheck):
             self.checker.after_step(leader)
 
     def _leader(self) -> SimServer | None:
-        leader = self.cluster.leader()
-        return None if leader is None else self.cluster.servers[leader]
+        return self.cluster.leader_server()
 
     def _compact(self) -> None:
         live = self.cluster.alive()
@@ -544,7 +533,7 @@ class Simulation(MembershipChaos, LivenessCheck):
             self.cluster.crash(server.id)
             self._note(f"server {server.id} crashes")
         self.stats["crashes"] += 1
-        self._healthy_cache = None
+        self.liveness.forget()
 
     def _crash_new_leaders(self) -> None:
         """Crash the leaders doomed at their election (``leader_crash``) while
@@ -575,9 +564,7 @@ class Simulation(MembershipChaos, LivenessCheck):
             del self._restart_at[node_id]
             if server.alive or node_id in self._retired:
                 continue
-            away = self._away.pop(node_id, None)
-            if away is not None:
-                self._compact_for_away(node_id, *away)
+            self.membership.returning(node_id)
             try:
                 self.cluster.restart(node_id)
             except (ValueError, AssertionError) as exc:
@@ -586,7 +573,7 @@ class Simulation(MembershipChaos, LivenessCheck):
                 ) from None
             self._note(f"server {node_id} restarts: {server.raft!r}")
             self.stats["restarts"] += 1
-            self._healthy_cache = None
+            self.liveness.forget()
             self.cluster.process(node_id)
             self.checker.after_step(server)
 
@@ -599,7 +586,7 @@ class Simulation(MembershipChaos, LivenessCheck):
                 self._restart_at.pop(server.id, None)
                 if server.alive:
                     self.cluster.crash(server.id)
-                self._healthy_cache = None
+                self.liveness.forget()
 
     # -- results -------------------------------------------------------------------------
 
@@ -609,6 +596,7 @@ class Simulation(MembershipChaos, LivenessCheck):
         network = self.cluster.network
         servers = self.cluster.servers.values()
         counts = self.workload.counts
+        membership = self.membership.stats
         return {
             "seed": self.seed,
             "servers": self.options.servers,
@@ -621,18 +609,18 @@ class Simulation(MembershipChaos, LivenessCheck):
             "committed": self.checker.committed_index,
             "snapshots": self.stats["snapshots"],
             "snapshots_loaded": self.stats["snapshots_loaded"],
-            "membership_changes": self.stats["membership_proposed"],
+            "membership_changes": membership["membership_proposed"],
             "crashes": self.stats["crashes"],
             "partitions": self.stats["partitions"],
             "install_crashes": self.cluster.install_crashes,
-            "readd_refused": self.stats["readd_refused"],
-            "away": self.stats["away"],
-            "away_compactions": self.stats["away_compactions"],
+            "readd_refused": membership["readd_refused"],
+            "away": membership["away"],
+            "away_compactions": membership["away_compactions"],
             "stale_compactions": self.stats["stale_compactions"],
             "early_sends": self.cluster.early_sends,
             "early_crashes": self.cluster.early_crashes,
             "leader_crashes": self.stats["leader_crashes"],
-            "forced_elections": self.stats["forced_elections"],
+            "forced_elections": membership["forced_elections"],
             "replayed": self.archive.replayed,
             "snapshot_storms": self.storm.storms,
             "storm_snapshots": self.storm.snapshots,

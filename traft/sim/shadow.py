@@ -4,14 +4,21 @@
 only from the Ready values it made durable and the snapshots it stored,
 never from the core or the simulated disk; :class:`Track` holds it with the
 term, vote and commit index last seen in memory. :func:`recover_shadow` is
-what a sound recovery makes of a shadow log after a restart.
+what a sound recovery makes of a shadow log after a restart, and
+:func:`compare_logs` holds a server's log against its shadow.
 """
 
 from __future__ import annotations
 
-from traft.core import Entry, HardState
+from typing import TYPE_CHECKING
 
-__all__ = ["ShadowLog", "Track", "recover_shadow"]
+from traft.core import Entry, HardState
+from traft.sim.violations import InvariantViolation
+
+if TYPE_CHECKING:
+    from traft.sim.cluster import SimServer
+
+__all__ = ["ShadowLog", "Track", "compare_logs", "recover_shadow"]
 
 
 class ShadowLog:
@@ -89,3 +96,29 @@ def recover_shadow(shadow: ShadowLog) -> None:
     shadow.entries = keep
     shadow.base_index = index
     shadow.base_term = term
+
+
+def compare_logs(server: SimServer, track: Track, start: int, name: str = "log_accuracy") -> None:
+    """Raise ``name`` unless ``server``'s log equals its shadow log from ``start`` on
+    (and has the same ends and base term)."""
+    shadow = track.shadow
+    log = server.raft.log
+    if (log.base_index, log.last_index) != (shadow.base_index, shadow.last_index) or (
+        shadow.base_term >= 0 and log.base_term != shadow.base_term
+    ):
+        raise InvariantViolation(
+            name,
+            f"server {server.id}: log {log.base_index}..{log.last_index} "
+            f"(base term {log.base_term}), persisted {shadow.base_index}..{shadow.last_index} "
+            f"(base term {shadow.base_term})",
+        )
+    lo = max(start, shadow.base_index + 1)
+    mine = log.slice(lo, log.last_index + 1)
+    theirs = shadow.entries[lo - shadow.base_index - 1 :]
+    if mine != theirs:
+        for a, b in zip(mine, theirs, strict=True):
+            if a != b:
+                raise InvariantViolation(
+                    name,
+                    f"server {server.id}: entry {a.index} is {a}, persisted {b}",
+                )
