@@ -53,6 +53,12 @@ class LeadershipTransferring(NodeError):
     """The leader is handing leadership to another node and accepts no writes
     meanwhile (at most an election timeout); retry shortly, with the same key."""
 
+    @classmethod
+    def to(cls, target: int | None) -> LeadershipTransferring:
+        """The error for a transfer to ``target`` (None: not known)."""
+        to = f" to node {target}" if target is not None else ""
+        return cls(f"leadership is being transferred{to}; retry shortly (same Idempotency-Key)")
+
 
 class TransferFailed(NodeError):
     """A leadership transfer did not complete: the core gave it up, it timed

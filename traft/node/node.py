@@ -80,7 +80,7 @@ from traft.node.reads import Reads
 from traft.node.routes import Routes
 from traft.node.snapshots import Snapshots
 from traft.node.statemachine import StateMachine
-from traft.node.status import NodeStatus
+from traft.node.status import NodeStatus, describe, take_status
 from traft.node.waiters import Deadlines, LeaderTransfer, MemberChange, Proposal, Read, Waiter
 from traft.wire import (
     Budget,
@@ -277,16 +277,7 @@ class Node:
             OSError: the peer address cannot be bound.
         """
         if self.endpoint is None:
-            me = self.cluster.member(self.id)
-            self.endpoint = net.UdpEndpoint(
-                self.id,
-                cluster_id=net.cluster_id_from(self.cluster.cluster_id),
-                bind=me.peer,
-                key=self.cluster.key,
-                max_datagram=self.cluster.max_datagram,
-                max_message=Budget.message_size_for(self.cluster.max_command),
-                faults=self.faults,
-            )
+            self.endpoint = self._routes.udp_endpoint(self.faults)
         endpoint = self.endpoint
         # The cluster's max_command, at most what one message carries (an
         # endpoint made by the caller may carry less than the cluster allows).
@@ -464,7 +455,7 @@ class Node:
         """The error for proposals the core refused with ``exc``."""
         if isinstance(exc, TransferInProgress):
             raft = self.raft
-            return _transferring(raft.transfer_target if raft is not None else None)
+            return LeadershipTransferring.to(raft.transfer_target if raft is not None else None)
         return self._not_leader()
 
     def _advance_clock(self, now: float) -> None:
@@ -606,7 +597,7 @@ class Node:
         if raft.role is not Role.LEADER:
             raise self._not_leader()
         if raft.transfer_target is not None:
-            raise _transferring(raft.transfer_target)
+            raise LeadershipTransferring.to(raft.transfer_target)
         return Proposal(command)
 
     def _list_proposal(self, proposal: Proposal) -> None:
@@ -792,47 +783,16 @@ class Node:
 
     def metrics_status(self) -> NodeStatus:
         """This node's role, term and indexes now, as one record (what metrics read)."""
-        raft = self.raft
-        if raft is None:
-            return NodeStatus(node_id=self.id, role="starting")
-        return NodeStatus(
-            node_id=self.id,
-            role=raft.role.value,
-            term=raft.term,
-            leader_id=raft.leader_id,
-            commit_index=raft.commit_index,
-            applied_index=raft.last_applied,
-            first_index=raft.first_index,
-            last_index=raft.current_index,
-            unapplied=self._proposals.unapplied,
-            unapplied_bytes=self._proposals.unapplied_bytes,
-        )
+        proposals = self._proposals
+        return take_status(self.id, self.raft, proposals.unapplied, proposals.unapplied_bytes)
 
     def _endpoint_stats(self) -> Mapping[str, int] | None:
-        return self.endpoint.stats if self.endpoint is not None else None
+        return self.endpoint.stats if self.endpoint else None
 
     def status(self) -> dict[str, Any]:
         """A JSON-ready summary of this node's view of the cluster."""
         raft = self.raft
         if raft is None:
             return {"id": self.id, "role": "starting"}
-        snapshot = raft.snapshot
-        return {
-            "id": self.id,
-            "role": raft.role.value,
-            "term": raft.term,
-            "leader_id": raft.leader_id,
-            "leader_url": self.leader_url,
-            "commit": raft.commit_index,
-            "applied": self._applied,
-            "members": self._routes.describe(raft.membership()),
-            "log": {"first": raft.first_index, "last": raft.current_index},
-            "snapshot": {"index": snapshot.index, "term": snapshot.term} if snapshot else None,
-        }
-
-
-def _transferring(target: int | None) -> LeadershipTransferring:
-    to = f" to node {target}" if target is not None else ""
-    return LeadershipTransferring(
-        f"leadership is being transferred{to}; retry shortly (same Idempotency-Key)"
-    )
+        members = self._routes.describe(raft.membership())
+        return describe(self.id, raft, self._applied, self.leader_url, members)

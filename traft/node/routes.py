@@ -19,6 +19,7 @@ import net
 from traft.core import Membership, NodeConfig
 from traft.node.config import Address, ClusterConfig, format_address
 from traft.node.members import member_context, parse_context
+from traft.wire import Budget
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,19 @@ class Routes:
         self.cluster = cluster
         # The endpoint told of new routes: only one the node made itself.
         self.endpoint: net.DatagramEndpoint | None = None
+
+    def udp_endpoint(self, faults: net.FaultInjector | None) -> net.UdpEndpoint:
+        """This member's UDP endpoint, sized for the cluster's ``max_command``."""
+        cluster = self.cluster
+        return net.UdpEndpoint(
+            self.node_id,
+            cluster_id=net.cluster_id_from(cluster.cluster_id),
+            bind=cluster.member(self.node_id).peer,
+            key=cluster.key,
+            max_datagram=cluster.max_datagram,
+            max_message=Budget.message_size_for(cluster.max_command),
+            faults=faults,
+        )
 
     def founding(self) -> Membership:
         """The founding members of cluster.toml (not ``join``), all voting, with
