@@ -9,7 +9,7 @@ import trio.testing
 from traft.core import TimeoutNow
 from traft.node.errors import NodeStopped
 from traft.node.inbox import Inbox
-from traft.node.waiters import Proposal
+from traft.node.waiters import LeaderTransfer
 
 
 def reply(term: int) -> TimeoutNow:
@@ -26,10 +26,10 @@ async def test_a_full_peer_queue_drops_instead_of_waiting() -> None:
 
 async def test_client_work_waits_for_room_and_peers_still_get_in() -> None:
     inbox = Inbox(peer_capacity=4, client_capacity=1)
-    first, second = Proposal(b"1"), Proposal(b"2")
+    first, second = LeaderTransfer(1), LeaderTransfer(2)
     queued = []
 
-    async def client(p: Proposal) -> None:
+    async def client(p: LeaderTransfer) -> None:
         await inbox.put_client(p)
         queued.append(p)
 
@@ -61,17 +61,17 @@ async def test_wait_returns_for_a_tick_a_wake_or_a_peer() -> None:
 
 async def test_closing_fails_waiting_clients_and_returns_queued_work() -> None:
     inbox = Inbox(peer_capacity=4, client_capacity=1)
-    queued = Proposal(b"1")
+    queued = LeaderTransfer(1)
     await inbox.put_client(queued)
     with trio.fail_after(1):
         async with trio.open_nursery() as nursery:
 
             async def blocked() -> None:
                 with pytest.raises(NodeStopped):
-                    await inbox.put_client(Proposal(b"2"))
+                    await inbox.put_client(LeaderTransfer(2))
 
             nursery.start_soon(blocked)
             await trio.testing.wait_all_tasks_blocked()
             assert inbox.close() == [queued]
     with pytest.raises(NodeStopped):
-        await inbox.put_client(Proposal(b"3"))
+        await inbox.put_client(LeaderTransfer(3))

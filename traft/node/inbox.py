@@ -31,11 +31,11 @@ import collections
 import trio
 
 from traft.node.errors import NodeStopped
-from traft.node.waiters import LeaderTransfer, MemberChange, Proposal
+from traft.node.waiters import LeaderTransfer, MemberChange
 from traft.wire import WireMessage
 
 # Work a client hands the main loop through the client queue.
-ClientWork = Proposal | MemberChange | LeaderTransfer
+ClientWork = MemberChange | LeaderTransfer
 
 
 class Inbox:

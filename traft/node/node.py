@@ -443,10 +443,8 @@ class Node:
             for waiter in self._deadlines.expire(now):
                 self._proposals.forget(waiter)
 
-    def _on_client(self, raft: Raft, work: Proposal | MemberChange | LeaderTransfer) -> None:
-        if isinstance(work, Proposal):
-            self._proposals.add(work)
-        elif isinstance(work, MemberChange):
+    def _on_client(self, raft: Raft, work: MemberChange | LeaderTransfer) -> None:
+        if isinstance(work, MemberChange):
             self._members.start(raft, work)
         else:
             self._transfers.start(raft, work)

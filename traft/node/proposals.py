@@ -174,10 +174,21 @@ class Proposals:
         exactly when :meth:`flush` would propose, so the main loop never
         spins on proposals that must wait for entries to apply."""
         pending = self._pending
-        if not pending or self._last_index - self._applied >= self.max_unapplied:
-            return False
-        batch_bytes = self._batch_bytes
-        return batch_bytes == 0 or batch_bytes + len(pending[0].command) <= self.max_unapplied_bytes
+        return (
+            bool(pending)
+            and self._room_in_log() > 0
+            and self._fits(len(pending[0].command), alone=True)
+        )
+
+    def _room_in_log(self) -> int:
+        """How many more proposals the count bound lets into the log now."""
+        return min(self.max_batch, self.max_unapplied - (self._last_index - self._applied))
+
+    def _fits(self, size: int, *, alone: bool = False) -> bool:
+        """Whether ``size`` more command bytes may enter the log now; a
+        proposal ``alone`` always may when the log holds none of the backlog."""
+        in_log = self._batch_bytes
+        return in_log + size <= self.max_unapplied_bytes or (alone and in_log == 0)
 
     def note_applied(self, applied: int) -> None:
         """Tell the bound where the state machine is (the node opened its
@@ -200,21 +211,23 @@ class Proposals:
         pending = self._pending
         if not pending:
             return
-        logged = self._last_index - self._applied
-        take = min(self.max_batch, self.max_unapplied - logged)
+        take = self._room_in_log()
         if take <= 0:
             return
-        size = 0
-        room = self.max_unapplied_bytes - self._batch_bytes
-        for n, p in enumerate(pending[:take]):
-            size += len(p.command)
-            if size > room and (n > 0 or self._batch_bytes > 0):
-                size -= len(p.command)
-                take = n
-                break
-        if take == 0:
-            return
-        batch, self._pending = pending[:take], pending[take:]
+        if take >= len(pending) and self._fits(self._pending_bytes, alone=len(pending) == 1):
+            # The common case: everything listed fits both bounds.
+            size = self._pending_bytes
+            batch, self._pending = pending, []
+        else:
+            size = 0
+            for n, p in enumerate(pending[:take]):
+                if not self._fits(size + len(p.command), alone=n == 0):
+                    take = n
+                    break
+                size += len(p.command)
+            if take == 0:
+                return
+            batch, self._pending = pending[:take], pending[take:]
         self._pending_bytes -= size
         try:
             term, index = raft.recv_entries_batch([p.command for p in batch])
